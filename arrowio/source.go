@@ -1,0 +1,160 @@
+package arrowio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+)
+
+// Request is a stream request: the JSON descriptor of a Flight call
+// (SPEC §4), after defaults are filled in and every field is validated.
+type Request struct {
+	Dataset    string `json:"dataset"`
+	Epoch      int    `json:"epoch"`
+	BatchSize  int    `json:"batch_size"`
+	Rank       int    `json:"rank"`
+	WorldSize  int    `json:"world_size"`
+	DropLast   bool   `json:"drop_last"`
+	StartBatch int    `json:"start_batch"`
+	Shuffle    bool   `json:"shuffle"`
+	GPU        string `json:"gpu,omitempty"`
+}
+
+// A Plan is what a Source promises for a Request before streaming it.
+type Plan struct {
+	Schema      *arrow.Schema // the stream's schema, metadata included
+	Records     int64         // rows the stream yields: this rank's samples from StartBatch on
+	Batches     int64         // record batches the stream yields
+	Fingerprint string        // dataset fingerprint; a ticket is bound to it
+}
+
+// DatasetInfo describes one served dataset for ListFlights.
+type DatasetInfo struct {
+	Name         string
+	Samples      int64
+	Classes      []string
+	Pipeline     string // canonical pipeline text
+	Seed         uint64
+	CachedEpochs []int // complete epochs in the cache
+	Schema       *arrow.Schema
+	Fingerprint  string
+}
+
+// A Batch is one training batch ready to send. Images[i] is the image
+// tensor of row i (RowBytes long, in the layout of the schema's image
+// column); it may alias memory the Source owns until Release is called.
+type Batch struct {
+	Index  []uint64
+	Label  []int64
+	Images [][]byte
+	// Release, if not nil, is called exactly once, from any goroutine, when
+	// nothing will read Images again (after gRPC has written them).
+	Release func()
+}
+
+// Rows returns the number of rows in b.
+func (b *Batch) Rows() int { return len(b.Index) }
+
+// Source is what the Flight service streams from. loader.Loader implements it.
+type Source interface {
+	// Datasets lists the served datasets.
+	Datasets(ctx context.Context) ([]DatasetInfo, error)
+	// Plan validates req against the dataset (unknown dataset, unknown GPU)
+	// and describes the stream it names.
+	Plan(ctx context.Context, req Request) (Plan, error)
+	// Stream calls send with each batch of req in order, starting at
+	// req.StartBatch. It returns when the stream is complete, ctx is done, or
+	// send fails; send's error is returned as is.
+	Stream(ctx context.Context, req Request, send func(*Batch) error) error
+}
+
+// Actions are the DoAction verbs beyond streaming (SPEC §4). Results are
+// marshalled to JSON as they are.
+type Actions interface {
+	// Precompute fills the cache with the epochs of a dataset, calling
+	// progress as it works, and returns a summary when they are complete.
+	Precompute(ctx context.Context, dataset string, epochs []int, progress func(PrecomputeProgress) error) (PrecomputeSummary, error)
+	CacheStatus(ctx context.Context, dataset string) (CacheStatus, error)
+	Evict(ctx context.Context, dataset string, epochs []int) (CacheStatus, error)
+	DatasetErrors(ctx context.Context, dataset string) ([]SampleError, error)
+	Topology(ctx context.Context) (any, error)
+}
+
+// PrecomputeProgress is one progress result of the precompute action.
+type PrecomputeProgress struct {
+	Dataset      string  `json:"dataset"`
+	Epochs       []int   `json:"epochs"`
+	Done         int64   `json:"done"`  // augmented samples written so far
+	Total        int64   `json:"total"` // samples to write: len(Epochs) * N, less what was cached
+	ImagesPerSec float64 `json:"images_per_sec"`
+}
+
+// PrecomputeSummary is the last result of the precompute action.
+type PrecomputeSummary struct {
+	Dataset      string  `json:"dataset"`
+	Epochs       []int   `json:"epochs"`
+	Computed     int64   `json:"computed"` // augmented samples computed by this call
+	Cached       int64   `json:"cached"`   // samples that were already in the cache
+	Seconds      float64 `json:"seconds"`
+	ImagesPerSec float64 `json:"images_per_sec"`
+	Bytes        int64   `json:"bytes"` // bytes of the epochs on disk
+}
+
+// CacheStatus is the result of the cache-status and evict actions.
+type CacheStatus struct {
+	Datasets []DatasetCache `json:"datasets"`
+}
+
+// DatasetCache lists the cached epochs of one dataset.
+type DatasetCache struct {
+	Dataset string        `json:"dataset"`
+	Epochs  []EpochStatus `json:"epochs"`
+}
+
+// Epoch states in the cache.
+const (
+	EpochPartial  = "partial"
+	EpochComplete = "complete"
+	EpochEvicting = "evicting"
+)
+
+// EpochStatus is one epoch's presence in the cache.
+type EpochStatus struct {
+	Epoch   int    `json:"epoch"`
+	State   string `json:"state"`
+	Bytes   int64  `json:"bytes"`
+	Samples int64  `json:"samples"`
+}
+
+// SampleError reports one undecodable sample.
+type SampleError struct {
+	Index  int64  `json:"index"`
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Errors a Source or Actions returns, wrapped with %w, and the gRPC codes
+// the service answers with.
+var (
+	ErrInvalid     = errors.New("invalid argument")           // InvalidArgument
+	ErrNotFound    = errors.New("not found")                  // NotFound
+	ErrStale       = errors.New("dataset changed")            // FailedPrecondition
+	ErrExhausted   = errors.New("resource exhausted")         // ResourceExhausted
+	ErrUnavailable = errors.New("unavailable: shutting down") // Unavailable
+	ErrDataLoss    = errors.New("undecodable sample")         // DataLoss
+)
+
+// A FieldError reports an invalid request field. It wraps ErrInvalid.
+type FieldError struct {
+	Field  string // JSON name of the field
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("arrowio: invalid %q: %s", e.Field, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
