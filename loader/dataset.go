@@ -1,0 +1,276 @@
+package loader
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ErrDataset reports a dataset that cannot be listed: a missing root, an
+// empty tree, a malformed manifest.
+var ErrDataset = errors.New("loader: bad dataset")
+
+// imageExts are the file extensions a dataset sample may have (SPEC §1),
+// compared case-insensitively.
+var imageExts = map[string]bool{".jpg": true, ".jpeg": true, ".png": true}
+
+// A Sample is one file of a dataset: what the listing holds, never pixels.
+type Sample struct {
+	Path    string // slash-separated, relative to the dataset root
+	Label   int64
+	Size    int64 // bytes, at listing time
+	ModTime int64 // nanoseconds since the epoch, at listing time
+}
+
+// A Dataset is the listing of an ImageFolder tree or a manifest (SPEC §1).
+// Sample i has index i. A Dataset is immutable and safe for concurrent use.
+type Dataset struct {
+	Name        string
+	Root        string // absolute directory sample paths are relative to
+	Classes     []string
+	Samples     []Sample
+	Fingerprint string // hex SHA-256 over the classes and every sample's path, size and mtime
+}
+
+// OpenDataset lists the dataset at path: a directory is an ImageFolder
+// root, a regular file a manifest of `path<TAB>label` lines.
+func OpenDataset(name, path string) (*Dataset, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrDataset, path, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDataset, err)
+	}
+	var d *Dataset
+	if st.IsDir() {
+		d, err = listImageFolder(abs)
+	} else {
+		d, err = readManifest(abs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(d.Samples) == 0 {
+		return nil, fmt.Errorf("%w: %s: no samples", ErrDataset, path)
+	}
+	d.Name = name
+	d.Fingerprint = fingerprint(d)
+	return d, nil
+}
+
+// Len returns the number of samples.
+func (d *Dataset) Len() int { return len(d.Samples) }
+
+// File returns the path of sample i on disk.
+func (d *Dataset) File(i int) string {
+	return filepath.Join(d.Root, filepath.FromSlash(d.Samples[i].Path))
+}
+
+// ReadFile returns the bytes of sample i's file.
+func (d *Dataset) ReadFile(i int) ([]byte, error) {
+	b, err := os.ReadFile(d.File(i))
+	if err != nil {
+		return nil, fmt.Errorf("loader: sample %d: %w", i, err)
+	}
+	return b, nil
+}
+
+// listImageFolder lists ROOT/<class>/<file...>. Classes are the visible
+// sub-directories sorted by bytes; files are found at any depth under a
+// class directory. Symlinks are followed only when they resolve inside root.
+func listImageFolder(root string) (*Dataset, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDataset, err)
+	}
+	d := &Dataset{Root: root}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		full := filepath.Join(root, e.Name())
+		st, err := statInside(root, full)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		d.Classes = append(d.Classes, e.Name())
+	}
+	slices.Sort(d.Classes) // os.ReadDir sorts too; the SPEC fixes byte order, so say it here
+	for label, class := range d.Classes {
+		var files []Sample
+		err := walkInside(root, filepath.Join(root, class), func(full string, st fs.FileInfo) {
+			if !imageExts[strings.ToLower(filepath.Ext(full))] {
+				return
+			}
+			rel, _ := filepath.Rel(root, full)
+			files = append(files, Sample{
+				Path:    filepath.ToSlash(rel),
+				Label:   int64(label),
+				Size:    st.Size(),
+				ModTime: st.ModTime().UnixNano(),
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.Samples = append(d.Samples, files...)
+	}
+	// Sorted by the relative slash path as a whole, by bytes (SPEC §1).
+	slices.SortFunc(d.Samples, func(a, b Sample) int { return strings.Compare(a.Path, b.Path) })
+	return d, nil
+}
+
+// walkInside calls fn for every regular file under dir, skipping dot-files
+// and dot-directories and following symlinks only when their target lies
+// inside root (a link cycle is cut by the visited set).
+func walkInside(root, dir string, fn func(string, fs.FileInfo)) error {
+	visited := map[string]bool{}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		real, err := filepath.EvalSymlinks(dir)
+		if err != nil || visited[real] {
+			return nil
+		}
+		visited[real] = true
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrDataset, err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			full := filepath.Join(dir, e.Name())
+			st, err := statInside(root, full)
+			if err != nil {
+				continue
+			}
+			switch {
+			case st.IsDir():
+				if err := walk(full); err != nil {
+					return err
+				}
+			case st.Mode().IsRegular():
+				fn(full, st)
+			}
+		}
+		return nil
+	}
+	return walk(dir)
+}
+
+// statInside stats full, following a symlink only when its target is
+// inside root; a link pointing out of root is an error.
+func statInside(root, full string) (fs.FileInfo, error) {
+	lst, err := os.Lstat(full)
+	if err != nil {
+		return nil, err
+	}
+	if lst.Mode()&fs.ModeSymlink == 0 {
+		return lst, nil
+	}
+	target, err := filepath.EvalSymlinks(full)
+	if err != nil {
+		return nil, err
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := filepath.Rel(realRoot, target)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, fmt.Errorf("%w: %s links out of the dataset root", ErrDataset, full)
+	}
+	return os.Stat(target)
+}
+
+// readManifest reads `path<TAB>label` lines; paths are relative to the
+// manifest's directory and may not leave it. Blank lines and lines starting
+// with # are skipped. Classes are the labels' decimal names, 0..max.
+func readManifest(file string) (*Dataset, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDataset, err)
+	}
+	defer f.Close()
+	d := &Dataset{Root: filepath.Dir(file)}
+	maxLabel := int64(-1)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimRight(sc.Text(), "\r")
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		p, l, ok := strings.Cut(text, "\t")
+		if !ok {
+			return nil, fmt.Errorf("%w: %s:%d: want path<TAB>label", ErrDataset, file, line)
+		}
+		label, err := strconv.ParseInt(strings.TrimSpace(l), 10, 64)
+		if err != nil || label < 0 {
+			return nil, fmt.Errorf("%w: %s:%d: label %q is not a non-negative integer", ErrDataset, file, line, l)
+		}
+		rel := path.Clean(filepath.ToSlash(p))
+		if path.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
+			return nil, fmt.Errorf("%w: %s:%d: path %q leaves the manifest's directory", ErrDataset, file, line, p)
+		}
+		full := filepath.Join(d.Root, filepath.FromSlash(rel))
+		st, err := statInside(d.Root, full)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s:%d: %w", ErrDataset, file, line, err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s:%d: %s is not a regular file", ErrDataset, file, line, p)
+		}
+		d.Samples = append(d.Samples, Sample{Path: rel, Label: label, Size: st.Size(), ModTime: st.ModTime().UnixNano()})
+		maxLabel = max(maxLabel, label)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDataset, file, err)
+	}
+	for i := int64(0); i <= maxLabel; i++ {
+		d.Classes = append(d.Classes, strconv.FormatInt(i, 10))
+	}
+	return d, nil
+}
+
+// fingerprint hashes the class list and every sample's (path, label, size,
+// mtime), length-prefixed so no two listings collide by concatenation.
+func fingerprint(d *Dataset) string {
+	h := sha256.New()
+	var buf [8]byte
+	putString := func(s string) {
+		binary.LittleEndian.PutUint64(buf[:], uint64(len(s)))
+		h.Write(buf[:])
+		h.Write([]byte(s))
+	}
+	putInt := func(v int64) {
+		binary.LittleEndian.PutUint64(buf[:], uint64(v))
+		h.Write(buf[:])
+	}
+	putString("loaderd-dataset-v1")
+	putInt(int64(len(d.Classes)))
+	for _, c := range d.Classes {
+		putString(c)
+	}
+	putInt(int64(len(d.Samples)))
+	for _, s := range d.Samples {
+		putString(s.Path)
+		putInt(s.Label)
+		putInt(s.Size)
+		putInt(s.ModTime)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

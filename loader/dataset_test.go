@@ -1,0 +1,146 @@
+package loader
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, path string, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestImageFolderListing(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{
+		"dog/b.JPG", "dog/a.png", "cat/z.jpeg", "cat/sub/y.jpg", "a-b/x.png",
+		"dog/notes.txt", "dog/.hidden.jpg", ".trash/q.jpg", "cat/.dot/w.jpg",
+	} {
+		writeFile(t, filepath.Join(root, p), p)
+	}
+	writeFile(t, filepath.Join(root, "README.jpg"), "a file at the root is not a sample")
+	outside := t.TempDir()
+	writeFile(t, filepath.Join(outside, "secret.jpg"), "outside")
+	if err := os.Symlink(filepath.Join(outside, "secret.jpg"), filepath.Join(root, "dog", "link.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "dog", "a.png"), filepath.Join(root, "cat", "inside.png")); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := OpenDataset("train", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a-b", "cat", "dog"}; !slices.Equal(d.Classes, want) {
+		t.Errorf("classes = %v; want %v", d.Classes, want)
+	}
+	var paths []string
+	var labels []int64
+	for _, s := range d.Samples {
+		paths = append(paths, s.Path)
+		labels = append(labels, s.Label)
+	}
+	wantPaths := []string{"a-b/x.png", "cat/inside.png", "cat/sub/y.jpg", "cat/z.jpeg", "dog/a.png", "dog/b.JPG"}
+	if !slices.Equal(paths, wantPaths) {
+		t.Errorf("paths = %v; want %v", paths, wantPaths)
+	}
+	if want := []int64{0, 1, 1, 1, 2, 2}; !slices.Equal(labels, want) {
+		t.Errorf("labels = %v; want %v", labels, want)
+	}
+	if b, err := d.ReadFile(5); err != nil || string(b) != "dog/b.JPG" {
+		t.Errorf("ReadFile(5) = %q, %v", b, err)
+	}
+}
+
+func TestFingerprintChanges(t *testing.T) {
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "a", "1.png"), "one")
+	writeFile(t, filepath.Join(root, "b", "2.png"), "two")
+	fp := func() string {
+		d, err := OpenDataset("x", root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Fingerprint
+	}
+	base := fp()
+	if fp() != base {
+		t.Fatal("fingerprint not stable")
+	}
+	steps := []struct {
+		name string
+		do   func()
+	}{
+		{name: "added", do: func() { writeFile(t, filepath.Join(root, "b", "3.png"), "three") }},
+		{name: "modified", do: func() { writeFile(t, filepath.Join(root, "a", "1.png"), "ONE!") }},
+		{name: "touched", do: func() {
+			later := time.Now().Add(time.Hour)
+			os.Chtimes(filepath.Join(root, "a", "1.png"), later, later)
+		}},
+		{name: "removed", do: func() { os.Remove(filepath.Join(root, "b", "3.png")) }},
+		{name: "class renamed", do: func() { os.Rename(filepath.Join(root, "b"), filepath.Join(root, "c")) }},
+	}
+	prev := base
+	for _, s := range steps {
+		s.do()
+		if got := fp(); got == prev {
+			t.Errorf("%s: fingerprint unchanged", s.name)
+		} else {
+			prev = got
+		}
+	}
+}
+
+func TestManifest(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "img", "x.png"), "x")
+	writeFile(t, filepath.Join(dir, "y.jpg"), "y")
+	writeFile(t, filepath.Join(dir, "list.tsv"), "# comment\nimg/x.png\t3\n\ny.jpg\t0\n")
+	d, err := OpenDataset("m", filepath.Join(dir, "list.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Len() != 2 || d.Samples[0].Path != "img/x.png" || d.Samples[0].Label != 3 || d.Samples[1].Label != 0 {
+		t.Errorf("samples = %+v", d.Samples)
+	}
+	if len(d.Classes) != 4 {
+		t.Errorf("classes = %v; want 0..3", d.Classes)
+	}
+	bad := []struct{ name, body string }{
+		{name: "no tab", body: "img/x.png 3\n"},
+		{name: "bad label", body: "img/x.png\tcat\n"},
+		{name: "negative label", body: "img/x.png\t-1\n"},
+		{name: "escapes", body: "../x.png\t1\n"},
+		{name: "absolute", body: "/etc/passwd\t1\n"},
+		{name: "missing", body: "nope.png\t1\n"},
+		{name: "empty", body: "# nothing\n"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, tc.name+".tsv")
+			writeFile(t, p, tc.body)
+			if _, err := OpenDataset("m", p); !errors.Is(err, ErrDataset) {
+				t.Errorf("OpenDataset = %v; want ErrDataset", err)
+			}
+		})
+	}
+}
+
+func TestEmptyOrMissing(t *testing.T) {
+	if _, err := OpenDataset("e", t.TempDir()); !errors.Is(err, ErrDataset) {
+		t.Errorf("empty dir: %v", err)
+	}
+	if _, err := OpenDataset("e", filepath.Join(t.TempDir(), "nope")); !errors.Is(err, ErrDataset) {
+		t.Errorf("missing: %v", err)
+	}
+}
