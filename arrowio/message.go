@@ -1,0 +1,234 @@
+package arrowio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"unsafe"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/endian"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+)
+
+// ErrBatch reports a Batch that does not fit its schema.
+var ErrBatch = errors.New("arrowio: invalid batch")
+
+// A Message is one encapsulated IPC message split for Flight: Header is the
+// flatbuffer Message (FlightData.DataHeader) and the concatenation of Body
+// is the message body (FlightData.DataBody), BodyLen bytes long. Header and
+// the padding pieces of Body are shared and must not be modified; the other
+// pieces alias the Batch they were made from.
+type Message struct {
+	Header  []byte
+	Body    [][]byte
+	BodyLen int64
+}
+
+// WriteTo writes m in the IPC encapsulated message format (continuation
+// marker, metadata length, metadata padded to 8 bytes, body), as one message
+// of an IPC stream. An IPC stream is the schema message followed by record
+// batch messages and, optionally, the end-of-stream marker 0xFFFFFFFF 0.
+func (m Message) WriteTo(w io.Writer) (int64, error) {
+	padded := (len(m.Header) + 8 + 7) &^ 7
+	var prefix [8]byte
+	binary.LittleEndian.PutUint32(prefix[:4], 0xFFFFFFFF)
+	binary.LittleEndian.PutUint32(prefix[4:], uint32(padded-8))
+	var n int64
+	for _, p := range append([][]byte{prefix[:], m.Header, make([]byte, padded-8-len(m.Header))}, m.Body...) {
+		k, err := w.Write(p)
+		n += int64(k)
+		if err != nil {
+			return n, fmt.Errorf("arrowio: write message: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// msgLayout is the record batch message of a given row count: its header
+// and where the body's pieces come from.
+type msgLayout struct {
+	header  []byte
+	body    []segment // offsets relative to the body
+	bodyLen int64
+}
+
+// A codec holds what the send path derives from a schema.
+type codec struct {
+	schema    *arrow.Schema
+	spec      RowSpec
+	rowBytes  int
+	schemaMsg []byte
+
+	mu   sync.Mutex
+	msgs map[int]*msgLayout
+}
+
+// codecs memoises codecs per schema (by pointer: a Source hands out the same
+// schema for a stream).
+var codecs struct {
+	sync.Mutex
+	m map[*arrow.Schema]*codec
+}
+
+func codecOf(schema *arrow.Schema) (*codec, error) {
+	codecs.Lock()
+	c, ok := codecs.m[schema]
+	codecs.Unlock()
+	if ok {
+		return c, nil
+	}
+	spec, err := SpecOf(schema)
+	if err != nil {
+		return nil, err
+	}
+	c = &codec{schema: schema, spec: spec, rowBytes: spec.RowBytes(), msgs: make(map[int]*msgLayout)}
+	// One row lays out the schema message as well.
+	if _, err := c.layout(1); err != nil {
+		return nil, err
+	}
+	codecs.Lock()
+	if codecs.m == nil || len(codecs.m) >= layoutCacheMax {
+		codecs.m = make(map[*arrow.Schema]*codec)
+	}
+	codecs.m[schema] = c
+	codecs.Unlock()
+	return c, nil
+}
+
+// payloadRecorder is an ipc.PayloadWriter that keeps the payloads' metadata
+// and lays out their bodies, as Flight's writer would send them.
+type payloadRecorder struct {
+	metas  [][]byte
+	bodies []*recorder
+	body   *recorder // the targets
+}
+
+func (*payloadRecorder) Start() error { return nil }
+func (*payloadRecorder) Close() error { return nil }
+
+func (p *payloadRecorder) WritePayload(pl ipc.Payload) error {
+	meta := pl.Meta()
+	p.metas = append(p.metas, bytes.Clone(meta.Bytes()))
+	meta.Release()
+	r := &recorder{targets: p.body.targets}
+	if err := pl.SerializeBody(r); err != nil {
+		return err
+	}
+	p.bodies = append(p.bodies, r)
+	return nil
+}
+
+// layout returns the record batch message of rows rows, computing it with
+// arrow-go's writer on first use.
+func (c *codec) layout(rows int) (*msgLayout, error) {
+	c.mu.Lock()
+	m, ok := c.msgs[rows]
+	c.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	pr := &payloadRecorder{body: &recorder{}}
+	rec, release, err := zeroRecord(c.schema, c.spec, rows, pr.body)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	w := ipc.NewWriterWithPayloadWriter(pr, ipc.WithSchema(c.schema))
+	if err := w.Write(rec); err != nil {
+		return nil, fmt.Errorf("arrowio: encode %d rows: %w", rows, err)
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("arrowio: encode %d rows: %w", rows, err)
+	}
+	if len(pr.metas) != 2 {
+		return nil, fmt.Errorf("arrowio: encode %d rows: %d messages, want 2", rows, len(pr.metas))
+	}
+	body := pr.bodies[1]
+	m = &msgLayout{header: pr.metas[1], body: body.segs, bodyLen: body.pos}
+	c.mu.Lock()
+	if c.schemaMsg == nil {
+		c.schemaMsg = pr.metas[0]
+	}
+	if len(c.msgs) >= layoutCacheMax {
+		clear(c.msgs)
+	}
+	c.msgs[rows] = m
+	c.mu.Unlock()
+	return m, nil
+}
+
+// SchemaMessage returns the IPC schema message of schema, the DataHeader of
+// the first FlightData of a stream (what flight.NewRecordWriter sends). The
+// returned bytes are shared and must not be modified.
+func SchemaMessage(schema *arrow.Schema) ([]byte, error) {
+	c, err := codecOf(schema)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.schemaMsg, nil
+}
+
+// BatchMessage returns the IPC record batch message of b: the header, the
+// same for every batch of the schema with as many rows, is cached, and the
+// body pieces are b's index and label values and b.Images as they are, with
+// padding; no pixel is copied. b.Index, b.Label and b.Images must have the
+// same length and every image must be RowBytes long.
+func BatchMessage(schema *arrow.Schema, b *Batch) (Message, error) {
+	if b == nil {
+		return Message{}, fmt.Errorf("%w: nil batch", ErrBatch)
+	}
+	c, err := codecOf(schema)
+	if err != nil {
+		return Message{}, err
+	}
+	rows := len(b.Index)
+	if len(b.Label) != rows || len(b.Images) != rows {
+		return Message{}, fmt.Errorf("%w: %d indexes, %d labels, %d images", ErrBatch, rows, len(b.Label), len(b.Images))
+	}
+	for i, img := range b.Images {
+		if len(img) != c.rowBytes {
+			return Message{}, fmt.Errorf("%w: image %d has %d bytes, want %d", ErrBatch, i, len(img), c.rowBytes)
+		}
+	}
+	m, err := c.layout(rows)
+	if err != nil {
+		return Message{}, err
+	}
+	body := make([][]byte, 0, len(m.body)+rows)
+	for _, s := range m.body {
+		switch {
+		case s.lit != nil:
+			body = append(body, s.lit)
+		case s.buf == bufIndex:
+			body = append(body, u64Bytes(b.Index))
+		case s.buf == bufLabel:
+			body = append(body, i64Bytes(b.Label))
+		case s.buf == bufImage:
+			body = append(body, b.Images...)
+		}
+	}
+	return Message{Header: m.header, Body: body, BodyLen: m.bodyLen}, nil
+}
+
+// u64Bytes returns the little-endian bytes of v, in place where the machine
+// is little-endian.
+func u64Bytes(v []uint64) []byte {
+	if endian.IsBigEndian {
+		out := make([]byte, 8*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint64(out[8*i:], x)
+		}
+		return out
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), 8*len(v))
+}
+
+func i64Bytes(v []int64) []byte {
+	return u64Bytes(unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(v))), len(v)))
+}
