@@ -143,10 +143,10 @@ func zeroRecord(schema *arrow.Schema, spec RowSpec, rows int, r *recorder) (arro
 // IndexOffset+8p, its label those at LabelOffset+8p.
 type ShardLayout struct {
 	Rows, RowBytes int
-	Size           int64 // file size
-	IndexOffset    int64 // of the index column's values
-	LabelOffset    int64 // of the label column's values
-	ImageOffset    int64 // of the image column's values
+	Size           int64     // file size
+	IndexOffset    int64     // of the index column's values
+	LabelOffset    int64     // of the label column's values
+	ImageOffset    int64     // of the image column's values
 	segs           []segment // the file's bytes outside the value buffers; shared, read-only
 }
 
