@@ -1,0 +1,164 @@
+package flightsvc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/loaderd/loaderd/arrowio"
+)
+
+// The DoAction verbs (SPEC §4).
+const (
+	ActionPrecompute    = "precompute"
+	ActionCacheStatus   = "cache-status"
+	ActionEvict         = "evict"
+	ActionDatasetErrors = "dataset-errors"
+	ActionTopology      = "topology"
+)
+
+var actionTypes = []*flight.ActionType{
+	{Type: ActionPrecompute, Description: `{"dataset","epochs":[...]}: fill the cache with those epochs; streams progress results, then a summary. Idempotent.`},
+	{Type: ActionCacheStatus, Description: `empty body or {"dataset"}: the cached epochs, their state (partial, complete, evicting), bytes and samples.`},
+	{Type: ActionEvict, Description: `{"dataset","epochs":[...]}: free those epochs (an epoch being streamed is freed when its streams end); returns the cache status.`},
+	{Type: ActionDatasetErrors, Description: `{"dataset"}: the samples that could not be decoded: index, path, reason.`},
+	{Type: ActionTopology, Description: `GPUs, NUMA nodes, CPU sets and the placement in use.`},
+}
+
+func (v *service) ListActions(_ *flight.Empty, st flight.FlightService_ListActionsServer) error {
+	for _, a := range actionTypes {
+		if err := st.Send(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// actionBody is a parsed action body.
+type actionBody struct {
+	dataset string
+	epochs  []int
+}
+
+// parseActionBody parses {"dataset","epochs"} strictly; needDataset and
+// needEpochs say which fields are required (and allowed, for epochs).
+func parseActionBody(body []byte, needDataset, allowEpochs bool) (actionBody, error) {
+	var out actionBody
+	if len(body) == 0 && !needDataset && !allowEpochs {
+		return out, nil
+	}
+	fields, err := strictObject(body, "action body")
+	if err != nil {
+		return out, err
+	}
+	for _, name := range sortedKeys(fields) {
+		switch {
+		case name == "dataset":
+			out.dataset, err = stringField(name, fields[name])
+		case name == "epochs" && allowEpochs:
+			out.epochs, err = intListField(name, fields[name], 0, maxEpoch)
+		default:
+			err = &arrowio.FieldError{Field: name, Reason: "unknown field"}
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+	if needDataset && out.dataset == "" {
+		return out, &arrowio.FieldError{Field: "dataset", Reason: "required"}
+	}
+	if allowEpochs && len(out.epochs) == 0 {
+		return out, &arrowio.FieldError{Field: "epochs", Reason: "required, a non-empty list"}
+	}
+	return out, nil
+}
+
+func sendJSON(st flight.FlightService_DoActionServer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("flightsvc: action result: %w", err)
+	}
+	return st.Send(&flight.Result{Body: b})
+}
+
+func (v *service) DoAction(a *flight.Action, st flight.FlightService_DoActionServer) error {
+	acts := v.s.opts.Actions
+	if acts == nil {
+		return status.Errorf(codes.Unimplemented, "flightsvc: actions are not served here")
+	}
+	ctx := st.Context()
+	return StatusOf(v.doAction(ctx, acts, a, st))
+}
+
+func (v *service) doAction(ctx context.Context, acts arrowio.Actions, a *flight.Action, st flight.FlightService_DoActionServer) error {
+	switch a.GetType() {
+	case ActionPrecompute:
+		b, err := parseActionBody(a.GetBody(), true, true)
+		if err != nil {
+			return err
+		}
+		sum, err := acts.Precompute(ctx, b.dataset, b.epochs, func(p arrowio.PrecomputeProgress) error {
+			return sendJSON(st, p)
+		})
+		if err != nil {
+			return err
+		}
+		return sendJSON(st, sum)
+	case ActionCacheStatus:
+		b, err := parseActionBody(a.GetBody(), false, false)
+		if err != nil {
+			return err
+		}
+		cs, err := acts.CacheStatus(ctx, b.dataset)
+		if err != nil {
+			return err
+		}
+		if cs.Datasets == nil {
+			cs.Datasets = []arrowio.DatasetCache{}
+		}
+		return sendJSON(st, cs)
+	case ActionEvict:
+		b, err := parseActionBody(a.GetBody(), true, true)
+		if err != nil {
+			return err
+		}
+		cs, err := acts.Evict(ctx, b.dataset, b.epochs)
+		if err != nil {
+			return err
+		}
+		if cs.Datasets == nil {
+			cs.Datasets = []arrowio.DatasetCache{}
+		}
+		return sendJSON(st, cs)
+	case ActionDatasetErrors:
+		b, err := parseActionBody(a.GetBody(), true, false)
+		if err != nil {
+			return err
+		}
+		errs, err := acts.DatasetErrors(ctx, b.dataset)
+		if err != nil {
+			return err
+		}
+		if errs == nil {
+			errs = []arrowio.SampleError{}
+		}
+		return sendJSON(st, errs)
+	case ActionTopology:
+		if len(a.GetBody()) != 0 {
+			if _, err := strictObject(a.GetBody(), "action body"); err != nil {
+				return err
+			}
+		}
+		topo, err := acts.Topology(ctx)
+		if err != nil {
+			return err
+		}
+		return sendJSON(st, topo)
+	default:
+		return fmt.Errorf("flightsvc: unknown action %q (ListActions lists them): %w", a.GetType(), arrowio.ErrInvalid)
+	}
+}

@@ -1,0 +1,328 @@
+package flightsvc
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/loaderd/loaderd/arrowio"
+)
+
+// ErrBadAddr reports an address Dial cannot use.
+var ErrBadAddr = errors.New("flightsvc: bad address")
+
+// ClientOptions configure Dial; the zero value is a plain-text client
+// without a token.
+type ClientOptions struct {
+	Token     string           // sent as "authorization: Bearer <token>" when set
+	TLS       *tls.Config      // nil means plain gRPC (grpc://)
+	Allocator memory.Allocator // builds the records Fetch hands out; nil means Go memory
+}
+
+// A Client calls a loaderd Flight server. It is safe for concurrent use.
+type Client struct {
+	opts ClientOptions
+	conn *grpc.ClientConn
+	fc   flight.FlightServiceClient
+
+	mu    sync.Mutex
+	peers map[string]*Client // other endpoint locations, by URI
+}
+
+// FetchStats describes one Fetch.
+type FetchStats struct {
+	Batches, Rows, Bytes int64         // Bytes: IPC body bytes received
+	FirstBatch, Elapsed  time.Duration // from the start of Fetch
+}
+
+// bearer is the per-call credential carrying the token.
+type bearer struct {
+	header string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": b.header}, nil
+}
+
+func (b bearer) RequireTransportSecurity() bool { return b.secure }
+
+// target strips a Flight URI scheme from addr and says whether it asks for TLS.
+func target(addr string) (string, bool, error) {
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		return addr, false, nil
+	}
+	switch scheme {
+	case "grpc", "grpc+tcp":
+		return rest, false, nil
+	case "grpc+tls":
+		return rest, true, nil
+	}
+	return "", false, fmt.Errorf("%w: %q: scheme %q, want grpc, grpc+tcp or grpc+tls", ErrBadAddr, addr, scheme)
+}
+
+// Dial connects to the Flight server at addr ("host:port", or a grpc://,
+// grpc+tcp:// or grpc+tls:// URI). The connection is made lazily; ctx only
+// bounds the setup.
+func Dial(ctx context.Context, addr string, opts *ClientOptions) (*Client, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var o ClientOptions
+	if opts != nil {
+		o = *opts
+	}
+	host, wantTLS, err := target(addr)
+	if err != nil {
+		return nil, err
+	}
+	if host == "" {
+		return nil, fmt.Errorf("%w: %q: no host", ErrBadAddr, addr)
+	}
+	if wantTLS && o.TLS == nil {
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS.Clone())
+	}
+	dopts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(windowSize),
+		grpc.WithReadBufferSize(writeBufSize),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(maxRecvMsgSize)),
+	}
+	if o.Token != "" {
+		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer{header: "Bearer " + o.Token, secure: o.TLS != nil}))
+	}
+	conn, err := grpc.NewClient(host, dopts...)
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: dial %s: %w", addr, err)
+	}
+	return &Client{opts: o, conn: conn, fc: flight.NewFlightServiceClient(conn)}, nil
+}
+
+// Close closes the connection and those Fetch opened to other locations.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	peers := c.peers
+	c.peers = nil
+	c.mu.Unlock()
+	errs := []error{c.conn.Close()}
+	for _, p := range peers {
+		errs = append(errs, p.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Flight returns the raw Flight client of c's connection.
+func (c *Client) Flight() flight.FlightServiceClient { return c.fc }
+
+// Descriptor is the CMD descriptor of req.
+func Descriptor(req arrowio.Request) (*flight.FlightDescriptor, error) {
+	cmd, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: request: %w", err)
+	}
+	return &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: cmd}, nil
+}
+
+// Info asks for the FlightInfo of req.
+func (c *Client) Info(ctx context.Context, req arrowio.Request) (*flight.FlightInfo, error) {
+	d, err := Descriptor(req)
+	if err != nil {
+		return nil, err
+	}
+	return c.fc.GetFlightInfo(ctx, d)
+}
+
+// ListFlights lists the served datasets.
+func (c *Client) ListFlights(ctx context.Context) ([]*flight.FlightInfo, error) {
+	st, err := c.fc.ListFlights(ctx, &flight.Criteria{})
+	if err != nil {
+		return nil, err
+	}
+	var out []*flight.FlightInfo
+	for {
+		info, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, info)
+	}
+}
+
+// Action runs a DoAction verb and returns the bodies of its results.
+func (c *Client) Action(ctx context.Context, typ string, body []byte) ([][]byte, error) {
+	st, err := c.fc.DoAction(ctx, &flight.Action{Type: typ, Body: body})
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for {
+		r, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r.GetBody())
+	}
+}
+
+// Fetch streams req: GetFlightInfo, then DoGet on each endpoint in order
+// (an endpoint without a location is served by c). fn is called with each
+// record, valid only during the call (Retain it to keep it). With fn nil,
+// Fetch runs raw: it counts rows and body bytes without building records
+// (for throughput measurements).
+func (c *Client) Fetch(ctx context.Context, req arrowio.Request, fn func(arrow.Record) error) (FetchStats, error) {
+	start := time.Now()
+	var stats FetchStats
+	info, err := c.Info(ctx, req)
+	if err != nil {
+		return stats, err
+	}
+	for _, ep := range info.GetEndpoint() {
+		peer, err := c.peerFor(ctx, ep)
+		if err != nil {
+			return stats, err
+		}
+		if fn == nil {
+			err = peer.getRaw(ctx, ep.GetTicket(), start, &stats)
+		} else {
+			err = peer.getRecords(ctx, ep.GetTicket(), fn, start, &stats)
+		}
+		if err != nil {
+			stats.Elapsed = time.Since(start)
+			return stats, err
+		}
+	}
+	stats.Elapsed = time.Since(start)
+	return stats, nil
+}
+
+// peerFor is the client serving ep: c itself when ep has no location (or
+// the reuse-connection one), else a connection to its first location.
+func (c *Client) peerFor(ctx context.Context, ep *flight.FlightEndpoint) (*Client, error) {
+	locs := ep.GetLocation()
+	if len(locs) == 0 || locs[0].GetUri() == "" || locs[0].GetUri() == flight.LocationReuseConnection {
+		return c, nil
+	}
+	uri := locs[0].GetUri()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.peers[uri]; ok {
+		return p, nil
+	}
+	p, err := Dial(ctx, uri, &c.opts)
+	if err != nil {
+		return nil, err
+	}
+	if c.peers == nil {
+		c.peers = make(map[string]*Client)
+	}
+	c.peers[uri] = p
+	return p, nil
+}
+
+// countingStream counts the batches and body bytes a record reader reads.
+type countingStream struct {
+	st    flight.FlightService_DoGetClient
+	bytes int64
+}
+
+func (s *countingStream) Recv() (*flight.FlightData, error) {
+	fd, err := s.st.Recv()
+	if err == nil {
+		s.bytes += int64(len(fd.GetDataBody()))
+	}
+	return fd, err
+}
+
+func (c *Client) getRecords(ctx context.Context, t *flight.Ticket, fn func(arrow.Record) error, start time.Time, stats *FetchStats) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream if fn fails
+	st, err := c.fc.DoGet(ctx, t)
+	if err != nil {
+		return err
+	}
+	cs := &countingStream{st: st}
+	var opts []ipc.Option
+	if c.opts.Allocator != nil {
+		opts = append(opts, ipc.WithAllocator(c.opts.Allocator))
+	}
+	rdr, err := flight.NewRecordReader(cs, opts...)
+	if err != nil {
+		return err
+	}
+	defer rdr.Release()
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		if stats.Batches == 0 {
+			stats.FirstBatch = time.Since(start)
+		}
+		stats.Batches++
+		stats.Rows += rec.NumRows()
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	stats.Bytes += cs.bytes
+	if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (c *Client) getRaw(ctx context.Context, t *flight.Ticket, start time.Time, stats *FetchStats) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := c.fc.DoGet(ctx, t, grpc.ForceCodecV2(rawCodec{}))
+	if err != nil {
+		return err
+	}
+	for {
+		var m rawFlightData
+		err := st.RecvMsg(&m)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rows, isBatch, err := recordBatchRows(m.header)
+		if err != nil {
+			return err
+		}
+		if !isBatch {
+			continue
+		}
+		if stats.Batches == 0 {
+			stats.FirstBatch = time.Since(start)
+		}
+		stats.Batches++
+		stats.Rows += rows
+		stats.Bytes += m.bodyLen
+	}
+}

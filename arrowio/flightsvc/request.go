@@ -1,0 +1,154 @@
+package flightsvc
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"unicode/utf8"
+
+	"github.com/loaderd/loaderd/arrowio"
+)
+
+// Limits of a request (SPEC §4).
+const (
+	maxBatchSize = 65536
+	maxWorldSize = 65536
+	maxEpoch     = math.MaxInt32 // epoch < 2^31
+)
+
+// ParseRequest parses the JSON descriptor of a Flight call (SPEC §4):
+// only "dataset" is required; the other fields take their defaults
+// (epoch 0, batch_size 256, rank 0, world_size 1, drop_last false,
+// start_batch 0, shuffle true). Unknown fields, wrong types and values out
+// of range are reported as a *arrowio.FieldError naming the field ("rank"
+// when rank ≥ world_size); malformed JSON wraps arrowio.ErrInvalid.
+func ParseRequest(cmd []byte) (arrowio.Request, error) {
+	req := arrowio.Request{BatchSize: 256, WorldSize: 1, Shuffle: true}
+	fields, err := strictObject(cmd, "descriptor")
+	if err != nil {
+		return arrowio.Request{}, err
+	}
+	for _, name := range sortedKeys(fields) {
+		raw := fields[name]
+		switch name {
+		case "dataset":
+			req.Dataset, err = stringField(name, raw)
+		case "epoch":
+			req.Epoch, err = intField(name, raw, 0, maxEpoch)
+		case "batch_size":
+			req.BatchSize, err = intField(name, raw, 1, maxBatchSize)
+		case "rank":
+			req.Rank, err = intField(name, raw, 0, maxWorldSize-1)
+		case "world_size":
+			req.WorldSize, err = intField(name, raw, 1, maxWorldSize)
+		case "drop_last":
+			req.DropLast, err = boolField(name, raw)
+		case "start_batch":
+			req.StartBatch, err = intField(name, raw, 0, math.MaxInt32)
+		case "shuffle":
+			req.Shuffle, err = boolField(name, raw)
+		case "gpu":
+			req.GPU, err = stringField(name, raw)
+		default:
+			err = &arrowio.FieldError{Field: name, Reason: "unknown field"}
+		}
+		if err != nil {
+			return arrowio.Request{}, err
+		}
+	}
+	if _, ok := fields["dataset"]; !ok {
+		return arrowio.Request{}, &arrowio.FieldError{Field: "dataset", Reason: "required"}
+	}
+	if req.Dataset == "" {
+		return arrowio.Request{}, &arrowio.FieldError{Field: "dataset", Reason: "must not be empty"}
+	}
+	if req.Rank >= req.WorldSize {
+		return arrowio.Request{}, &arrowio.FieldError{Field: "rank",
+			Reason: fmt.Sprintf("%d is not below world_size %d", req.Rank, req.WorldSize)}
+	}
+	return req, nil
+}
+
+// strictObject decodes data as one JSON object; what names the document in
+// errors.
+func strictObject(data []byte, what string) (map[string]json.RawMessage, error) {
+	if !utf8.Valid(data) {
+		return nil, fmt.Errorf("flightsvc: %s is not UTF-8: %w", what, arrowio.ErrInvalid)
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, fmt.Errorf("flightsvc: %s is not a JSON object: %w", what, arrowio.ErrInvalid)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		return nil, fmt.Errorf("flightsvc: %s is malformed JSON (%s): %w", what, err.Error(), arrowio.ErrInvalid)
+	}
+	return fields, nil
+}
+
+func sortedKeys(m map[string]json.RawMessage) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+func stringField(name string, raw json.RawMessage) (string, error) {
+	var s string
+	if isNull(raw) || json.Unmarshal(raw, &s) != nil {
+		return "", &arrowio.FieldError{Field: name, Reason: "must be a string"}
+	}
+	return s, nil
+}
+
+func boolField(name string, raw json.RawMessage) (bool, error) {
+	var b bool
+	if isNull(raw) || json.Unmarshal(raw, &b) != nil {
+		return false, &arrowio.FieldError{Field: name, Reason: "must be true or false"}
+	}
+	return b, nil
+}
+
+// intField decodes an integer in [lo, hi]. 3.0 and 1e3 are not integers.
+func intField(name string, raw json.RawMessage, lo, hi int64) (int, error) {
+	var n json.Number
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || (t[0] != '-' && (t[0] < '0' || t[0] > '9')) || json.Unmarshal(t, &n) != nil {
+		return 0, &arrowio.FieldError{Field: name, Reason: "must be an integer"}
+	}
+	v, err := n.Int64()
+	if err != nil {
+		if _, ferr := n.Float64(); ferr == nil && bytes.IndexAny([]byte(n), ".eE") < 0 {
+			// An integer too large for int64: out of range, not a wrong type.
+			return 0, &arrowio.FieldError{Field: name, Reason: fmt.Sprintf("must be in [%d, %d]", lo, hi)}
+		}
+		return 0, &arrowio.FieldError{Field: name, Reason: "must be an integer"}
+	}
+	if v < lo || v > hi {
+		return 0, &arrowio.FieldError{Field: name, Reason: fmt.Sprintf("%d is not in [%d, %d]", v, lo, hi)}
+	}
+	return int(v), nil
+}
+
+// intListField decodes a non-empty list of integers in [lo, hi].
+func intListField(name string, raw json.RawMessage, lo, hi int64) ([]int, error) {
+	var items []json.RawMessage
+	if isNull(raw) || json.Unmarshal(raw, &items) != nil {
+		return nil, &arrowio.FieldError{Field: name, Reason: "must be a list of integers"}
+	}
+	out := make([]int, len(items))
+	for i, it := range items {
+		v, err := intField(name, it, lo, hi)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}

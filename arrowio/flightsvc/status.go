@@ -1,0 +1,44 @@
+package flightsvc
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/loaderd/loaderd/arrowio"
+)
+
+// StatusOf maps err to the gRPC status the service answers with (SPEC §4):
+// arrowio.ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrStale →
+// FailedPrecondition, ErrExhausted → ResourceExhausted, ErrUnavailable →
+// Unavailable, ErrDataLoss → DataLoss, context cancellation → Canceled or
+// DeadlineExceeded. An error that already carries a gRPC status keeps it;
+// anything else is Internal. The message is err's text. StatusOf(nil) is nil.
+func StatusOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, m := range []struct {
+		err  error
+		code codes.Code
+	}{
+		{err: arrowio.ErrInvalid, code: codes.InvalidArgument},
+		{err: arrowio.ErrNotFound, code: codes.NotFound},
+		{err: arrowio.ErrStale, code: codes.FailedPrecondition},
+		{err: arrowio.ErrExhausted, code: codes.ResourceExhausted},
+		{err: arrowio.ErrUnavailable, code: codes.Unavailable},
+		{err: arrowio.ErrDataLoss, code: codes.DataLoss},
+		{err: context.Canceled, code: codes.Canceled},
+		{err: context.DeadlineExceeded, code: codes.DeadlineExceeded},
+	} {
+		if errors.Is(err, m.err) {
+			return status.Error(m.code, err.Error())
+		}
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Err()
+	}
+	return status.Error(codes.Internal, err.Error())
+}
