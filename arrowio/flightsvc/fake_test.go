@@ -32,8 +32,8 @@ type fakeSource struct {
 
 	// hold, when set, makes Stream wait after its first batch until ctx is
 	// done or hold is closed; ctxDone is closed when Stream saw ctx done.
-	hold    chan struct{}
-	ctxDone chan struct{}
+	hold      chan struct{}
+	ctxDone   chan struct{}
 	started   chan struct{} // closed once a first batch was sent
 	startOnce sync.Once
 

@@ -85,9 +85,9 @@ func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
 
 // pieceReader reads across the buffers of a BufferSlice without joining them.
 type pieceReader struct {
-	bufs mem.BufferSlice
-	i    int // current buffer
-	off  int // offset in it
+	bufs  mem.BufferSlice
+	i     int // current buffer
+	off   int // offset in it
 	nread int
 }
 
