@@ -1,0 +1,408 @@
+package augment
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+
+	"gorgonia.org/tensor"
+)
+
+// geom is the composition of the geometric ops: the source rectangle
+// (upright image pixels) scaled onto a virtual vw×vh image, the output
+// window of that virtual image (it may extend past it: zero padding), and
+// a horizontal flip of the window.
+type geom struct {
+	rx, ry, rw, rh float64
+	vw, vh         int
+	ox, oy, ow, oh int
+	flip           bool
+}
+
+func (g *geom) crop(top, left, h, w int) {
+	if g.flip {
+		left = g.ow - left - w
+	}
+	g.ox += left
+	g.oy += top
+	g.ow, g.oh = w, h
+}
+
+func (g *geom) resize(w, h int) {
+	sx := g.rw / float64(g.vw)
+	sy := g.rh / float64(g.vh)
+	g.rx += float64(g.ox) * sx
+	g.ry += float64(g.oy) * sy
+	g.rw = float64(g.ow) * sx
+	g.rh = float64(g.oh) * sy
+	g.vw, g.vh = w, h
+	g.ox, g.oy, g.ow, g.oh = 0, 0, w, h
+}
+
+// Colour op kinds after planning.
+const (
+	jBrightness = iota
+	jContrast
+	jSaturation
+)
+
+type jitterStep struct {
+	kind int
+	f    int32 // factor, 16-bit fixed point
+}
+
+// sample is everything one output needs: the random draws are made.
+type sample struct {
+	g      geom
+	jitter []jitterStep
+	norm   *op
+}
+
+// plan draws the random parameters of every op for an upright w×h image.
+// A nil rng draws nothing: random ops then act as if not applied.
+func (p *Pipeline) plan(s *sample, w, h int, rng *rand.Rand) {
+	s.g = geom{rw: float64(w), rh: float64(h), vw: w, vh: h, ow: w, oh: h}
+	s.jitter = s.jitter[:0]
+	s.norm = nil
+	for i := range p.ops {
+		o := &p.ops[i]
+		g := &s.g
+		switch o.kind {
+		case opRandomResizedCrop:
+			if rng != nil {
+				top, left, ch, cw := rrcParams(g.ow, g.oh, o.scale, o.ratio, rng)
+				g.crop(top, left, ch, cw)
+			}
+			g.resize(o.w, o.h)
+		case opResize:
+			nh, nw := resizeShorter(g.ow, g.oh, o.h)
+			g.resize(nw, nh)
+		case opCenterCrop:
+			g.crop(centerOffset(g.oh, o.h), centerOffset(g.ow, o.w), o.h, o.w)
+		case opHFlip:
+			if rng != nil && rng.Float64() < o.p {
+				g.flip = !g.flip
+			}
+		case opColorJitter:
+			if rng == nil {
+				continue
+			}
+			// torchvision: a random order, then a factor per enabled op.
+			order := [3]int{0, 1, 2}
+			for k := 2; k > 0; k-- {
+				j := rng.IntN(k + 1)
+				order[k], order[j] = order[j], order[k]
+			}
+			var f [3]int32
+			for k, x := range o.jitter {
+				if x > 0 {
+					lo, hi := max(0, 1-x), 1+x
+					f[k] = int32(math.Round((lo + (hi-lo)*rng.Float64()) * 65536))
+				}
+			}
+			for _, k := range order {
+				if o.jitter[k] > 0 {
+					s.jitter = append(s.jitter, jitterStep{kind: k, f: f[k]})
+				}
+			}
+		case opNormalize:
+			s.norm = o
+		}
+	}
+}
+
+// rrcParams is torchvision's RandomResizedCrop.get_params: returns the crop
+// (top, left, height, width) of a w×h image.
+func rrcParams(w, h int, scale, ratio [2]float64, rng *rand.Rand) (top, left, ch, cw int) {
+	area := float64(w) * float64(h)
+	lr0, lr1 := math.Log(ratio[0]), math.Log(ratio[1])
+	for range 10 {
+		target := area * (scale[0] + (scale[1]-scale[0])*rng.Float64())
+		aspect := math.Exp(lr0 + (lr1-lr0)*rng.Float64())
+		cw = int(math.RoundToEven(math.Sqrt(target * aspect)))
+		ch = int(math.RoundToEven(math.Sqrt(target / aspect)))
+		if cw > 0 && cw <= w && ch > 0 && ch <= h {
+			top = rng.IntN(h - ch + 1)
+			left = rng.IntN(w - cw + 1)
+			return top, left, ch, cw
+		}
+	}
+	in := float64(w) / float64(h)
+	switch {
+	case in < ratio[0]:
+		cw = w
+		ch = int(math.RoundToEven(float64(cw) / ratio[0]))
+	case in > ratio[1]:
+		ch = h
+		cw = int(math.RoundToEven(float64(ch) * ratio[1]))
+	default:
+		cw, ch = w, h
+	}
+	return (h - ch) / 2, (w - cw) / 2, ch, cw
+}
+
+// centerOffset is torchvision's center_crop offset, padding included.
+func centerOffset(in, out int) int {
+	if out > in {
+		return -((out - in) / 2)
+	}
+	return int(math.RoundToEven(float64(in-out) / 2))
+}
+
+// scratch is per-call working memory, pooled.
+type scratch struct {
+	ax, ay axis
+	tmp    []byte
+	acc    []int32
+	planes [3][]byte
+	rgb    []byte
+	s      []sample
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func growBytes(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+// valid returns the output window columns or rows [a,b) inside the virtual image.
+func validRange(o, n, v int) (a, b int) {
+	a = max(0, -o)
+	b = min(n, v-o)
+	if b < a {
+		b = a
+	}
+	return a, b
+}
+
+// rowsNeeded returns, for each plane of the layout f, one past the last row
+// the resampler reads for sample s.
+func rowsNeeded(f *frame, s *sample, sc *scratch, rows []int) {
+	g := &s.g
+	y0, y1 := validRange(g.oy, g.oh, g.vh)
+	for c := range f.n {
+		if y1 <= y0 {
+			continue
+		}
+		pl := &f.p[c]
+		sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
+		rows[c] = max(rows[c], sc.ay.hi)
+	}
+}
+
+// render resamples f through s.g into rgb (oh×ow×3, interleaved).
+func render(rgb []byte, f *frame, s *sample, sc *scratch) {
+	g := &s.g
+	x0, x1 := validRange(g.ox, g.ow, g.vw)
+	y0, y1 := validRange(g.oy, g.oh, g.vh)
+	vw, vh := x1-x0, y1-y0
+	if vw <= 0 || vh <= 0 {
+		clear(rgb)
+		return
+	}
+	var out [3][]byte
+	for c := range f.n {
+		pl := &f.p[c]
+		sc.ax.set(pl.w, g.rx/float64(pl.fx), g.rw/float64(pl.fx), g.vw, g.ox+x0, g.ox+x1)
+		sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
+		lo, hi := sc.ay.lo, sc.ay.hi
+		sc.tmp = growBytes(sc.tmp, (hi-lo)*vw)
+		hpass(sc.tmp, pl, &sc.ax, lo, hi)
+		sc.planes[c] = growBytes(sc.planes[c], vw*vh)
+		if cap(sc.acc) < vw {
+			sc.acc = make([]int32, vw)
+		}
+		vpass(sc.planes[c], sc.tmp, &sc.ay, lo, sc.acc[:vw])
+		out[c] = sc.planes[c]
+	}
+	ow := g.ow
+	if vw != g.ow || vh != g.oh {
+		clear(rgb)
+	}
+	for y := range vh {
+		drow := rgb[(y0+y)*ow*3 : (y0+y+1)*ow*3]
+		// Output column x0+x comes from window column x0+x, or, flipped,
+		// from window column ow-1-(x0+x).
+		for x := range vw {
+			dx := x0 + x
+			if g.flip {
+				dx = ow - 1 - dx
+			}
+			d := drow[dx*3 : dx*3+3]
+			i := y*vw + x
+			switch f.model {
+			case modelGray:
+				v := out[0][i]
+				d[0], d[1], d[2] = v, v, v
+			case modelRGB:
+				d[0], d[1], d[2] = out[0][i], out[1][i], out[2][i]
+			case modelYCbCr:
+				d[0], d[1], d[2] = ycc2rgb(out[0][i], out[1][i], out[2][i])
+			}
+		}
+	}
+}
+
+// ycc2rgb is JFIF's full-range YCbCr to RGB, as image/color computes it.
+func ycc2rgb(y, cb, cr uint8) (uint8, uint8, uint8) {
+	yy1 := int32(y) * 0x10101
+	cb1 := int32(cb) - 128
+	cr1 := int32(cr) - 128
+	r := yy1 + 91881*cr1
+	if uint32(r)&0xff000000 == 0 {
+		r >>= 16
+	} else {
+		r = ^(r >> 31)
+	}
+	g := yy1 - 22554*cb1 - 46802*cr1
+	if uint32(g)&0xff000000 == 0 {
+		g >>= 16
+	} else {
+		g = ^(g >> 31)
+	}
+	b := yy1 + 116130*cb1
+	if uint32(b)&0xff000000 == 0 {
+		b >>= 16
+	} else {
+		b = ^(b >> 31)
+	}
+	return uint8(r), uint8(g), uint8(b)
+}
+
+func clamp8(v int32) uint8 {
+	if v < 0 {
+		return 0
+	}
+	if v > 255 {
+		return 255
+	}
+	return uint8(v)
+}
+
+// gray is ITU-R 601 luma, as torchvision's rgb_to_grayscale (16-bit fixed point).
+func gray(r, g, b uint8) int32 {
+	return (19595*int32(r) + 38470*int32(g) + 7471*int32(b) + 1<<15) >> 16
+}
+
+// applyJitter runs the colour ops on rgb in their drawn order, blending
+// with fixed-point factors (deterministic on every architecture).
+func applyJitter(rgb []byte, steps []jitterStep) {
+	for _, st := range steps {
+		f := int64(st.f)
+		switch st.kind {
+		case jBrightness: // blend with black
+			for i, v := range rgb {
+				rgb[i] = clamp8(int32((int64(v)*f + 1<<15) >> 16))
+			}
+		case jContrast: // blend with the mean gray level
+			var sum int64
+			for i := 0; i+2 < len(rgb); i += 3 {
+				sum += int64(gray(rgb[i], rgb[i+1], rgb[i+2]))
+			}
+			n := int64(len(rgb) / 3)
+			mean := (sum<<16 + n/2) / n // 16-bit fixed point
+			off := (1<<16 - f) * mean   // 32-bit fixed point
+			for i, v := range rgb {
+				rgb[i] = clamp8(int32((int64(v)*f<<16 + off + 1<<31) >> 32))
+			}
+		case jSaturation: // blend with each pixel's gray level
+			for i := 0; i+2 < len(rgb); i += 3 {
+				gv := int64(gray(rgb[i], rgb[i+1], rgb[i+2]))
+				for k := range 3 {
+					rgb[i+k] = clamp8(int32((int64(rgb[i+k])*f + gv*(1<<16-f) + 1<<15) >> 16))
+				}
+			}
+		}
+	}
+}
+
+// normalize writes (v/255-mean)/std as a float32 3×H×W tensor into dst
+// (little-endian bytes).
+func normalize(dst, rgb []byte, h, w int, o *op) {
+	t := tensor.New(tensor.WithShape(3, h, w), tensor.Of(tensor.Float32))
+	data := t.Data().([]float32)
+	n := h * w
+	for c := range 3 {
+		scale := float32(1 / (255 * o.std[c]))
+		shift := float32(-o.mean[c] / o.std[c])
+		plane := data[c*n : (c+1)*n]
+		for i := range plane {
+			plane[i] = float32(rgb[3*i+c])*scale + shift
+		}
+	}
+	for i, v := range data {
+		b := math.Float32bits(v)
+		dst[4*i], dst[4*i+1], dst[4*i+2], dst[4*i+3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+	}
+}
+
+// Apply decodes src (file bytes) and writes the augmented sample into dst
+// (len RowBytes), drawing from rng (nil is allowed only for pipelines
+// without random ops). A bad image gives an error wrapping ErrDecode; dst
+// is then unspecified. Apply is safe for concurrent use.
+func (p *Pipeline) Apply(dst, src []byte, rng *rand.Rand) error {
+	return p.ApplyMulti([][]byte{dst}, src, []*rand.Rand{rng})
+}
+
+// ApplyMulti decodes src once and writes len(dsts) augmentations: dsts[k]
+// is what Apply(dsts[k], src, rngs[k]) gives.
+func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) error {
+	if len(dsts) != len(rngs) {
+		return fmt.Errorf("augment: %d outputs but %d generators", len(dsts), len(rngs))
+	}
+	for k, d := range dsts {
+		if len(d) != p.RowBytes() {
+			return fmt.Errorf("augment: output %d has %d bytes, want %d", k, len(d), p.RowBytes())
+		}
+		if rngs[k] == nil && p.random {
+			return fmt.Errorf("augment: output %d: random pipeline needs a generator", k)
+		}
+	}
+	if len(dsts) == 0 {
+		return nil
+	}
+	o, err := openImage(src, p.useLJ, p.lim)
+	if err != nil {
+		return err
+	}
+	defer o.close()
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	if cap(sc.s) < len(dsts) {
+		sc.s = make([]sample, len(dsts))
+	}
+	ss := sc.s[:len(dsts)]
+	w, h := o.size()
+	var rows []int
+	if o.partial() {
+		rows = make([]int, 3)
+	}
+	for k := range ss {
+		p.plan(&ss[k], w, h, rngs[k])
+		if rows != nil {
+			rowsNeeded(&o.lay, &ss[k], sc, rows)
+		}
+	}
+	f, err := o.read(rows, false)
+	if err != nil {
+		return err
+	}
+	for k, dst := range dsts {
+		s := &ss[k]
+		rgb := dst
+		if s.norm != nil {
+			sc.rgb = growBytes(sc.rgb, p.outH*p.outW*3)
+			rgb = sc.rgb
+		}
+		render(rgb, f, s, sc)
+		applyJitter(rgb, s.jitter)
+		if s.norm != nil {
+			normalize(dst, rgb, p.outH, p.outW, s.norm)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+package augment
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+
+	"golang.org/x/image/bmp"
+	"golang.org/x/image/webp"
+)
+
+// goDecoderName names the pure-Go JPEG decoder.
+const goDecoderName = "go (image/jpeg)"
+
+// DecoderName returns the name of the JPEG decoder "auto" selects:
+// libjpeg-turbo and its version when built in, else the Go decoder. It is
+// part of every pipeline fingerprint.
+func DecoderName() string {
+	if libjpegAvailable {
+		return libjpegName
+	}
+	return goDecoderName
+}
+
+type format struct {
+	name         string
+	decodeConfig func(io.Reader) (image.Config, error)
+	decode       func(io.Reader) (image.Image, error)
+}
+
+var (
+	fmtJPEG = format{"jpeg", jpeg.DecodeConfig, jpeg.Decode}
+	fmtPNG  = format{"png", png.DecodeConfig, png.Decode}
+	fmtGIF  = format{"gif", gif.DecodeConfig, gif.Decode}
+	fmtBMP  = format{"bmp", bmp.DecodeConfig, bmp.Decode}
+	fmtWebP = format{"webp", webp.DecodeConfig, webp.Decode}
+)
+
+// sniff recognises the image format by its magic bytes.
+func sniff(b []byte) (format, bool) {
+	switch {
+	case len(b) >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF:
+		return fmtJPEG, true
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return fmtPNG, true
+	case bytes.HasPrefix(b, []byte("GIF8")):
+		return fmtGIF, true
+	case bytes.HasPrefix(b, []byte("BM")):
+		return fmtBMP, true
+	case len(b) >= 12 && string(b[:4]) == "RIFF" && string(b[8:12]) == "WEBP":
+		return fmtWebP, true
+	}
+	return format{}, false
+}
+
+// DecodeConfig reports the size of the image as the pipeline sees it (EXIF
+// orientation applied) and its format ("jpeg", "png", "gif", "bmp",
+// "webp"), reading only the header.
+func DecodeConfig(src []byte) (w, h int, format string, err error) {
+	f, ok := sniff(src)
+	if !ok {
+		return 0, 0, "", fmt.Errorf("%w: unknown format", ErrDecode)
+	}
+	cfg, err := safeConfig(f, src)
+	if err != nil {
+		return 0, 0, f.name, err
+	}
+	w, h = cfg.Width, cfg.Height
+	if f.name == "jpeg" && jpegOrientation(src) >= 5 {
+		w, h = h, w
+	}
+	return w, h, f.name, nil
+}
+
+func safeConfig(f format, src []byte) (cfg image.Config, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrDecode, f.name, r)
+		}
+	}()
+	cfg, err = f.decodeConfig(bytes.NewReader(src))
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %s: %w", ErrDecode, f.name, err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return cfg, fmt.Errorf("%w: %s: empty image %dx%d", ErrDecode, f.name, cfg.Width, cfg.Height)
+	}
+	return cfg, nil
+}
+
+func checkPixels(w, h int, lim Limits) error {
+	if w <= 0 || h <= 0 {
+		return fmt.Errorf("%w: empty image %dx%d", ErrDecode, w, h)
+	}
+	if int64(w)*int64(h) > lim.maxPixels() {
+		return fmt.Errorf("%w: %w: %dx%d > %d pixels", ErrDecode, ErrTooLarge, w, h, lim.maxPixels())
+	}
+	return nil
+}
+
+// Check fully decodes src with the default decoder and reports whether it
+// is a usable image: nil, or an error wrapping ErrDecode.
+func Check(src []byte, lim Limits) error {
+	o, err := openImage(src, libjpegAvailable, lim)
+	if err != nil {
+		return err
+	}
+	defer o.close()
+	_, err = o.read(nil, true)
+	return err
+}
+
+// An opened image: its plane layout is known, its pixels maybe not yet.
+type opened struct {
+	lay    frame // plane sizes and factors, before orientation; pix nil
+	orient int
+	lj     *ljDecoder // libjpeg decode in progress, or nil
+	img    *frame     // already decoded (Go decoders)
+}
+
+// openImage reads the header of src, checks its size against lim and
+// prepares decoding.
+func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
+	f, ok := sniff(src)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown format", ErrDecode)
+	}
+	o := &opened{orient: 1}
+	if f.name == "jpeg" {
+		o.orient = jpegOrientation(src)
+		if useLibjpeg && libjpegAvailable {
+			lj, lay, err := ljOpen(src, lim)
+			if err != nil {
+				return nil, err
+			}
+			o.lj, o.lay = lj, lay
+			return o, nil
+		}
+	}
+	cfg, err := safeConfig(f, src)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPixels(cfg.Width, cfg.Height, lim); err != nil {
+		return nil, err
+	}
+	img, err := safeDecode(f, src)
+	if err != nil {
+		return nil, err
+	}
+	fr := frameFromImage(img)
+	if fr.w != cfg.Width || fr.h != cfg.Height {
+		return nil, fmt.Errorf("%w: %s: size %dx%d differs from header %dx%d", ErrDecode, f.name, fr.w, fr.h, cfg.Width, cfg.Height)
+	}
+	o.img, o.lay = fr, *fr
+	return o, nil
+}
+
+func safeDecode(f format, src []byte) (img image.Image, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrDecode, f.name, r)
+		}
+	}()
+	img, err = f.decode(bytes.NewReader(src))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDecode, f.name, err)
+	}
+	return img, nil
+}
+
+// size returns the upright size of the image.
+func (o *opened) size() (w, h int) {
+	if o.orient >= 5 {
+		return o.lay.h, o.lay.w
+	}
+	return o.lay.w, o.lay.h
+}
+
+// partial reports whether read can stop early (rows) with the same pixels.
+func (o *opened) partial() bool { return o.lj != nil && o.orient <= 1 && o.lj.raw }
+
+// read decodes the pixels and returns the upright frame. rows, when not
+// nil and partial() holds, is the number of rows of each plane needed;
+// rows beyond may be left undecoded. full requires reading the whole file
+// (Check).
+func (o *opened) read(rows []int, full bool) (*frame, error) {
+	f := o.img
+	if o.lj != nil {
+		if !o.partial() || full {
+			rows = nil
+		}
+		var err error
+		f, err = o.lj.read(rows, full)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return f.orient(o.orient), nil
+}
+
+func (o *opened) close() {
+	if o.lj != nil {
+		o.lj.close()
+		o.lj = nil
+	}
+}

@@ -1,0 +1,52 @@
+// Package augment decodes images and applies deterministic, torchvision-style
+// augmentations to them, producing fixed-size rows of 8-bit RGB (H×W×3) or,
+// after normalize, float32 CHW tensors.
+//
+// # Decoding
+//
+// JPEG goes through libjpeg-turbo (cgo) when the package is built with cgo
+// and without the nolibjpeg tag, else through image/jpeg; PNG, GIF, BMP and
+// WebP go through the Go decoders. Every input becomes 8-bit RGB; the JPEG
+// EXIF orientation is applied. The image size is checked against
+// Limits.MaxPixels before any pixel buffer is allocated. A bad image never
+// panics: it returns an error wrapping ErrDecode.
+//
+// JPEGs are decoded to their native Y/Cb/Cr planes (no chroma upsampling,
+// no colour conversion); the resampler reads each plane at its own
+// resolution and only the final H×W output is converted to RGB. With
+// libjpeg-turbo, decoding stops after the last JPEG row the output needs
+// (region decoding of rows); the pixels are the same as after a full decode.
+//
+// # Pipelines
+//
+// A pipeline is text: ops joined by '|', each op `name(arg=value,...)`.
+// A value is a number, a range `a:b`, or a list `a,b,c`: a comma followed by
+// an item without '=' continues the previous argument's list. Arguments may
+// be given in any order and omitted when they have a default; String prints
+// the canonical form, every argument in a fixed order, floats in their
+// shortest form. Ops (see Ops):
+//
+//	random_resized_crop(size=H[,W],scale=0.08:1,ratio=0.75:1.3333)
+//	resize(size=N)                 shorter side to N, aspect kept
+//	center_crop(size=H[,W])        zero padding when larger than the image
+//	hflip(p=0.5)
+//	color_jitter(brightness=0,contrast=0,saturation=0)
+//	normalize(mean=0.485,0.456,0.406,std=0.229,0.224,0.225)  float32 CHW; must be last
+//
+// Presets: imagenet-train = random_resized_crop(size=224)|hflip(p=0.5),
+// imagenet-val = resize(size=256)|center_crop(size=224). A pipeline must end
+// in a fixed shape (random_resized_crop or center_crop).
+//
+// The geometric ops (crops, resizes, flips) are composed into one source
+// rectangle and resampled once, straight from the decoded planes, with an
+// antialiased triangle (bilinear) filter whose support grows with the
+// downscale factor, like PIL's. Colour ops then run on the output pixels.
+//
+// # Determinism
+//
+// Every random draw of a sample comes from the *rand.Rand passed to Apply,
+// normally SampleRand(seed, epoch, index). Given the same bytes, pipeline and
+// generator state, the output bytes are the same whatever the goroutine,
+// GOMAXPROCS or decoding path (full or region). Pipeline.Fingerprint hashes
+// the canonical text, each op's implementation version and the decoder name.
+package augment
