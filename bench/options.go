@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+)
+
+// Options configure Run. The zero value benchmarks 500 generated images
+// with imagenet-train, 1…GOMAXPROCS workers, 3 repeats, 4 fused epochs, 1,
+// 2 and 4 clients, and no peer.
+type Options struct {
+	Data       string // ImageFolder directory or manifest; "" → generated images in a temp dir
+	Pipeline   string // preset or canonical text; "" → imagenet-train
+	MaxWorkers int    // cold workers run 1…MaxWorkers; 0 → GOMAXPROCS
+	Repeat     int    // timed runs per figure; 0 → 3
+	Epochs     int    // K, the fused epochs of the precompute phase; 0 → 4
+	Clients    []int  // warm client counts; nil → 1, 2, 4
+	Peer       string // "" → off; "torchvision"
+	PeerScript string // "" → ../shared/peers/torchvision_baseline.py from the working directory
+	MaxImages  int    // images every phase runs over; 0 → 500, negative → all
+	OutDir     string // "" → nothing written; else loaderd-bench.json and loaderd-bench.png
+	Decoder    string // augment decoder: "" or "auto", "go"
+	Logger     *slog.Logger
+	Progress   io.Writer // a line per measurement; nil → quiet
+
+	PeerPython    string // "" → /usr/bin/python3
+	PeerEpochs    int    // epochs per peer configuration; 0 → 2
+	Seed          uint64 // augmentation seed
+	BatchSize     int    // warm request batch size; 0 → 256
+	TransferBytes int64  // bytes each memcpy, loopback and warm run moves at least; 0 → 1 GiB
+	GenerateCount int    // images generated when Data is ""; 0 → 256 (capped by MaxImages)
+}
+
+const (
+	// JSONName and PlotName are the files Run writes into Options.OutDir.
+	JSONName = "loaderd-bench.json"
+	PlotName = "loaderd-bench.png"
+)
+
+// withDefaults returns a copy of o (nil allowed) with zero fields filled.
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	c.Clients = slices.Clone(c.Clients)
+	if c.Pipeline == "" {
+		c.Pipeline = "imagenet-train"
+	}
+	if c.MaxWorkers <= 0 {
+		c.MaxWorkers = runtime.GOMAXPROCS(0)
+	}
+	if c.Repeat <= 0 {
+		c.Repeat = 3
+	}
+	if c.Epochs <= 0 {
+		c.Epochs = 4
+	}
+	if len(c.Clients) == 0 {
+		c.Clients = []int{1, 2, 4}
+	}
+	if c.MaxImages == 0 {
+		c.MaxImages = 500
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PeerPython == "" {
+		c.PeerPython = defaultPython
+	}
+	if c.PeerEpochs <= 0 {
+		c.PeerEpochs = 2
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.TransferBytes <= 0 {
+		c.TransferBytes = 1 << 30
+	}
+	if c.GenerateCount <= 0 {
+		c.GenerateCount = 256
+	}
+	return c
+}
