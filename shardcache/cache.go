@@ -1,0 +1,616 @@
+package shardcache
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+// Errors returned by a Cache, wrapped with %w and some context.
+var (
+	ErrMiss    = errors.New("shardcache: shard not cached")
+	ErrCorrupt = errors.New("shardcache: shard corrupt")
+	ErrBudget  = errors.New("shardcache: cache budget exceeded")
+	ErrClosed  = errors.New("shardcache: cache closed")
+	ErrLocked  = errors.New("shardcache: cache directory in use by another process")
+)
+
+// Options configure a Cache. The zero value is a valid configuration.
+type Options struct {
+	Budget     int64                 // bytes on disk, committed plus in progress; 0 means unlimited
+	Logger     *slog.Logger          // nil means discard
+	Registerer prometheus.Registerer // nil disables metrics
+}
+
+// EpochInfo describes one epoch entry on disk.
+type EpochInfo struct {
+	Key      Key
+	Shards   int   // committed shards
+	Bytes    int64 // bytes of the committed shards
+	Pinned   bool  // a live stream needs it
+	Evicting bool  // Evict was called while pinned; freed when the last pin goes
+	LastUsed time.Time
+}
+
+const (
+	lockName    = "LOCK"
+	trashPrefix = ".trash-"
+)
+
+// A Cache is an on-disk store of shards, one process at a time per
+// directory. It is safe for concurrent use.
+type Cache struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	lock *os.File // holds the flock on dir/LOCK
+
+	mu        sync.Mutex
+	closed    bool
+	epochs    map[Key]*epoch
+	committed int64            // bytes of committed shards
+	reserved  int64            // bytes reserved by writers in progress
+	verified  map[string]stamp // files whose checksum this Cache has checked
+	trashSeq  int
+}
+
+// epoch is the state of one epoch entry. Invariant: an entry with pins or
+// writers is never removed from Cache.epochs.
+type epoch struct {
+	key      Key
+	dir      string
+	onDisk   bool // the directory and its meta.json exist
+	shards   map[int]shardFile
+	bytes    int64
+	pins     int
+	writers  int
+	evicting bool
+	lastUsed time.Time
+}
+
+// shardFile is one committed shard of an epoch.
+type shardFile struct {
+	name string
+	size int64
+}
+
+// stamp identifies a file's content for the verification memo: a file
+// replaced or rewritten since it was verified gets checked again.
+type stamp struct {
+	ino   uint64
+	size  int64
+	mtime int64
+}
+
+func stampOf(fi fs.FileInfo) stamp {
+	s := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*unix.Stat_t); ok {
+		s.ino = st.Ino
+	} else if st, ok := fi.Sys().(interface{ Ino() uint64 }); ok {
+		s.ino = st.Ino()
+	}
+	return s
+}
+
+// Open opens the cache in dir, creating dir if needed. It takes an exclusive
+// lock on dir/LOCK (a second Open of the same directory, from this process
+// or another, fails with ErrLocked until Close), removes temporary files
+// left by a killed process and lists the epochs on disk.
+func Open(dir string, opts *Options) (*Cache, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Budget < 0 {
+		return nil, fmt.Errorf("shardcache: negative budget %d", o.Budget)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("shardcache: open: %w", err)
+	}
+	lf, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("shardcache: open: %w", err)
+	}
+	if err := unix.Flock(int(lf.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		_ = lf.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked; is another loaderd using this cache directory?", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("shardcache: lock %s: %w", dir, err)
+	}
+	c := &Cache{
+		dir:      dir,
+		opts:     o,
+		log:      o.Logger,
+		lock:     lf,
+		epochs:   make(map[Key]*epoch),
+		verified: make(map[string]stamp),
+	}
+	if err := c.scan(); err != nil {
+		_ = lf.Close()
+		return nil, err
+	}
+	c.m, err = newMetrics(o.Registerer, func() float64 { return float64(c.Usage()) })
+	if err != nil {
+		_ = lf.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// scan lists the epochs on disk and removes what a killed process left:
+// temporary files, epoch directories without meta.json and trash.
+func (c *Cache) scan() error {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("shardcache: scan %s: %w", c.dir, err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, trashPrefix):
+			c.removeTrash(filepath.Join(c.dir, name))
+		case e.IsDir() && isEpochDirName(name):
+			if err := c.scanEpoch(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (c *Cache) scanEpoch(name string) error {
+	dir := filepath.Join(c.dir, name)
+	k, err := readMeta(dir)
+	if err != nil || k.dirName() != name {
+		// Killed between mkdir and the rename of meta.json, or damaged:
+		// without its key the entry can never be found again.
+		c.log.Warn("shardcache: removing epoch directory without a valid meta.json", "dir", dir, "err", err)
+		c.removeTrash(dir)
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("shardcache: scan %s: %w", dir, err)
+	}
+	ep := &epoch{key: k, dir: dir, onDisk: true, shards: make(map[int]shardFile)}
+	mtimes := make(map[int]time.Time)
+	for _, e := range entries {
+		fname := e.Name()
+		path := filepath.Join(dir, fname)
+		if strings.HasSuffix(fname, tmpSuffix) {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("shardcache: remove temporary file: %w", err)
+			}
+			c.log.Info("shardcache: removed temporary file", "path", path)
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // gone since ReadDir
+		}
+		if fi.ModTime().After(ep.lastUsed) {
+			ep.lastUsed = fi.ModTime()
+		}
+		shard, _, ok := parseShardName(fname)
+		if !ok || !fi.Mode().IsRegular() {
+			continue
+		}
+		if old, dup := ep.shards[shard]; dup {
+			// Two commits of one shard with different bytes: keep the newer.
+			drop := old.name
+			if fi.ModTime().Before(mtimes[shard]) {
+				drop = fname
+			} else {
+				ep.bytes -= old.size
+				ep.shards[shard] = shardFile{name: fname, size: fi.Size()}
+				ep.bytes += fi.Size()
+				mtimes[shard] = fi.ModTime()
+			}
+			_ = os.Remove(filepath.Join(dir, drop))
+			continue
+		}
+		ep.shards[shard] = shardFile{name: fname, size: fi.Size()}
+		ep.bytes += fi.Size()
+		mtimes[shard] = fi.ModTime()
+	}
+	c.epochs[k] = ep
+	c.committed += ep.bytes
+	return nil
+}
+
+// Close releases the directory lock. Mappings stay valid until released;
+// writers still open fail to commit with ErrClosed. Close is idempotent.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.m.unregister()
+	if err := c.lock.Close(); err != nil { // closing the descriptor drops the flock
+		return fmt.Errorf("shardcache: close: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the cache directory.
+func (c *Cache) Dir() string { return c.dir }
+
+// Budget returns the byte budget; 0 means unlimited.
+func (c *Cache) Budget() int64 { return c.opts.Budget }
+
+// Usage returns the bytes of committed shards plus the sizes reserved by
+// writers in progress.
+func (c *Cache) Usage() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.committed + c.reserved
+}
+
+// Has reports whether shard of k is committed. It does not verify it.
+func (c *Cache) Has(k Key, shard int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ep := c.epochs[k]
+	if c.closed || ep == nil {
+		return false
+	}
+	_, ok := ep.shards[shard]
+	return ok
+}
+
+// Shards returns the committed shard numbers of k, sorted.
+func (c *Cache) Shards(k Key) []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ep := c.epochs[k]
+	if c.closed || ep == nil {
+		return nil
+	}
+	out := make([]int, 0, len(ep.shards))
+	for s := range ep.shards {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Epochs describes every epoch entry on disk, sorted by key.
+func (c *Cache) Epochs() []EpochInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	var out []EpochInfo
+	for _, ep := range c.epochs {
+		if !ep.onDisk {
+			continue
+		}
+		out = append(out, EpochInfo{
+			Key:      ep.key,
+			Shards:   len(ep.shards),
+			Bytes:    ep.bytes,
+			Pinned:   ep.pins > 0,
+			Evicting: ep.evicting,
+			LastUsed: ep.lastUsed,
+		})
+	}
+	slices.SortFunc(out, func(a, b EpochInfo) int { return compareKeys(a.Key, b.Key) })
+	return out
+}
+
+func compareKeys(a, b Key) int {
+	return cmp.Or(
+		cmp.Compare(a.Dataset, b.Dataset),
+		cmp.Compare(a.Pipeline, b.Pipeline),
+		cmp.Compare(a.Seed, b.Seed),
+		cmp.Compare(a.Epoch, b.Epoch),
+	)
+}
+
+// Pin marks the epoch k as needed by a live stream: it is not evicted for
+// the budget, and Evict defers its removal until every pin is released.
+// Pins are counted; the returned unpin may be called more than once.
+func (c *Cache) Pin(k Key) (unpin func()) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return func() {}
+	}
+	ep := c.entryLocked(k)
+	ep.pins++
+	c.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			ep.pins--
+			trash := c.settleLocked(ep)
+			c.mu.Unlock()
+			c.removeTrash(trash)
+		})
+	}
+}
+
+// Evict removes the epoch k from disk. A pinned epoch (or one with writers
+// in progress) is marked evicting and removed when the last pin is released
+// and the last writer finishes; its committed shards stay readable until
+// then. Evicting an absent epoch does nothing. Live Mappings stay valid.
+func (c *Cache) Evict(k Key) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	ep := c.epochs[k]
+	if ep == nil {
+		c.mu.Unlock()
+		return nil
+	}
+	ep.evicting = true
+	trash := c.settleLocked(ep)
+	c.mu.Unlock()
+	c.removeTrash(trash)
+	return nil
+}
+
+// entryLocked returns k's entry, making an in-memory one if there is none.
+func (c *Cache) entryLocked(k Key) *epoch {
+	ep := c.epochs[k]
+	if ep == nil {
+		ep = &epoch{
+			key:      k,
+			dir:      filepath.Join(c.dir, k.dirName()),
+			shards:   make(map[int]shardFile),
+			lastUsed: time.Now(),
+		}
+		c.epochs[k] = ep
+	}
+	return ep
+}
+
+// ensureDirLocked creates ep's directory and meta.json.
+func (c *Cache) ensureDirLocked(ep *epoch) error {
+	if ep.onDisk {
+		return nil
+	}
+	if err := os.MkdirAll(ep.dir, 0o755); err != nil {
+		return fmt.Errorf("shardcache: create epoch %v: %w", ep.key, err)
+	}
+	if err := writeMeta(ep.dir, ep.key); err != nil {
+		return err
+	}
+	if err := syncDir(ep.dir); err != nil {
+		return fmt.Errorf("shardcache: create epoch %v: %w", ep.key, err)
+	}
+	if err := syncDir(c.dir); err != nil {
+		return fmt.Errorf("shardcache: create epoch %v: %w", ep.key, err)
+	}
+	ep.onDisk = true
+	return nil
+}
+
+// settleLocked applies what a change of pins, writers or evicting implies
+// once ep is idle: an evicting epoch is removed, an in-memory entry with
+// nothing on disk is forgotten. It returns a directory for removeTrash.
+func (c *Cache) settleLocked(ep *epoch) string {
+	if ep.pins > 0 || ep.writers > 0 || c.epochs[ep.key] != ep {
+		return ""
+	}
+	if ep.evicting {
+		return c.removeEpochLocked(ep)
+	}
+	if !ep.onDisk {
+		delete(c.epochs, ep.key)
+	}
+	return ""
+}
+
+// removeEpochLocked forgets an idle epoch and moves its directory aside
+// (a rename, so a new entry for the same key may be created at once). It
+// returns the moved directory, which the caller removes with removeTrash
+// after unlocking.
+func (c *Cache) removeEpochLocked(ep *epoch) string {
+	delete(c.epochs, ep.key)
+	c.committed -= ep.bytes
+	for _, sf := range ep.shards {
+		delete(c.verified, filepath.Join(ep.dir, sf.name))
+	}
+	bytes, shards := ep.bytes, len(ep.shards)
+	ep.shards, ep.bytes = nil, 0
+	if !ep.onDisk || c.closed {
+		return ""
+	}
+	c.m.evictions.Inc()
+	c.log.Info("shardcache: evicted epoch", "key", ep.key, "shards", shards, "bytes", bytes)
+	c.trashSeq++
+	trash := filepath.Join(c.dir, fmt.Sprintf("%s%s-%d-%d", trashPrefix, filepath.Base(ep.dir), time.Now().UnixNano(), c.trashSeq))
+	if err := os.Rename(ep.dir, trash); err != nil {
+		c.log.Warn("shardcache: move evicted epoch aside", "dir", ep.dir, "err", err)
+		c.removeTrash(ep.dir)
+		return ""
+	}
+	return trash
+}
+
+// removeTrash removes directories, logging failures (the next Open retries
+// trash).
+func (c *Cache) removeTrash(dirs ...string) {
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			c.log.Warn("shardcache: remove", "dir", d, "err", err)
+		}
+	}
+}
+
+// reserveLocked reserves size bytes for a writer in ep, evicting idle
+// epochs least recently used first when over budget. It returns the
+// evicted directories for removeTrash.
+func (c *Cache) reserveLocked(ep *epoch, size int64) ([]string, error) {
+	need := c.committed + c.reserved + size - c.opts.Budget
+	if c.opts.Budget == 0 || need <= 0 {
+		c.reserved += size
+		return nil, nil
+	}
+	var victims []*epoch
+	var freeable int64
+	for _, e := range c.epochs {
+		if e != ep && e.onDisk && e.pins == 0 && e.writers == 0 && e.bytes > 0 {
+			victims = append(victims, e)
+			freeable += e.bytes
+		}
+	}
+	if freeable < need {
+		return nil, fmt.Errorf("%w: %d bytes for %v with %d in use of %d, %d evictable",
+			ErrBudget, size, ep.key, c.committed+c.reserved, c.opts.Budget, freeable)
+	}
+	slices.SortFunc(victims, func(a, b *epoch) int {
+		return cmp.Or(a.lastUsed.Compare(b.lastUsed), compareKeys(a.key, b.key))
+	})
+	var trash []string
+	for _, v := range victims {
+		if need <= 0 {
+			break
+		}
+		need -= v.bytes
+		trash = append(trash, c.removeEpochLocked(v))
+	}
+	c.reserved += size
+	return trash, nil
+}
+
+// Open maps the committed shard of k read-only. The first Open of a file in
+// this Cache verifies its checksum and size; a shard that fails is deleted
+// and ErrCorrupt returned, so the caller recomputes it. No committed shard
+// gives ErrMiss. The caller must Release the Mapping.
+func (c *Cache) Open(k Key, shard int) (*Mapping, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	ep := c.epochs[k]
+	var sf shardFile
+	ok := false
+	if ep != nil {
+		sf, ok = ep.shards[shard]
+	}
+	if !ok {
+		c.mu.Unlock()
+		c.m.misses.Inc()
+		return nil, fmt.Errorf("%w: shard %d of %v", ErrMiss, shard, k)
+	}
+	ep.lastUsed = time.Now()
+	path := filepath.Join(ep.dir, sf.name)
+	c.mu.Unlock()
+
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Evicted since, or removed behind our back.
+		c.forget(ep, shard, sf, nil)
+		c.m.misses.Inc()
+		return nil, fmt.Errorf("%w: shard %d of %v", ErrMiss, shard, k)
+	} else if err != nil {
+		return nil, fmt.Errorf("shardcache: open shard %d of %v: %w", shard, k, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("shardcache: open shard %d of %v: %w", shard, k, err)
+	}
+	if fi.Size() != sf.size || fi.Size() == 0 {
+		return nil, c.corrupt(ep, shard, sf, fi, fmt.Sprintf("size %d, want %d", fi.Size(), sf.size))
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(sf.size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("shardcache: map shard %d of %v: %w", shard, k, err)
+	}
+	st := stampOf(fi)
+	c.mu.Lock()
+	seen, verified := c.verified[path]
+	c.mu.Unlock()
+	if !verified || seen != st {
+		_, want, _ := parseShardName(sf.name)
+		if got := checksum(data); got != want {
+			_ = unix.Munmap(data)
+			return nil, c.corrupt(ep, shard, sf, fi, fmt.Sprintf("crc32c %08x, want %08x", got, want))
+		}
+		c.mu.Lock()
+		if c.epochs[k] == ep && ep.shards[shard] == sf {
+			c.verified[path] = st
+		}
+		c.mu.Unlock()
+	}
+	c.m.hits.Inc()
+	m := &Mapping{data: data}
+	m.refs.Store(1)
+	return m, nil
+}
+
+// corrupt deletes a shard file that failed verification, unless a commit
+// has replaced it since, and returns the error for Open.
+func (c *Cache) corrupt(ep *epoch, shard int, sf shardFile, fi fs.FileInfo, reason string) error {
+	c.m.corrupt.Inc()
+	c.log.Warn("shardcache: deleting corrupt shard", "key", ep.key, "shard", shard, "file", sf.name, "reason", reason)
+	c.forget(ep, shard, sf, fi)
+	return fmt.Errorf("%w: shard %d of %v: %s", ErrCorrupt, shard, ep.key, reason)
+}
+
+// forget drops a shard from ep, and deletes its file if that is still the
+// file fi (nil: the file is known to be gone). Under the lock, so no commit
+// renames a fresh file into place in between.
+func (c *Cache) forget(ep *epoch, shard int, sf shardFile, fi fs.FileInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	path := filepath.Join(ep.dir, sf.name)
+	cur, err := os.Stat(path)
+	switch {
+	case err == nil && fi != nil && os.SameFile(cur, fi):
+		if err := os.Remove(path); err != nil {
+			c.log.Warn("shardcache: remove corrupt shard", "path", path, "err", err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return // replaced by a new commit, or unreadable: leave it
+	}
+	if c.epochs[ep.key] == ep && ep.shards[shard] == sf {
+		delete(ep.shards, shard)
+		ep.bytes -= sf.size
+		c.committed -= sf.size
+		delete(c.verified, path)
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,75 @@
+package shardcache
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the cache's Prometheus collectors. They always exist, so the
+// code counts unconditionally; they are registered only when
+// Options.Registerer is set.
+type metrics struct {
+	reg           prometheus.Registerer // nil: not registered
+	hits          prometheus.Counter
+	misses        prometheus.Counter
+	corrupt       prometheus.Counter
+	evictions     prometheus.Counter
+	shardsWritten prometheus.Counter
+	bytes         prometheus.GaugeFunc
+}
+
+// newMetrics makes the collectors and registers them with reg, if not nil.
+// usage backs the loaderd_cache_bytes gauge.
+func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, error) {
+	m := &metrics{
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_hits_total", Help: "Shard opens served from the cache.",
+		}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_misses_total", Help: "Shard opens that found no committed shard.",
+		}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_corrupt_total", Help: "Shards that failed their checksum or size check and were deleted.",
+		}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_evictions_total", Help: "Epochs removed from the cache.",
+		}),
+		shardsWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_shards_written_total", Help: "Shards committed to the cache.",
+		}),
+		bytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "loaderd_cache_bytes", Help: "Bytes of committed shards plus space reserved by shards being written.",
+		}, usage),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return nil, fmt.Errorf("shardcache: register metrics: %w", err)
+		}
+		done = append(done, c)
+	}
+	m.reg = reg
+	return m, nil
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.evictions, m.shardsWritten, m.bytes}
+}
+
+// unregister removes the collectors, so that a later Cache may register its
+// own with the same Registerer.
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+}

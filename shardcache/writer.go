@@ -1,0 +1,228 @@
+package shardcache
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum is the CRC-32C of a shard's bytes, the one in its file name.
+func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// A Writer is a shard being written: a temporary file mapped read-write.
+// Data may be written from many goroutines (disjoint ranges); Commit and
+// Abort are called once, by the owner, after those writes are done.
+type Writer struct {
+	c     *Cache
+	ep    *epoch
+	shard int
+	size  int64
+	f     *os.File
+	tmp   string
+	data  []byte
+	done  atomic.Bool
+}
+
+// Create starts writing shard of epoch k, size bytes. It creates a temporary
+// file in the epoch's directory and calls prepare, which may write the
+// shard's skeleton (at most size bytes); the file is then extended to size
+// bytes, its blocks allocated (a full disk fails here rather than as a
+// fault while writing the mapping) and mapped read-write. Create reserves
+// size bytes of the budget, evicting idle epochs least recently used first;
+// if that cannot make room it returns an error wrapping ErrBudget. An error
+// from prepare is returned wrapped and leaves nothing behind.
+func (c *Cache) Create(k Key, shard int, size int64, prepare func(f *os.File) error) (*Writer, error) {
+	switch {
+	case shard < 0:
+		return nil, fmt.Errorf("shardcache: create shard %d of %v: negative shard", shard, k)
+	case size <= 0 || int64(int(size)) != size:
+		return nil, fmt.Errorf("shardcache: create shard %d of %v: invalid size %d", shard, k, size)
+	case prepare == nil:
+		return nil, fmt.Errorf("shardcache: create shard %d of %v: nil prepare", shard, k)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	ep := c.entryLocked(k)
+	trash, err := c.reserveLocked(ep, size)
+	if err == nil {
+		if err = c.ensureDirLocked(ep); err != nil {
+			c.reserved -= size
+		}
+	}
+	if err != nil {
+		trash = append(trash, c.settleLocked(ep)) // forget a new entry
+		c.mu.Unlock()
+		c.removeTrash(trash...)
+		return nil, err
+	}
+	ep.writers++
+	ep.lastUsed = time.Now()
+	c.mu.Unlock()
+	c.removeTrash(trash...)
+
+	w := &Writer{c: c, ep: ep, shard: shard, size: size}
+	if err := w.open(prepare); err != nil {
+		c.finishWrite(ep, size)
+		return nil, err
+	}
+	return w, nil
+}
+
+// open creates, prepares, allocates and maps the temporary file.
+func (w *Writer) open(prepare func(f *os.File) error) (err error) {
+	k, shard := w.ep.key, w.shard
+	f, err := os.CreateTemp(w.ep.dir, fmt.Sprintf("%s%06d.*%s", shardPrefix, shard, tmpSuffix))
+	if err != nil {
+		return fmt.Errorf("shardcache: create shard %d of %v: %w", shard, k, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if err := prepare(f); err != nil {
+		return fmt.Errorf("shardcache: prepare shard %d of %v: %w", shard, k, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("shardcache: create shard %d of %v: %w", shard, k, err)
+	}
+	if fi.Size() > w.size {
+		return fmt.Errorf("shardcache: prepare shard %d of %v: wrote %d bytes, more than its size %d", shard, k, fi.Size(), w.size)
+	}
+	fd := int(f.Fd())
+	if err := unix.Fallocate(fd, 0, 0, w.size); errors.Is(err, unix.EOPNOTSUPP) {
+		err = f.Truncate(w.size) // no preallocation on this file system
+		if err != nil {
+			return fmt.Errorf("shardcache: create shard %d of %v: %w", shard, k, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("shardcache: allocate shard %d of %v: %w", shard, k, err)
+	}
+	data, err := unix.Mmap(fd, 0, int(w.size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return fmt.Errorf("shardcache: map shard %d of %v: %w", shard, k, err)
+	}
+	w.f, w.tmp, w.data = f, f.Name(), data
+	return nil
+}
+
+// Data returns the mapping of the whole file, to be filled in. It is invalid
+// after Commit or Abort.
+func (w *Writer) Data() []byte { return w.data }
+
+// Size returns the shard's size in bytes.
+func (w *Writer) Size() int64 { return w.size }
+
+// Commit makes the shard durable and visible: it syncs the mapping and the
+// file, computes the CRC-32C of the bytes, renames the file to its final
+// name and syncs the directory. Only then does Open find the shard. A second
+// commit of the same shard replaces the first atomically. On error (a full
+// disk, say) the temporary file is removed and nothing becomes visible.
+func (w *Writer) Commit() error {
+	if !w.done.CompareAndSwap(false, true) {
+		return fmt.Errorf("shardcache: commit shard %d of %v: writer already finished", w.shard, w.ep.key)
+	}
+	c, ep := w.c, w.ep
+	crc, err := w.sync()
+	if err != nil {
+		_ = os.Remove(w.tmp)
+		c.finishWrite(ep, w.size)
+		return fmt.Errorf("shardcache: commit shard %d of %v: %w", w.shard, ep.key, err)
+	}
+	sf := shardFile{name: shardName(w.shard, crc), size: w.size}
+	final := filepath.Join(ep.dir, sf.name)
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = os.Remove(w.tmp)
+		c.finishWrite(ep, w.size)
+		return ErrClosed
+	}
+	err = os.Rename(w.tmp, final) // under the lock: see Cache.forget
+	c.mu.Unlock()
+	if err == nil {
+		err = syncDir(ep.dir)
+	}
+	if err != nil {
+		_ = os.Remove(w.tmp)
+		c.finishWrite(ep, w.size)
+		return fmt.Errorf("shardcache: commit shard %d of %v: %w", w.shard, ep.key, err)
+	}
+
+	c.mu.Lock()
+	if old, ok := ep.shards[w.shard]; ok {
+		ep.bytes -= old.size
+		c.committed -= old.size
+		if old.name != sf.name { // different bytes: keep only the newest
+			oldPath := filepath.Join(ep.dir, old.name)
+			_ = os.Remove(oldPath)
+			delete(c.verified, oldPath)
+		}
+	}
+	ep.shards[w.shard] = sf
+	ep.bytes += sf.size
+	c.committed += sf.size
+	c.reserved -= w.size
+	ep.writers--
+	ep.lastUsed = time.Now()
+	trash := c.settleLocked(ep)
+	c.mu.Unlock()
+	c.m.shardsWritten.Inc()
+	c.removeTrash(trash)
+	return nil
+}
+
+// sync flushes the mapping and the file, checksums the bytes and closes
+// the file and the mapping.
+func (w *Writer) sync() (uint32, error) {
+	err := unix.Msync(w.data, unix.MS_SYNC)
+	if err == nil {
+		err = w.f.Sync()
+	}
+	crc := checksum(w.data)
+	if uerr := unix.Munmap(w.data); err == nil {
+		err = uerr
+	}
+	w.data = nil
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	return crc, err
+}
+
+// Abort discards the shard: it unmaps and removes the temporary file. It
+// does nothing after Commit, so `defer w.Abort()` is a safe cleanup.
+func (w *Writer) Abort() {
+	if !w.done.CompareAndSwap(false, true) {
+		return
+	}
+	_ = unix.Munmap(w.data)
+	w.data = nil
+	_ = w.f.Close()
+	_ = os.Remove(w.tmp)
+	w.c.finishWrite(w.ep, w.size)
+}
+
+// finishWrite returns a writer's reservation and settles its epoch.
+func (c *Cache) finishWrite(ep *epoch, size int64) {
+	c.mu.Lock()
+	c.reserved -= size
+	ep.writers--
+	trash := c.settleLocked(ep)
+	c.mu.Unlock()
+	c.removeTrash(trash)
+}
