@@ -27,14 +27,14 @@ var (
 
 // fakeGPU is what a test sets on one fake device.
 type fakeGPU struct {
-	bus         int          // PCI bus number
-	numa        int          // answer of GetNumaNodeId
-	numaRet     nvml.Return  // its status (0 = SUCCESS)
-	cpus        []int        // affinity
-	scopeRet    nvml.Return  // status of GetCpuAffinityWithinScope
-	affinityRet nvml.Return  // status of GetCpuAffinity
-	switchLinks int          // active NVLinks to NVSwitches
-	peerLinks   map[int]int  // active NVLinks straight to another GPU (by position)
+	bus         int         // PCI bus number
+	numa        int         // answer of GetNumaNodeId
+	numaRet     nvml.Return // its status (0 = SUCCESS)
+	cpus        []int       // affinity
+	scopeRet    nvml.Return // status of GetCpuAffinityWithinScope
+	affinityRet nvml.Return // status of GetCpuAffinity
+	switchLinks int         // active NVLinks to NVSwitches
+	peerLinks   map[int]int // active NVLinks straight to another GPU (by position)
 	ancestor    func(int) nvml.GpuTopologyLevel
 }
 
