@@ -82,7 +82,7 @@ func discover(lib nvml.Interface, o *Options) (*Topology, error) {
 	links, warns := linksBetween(t.Devices, handles)
 	t.Links = links
 	t.Warning = strings.Join(append(warnings, warns...), "; ")
-	return t, nil
+	return t.fill(), nil
 }
 
 // describe fills one Device from its NVML handle.

@@ -283,7 +283,7 @@ func TestDiscover(t *testing.T) {
 					t.Errorf("device %d warning %q does not name the failed call", i, d.Warning)
 				}
 			}
-			if !reflect.DeepEqual(topo.Links, tc.wantLinks) {
+			if (len(topo.Links) > 0 || len(tc.wantLinks) > 0) && !reflect.DeepEqual(topo.Links, tc.wantLinks) {
 				t.Errorf("links = %v\nwant %v", topo.Links, tc.wantLinks)
 			}
 		})

@@ -22,11 +22,13 @@ type Placement struct {
 }
 
 // Place plans the worker pools for t with about workers workers in all
-// (values below 1 mean 1). Each GPU's pool runs on the GPU's local CPUs;
-// GPUs with the same CPU set (the same NUMA node) share those CPUs, and a
-// CPU set's workers, proportional to its size, are split evenly among its
-// GPUs, at least one each. The default pool spans every CPU with all the
-// workers and is the only pool when t has no GPU. Place is pure.
+// (values below 1 mean 1). Each GPU's pool runs on the GPU's local CPUs (all
+// CPUs when those are unknown), so GPUs on one NUMA node share its CPUs.
+// Every GPU gets an equal share of the workers, at least one: data-parallel
+// ranks consume batches at the same rate, and the slowest rank sets the
+// pace. The default pool spans every CPU with all the workers and is the
+// only pool when t has no GPU. Place is pure; the pools share no memory
+// with t.
 func Place(t *Topology, workers int) Placement {
 	workers = max(workers, 1)
 	var all []int
@@ -38,40 +40,14 @@ func Place(t *Topology, workers int) Placement {
 	if len(devs) == 0 {
 		return Placement{Pools: []Pool{def}}
 	}
-
-	// Group GPUs by CPU set, in order of first appearance.
-	type group struct {
-		cpus []int
-		gpus []int
-	}
-	var groups []*group
-	byKey := map[string]*group{}
+	shares := apportion(workers, slices.Repeat([]int{1}, len(devs)))
+	pools := make([]Pool, 0, len(devs)+1)
 	for i, d := range devs {
 		cpus := d.CPUs
 		if len(cpus) == 0 {
 			cpus = all
 		}
-		key := FormatCPUList(cpus)
-		g := byKey[key]
-		if g == nil {
-			g = &group{cpus: cpus}
-			byKey[key] = g
-			groups = append(groups, g)
-		}
-		g.gpus = append(g.gpus, i)
-	}
-	weights := make([]int, len(groups))
-	for i, g := range groups {
-		weights[i] = max(len(g.cpus), 1)
-	}
-	shares := apportion(workers, weights)
-
-	pools := make([]Pool, len(devs), len(devs)+1)
-	for gi, g := range groups {
-		each := apportion(shares[gi], slices.Repeat([]int{1}, len(g.gpus)))
-		for k, pos := range g.gpus {
-			pools[pos] = Pool{GPU: pos, CPUs: slices.Clone(g.cpus), Workers: max(each[k], 1)}
-		}
+		pools = append(pools, Pool{GPU: i, CPUs: slices.Clone(cpus), Workers: max(shares[i], 1)})
 	}
 	return Placement{Pools: append(pools, def)}
 }

@@ -15,9 +15,6 @@ func twoSockets(gpuNodes ...int) *Topology {
 }
 
 func TestPlace(t *testing.T) {
-	uneven := &Topology{CPUs: seq(0, 15), Devices: []Device{
-		{Index: 0, CPUs: seq(0, 11)}, {Index: 1, CPUs: seq(12, 15)},
-	}}
 	noAffinity := twoSockets(0, 1)
 	noAffinity.Devices[1].CPUs = nil
 	tests := []struct {
@@ -64,24 +61,25 @@ func TestPlace(t *testing.T) {
 			},
 		},
 		{
-			name: "three GPUs share node 0, one has node 1", topo: twoSockets(0, 1, 0, 0), workers: 8,
+			name: "three GPUs share node 0, one has node 1: equal shares", topo: twoSockets(0, 1, 0, 0), workers: 8,
 			want: []Pool{
-				{GPU: 0, CPUs: seq(0, 7), Workers: 2}, {GPU: 1, CPUs: seq(8, 15), Workers: 4},
-				{GPU: 2, CPUs: seq(0, 7), Workers: 1}, {GPU: 3, CPUs: seq(0, 7), Workers: 1},
+				{GPU: 0, CPUs: seq(0, 7), Workers: 2}, {GPU: 1, CPUs: seq(8, 15), Workers: 2},
+				{GPU: 2, CPUs: seq(0, 7), Workers: 2}, {GPU: 3, CPUs: seq(0, 7), Workers: 2},
 				{GPU: -1, CPUs: seq(0, 15), Workers: 8},
 			},
 		},
 		{
-			name: "workers follow the size of the CPU sets", topo: uneven, workers: 8,
+			name: "remainder to the first GPUs", topo: twoSockets(0, 1, 1), workers: 7,
 			want: []Pool{
-				{GPU: 0, CPUs: seq(0, 11), Workers: 6}, {GPU: 1, CPUs: seq(12, 15), Workers: 2},
-				{GPU: -1, CPUs: seq(0, 15), Workers: 8},
+				{GPU: 0, CPUs: seq(0, 7), Workers: 3}, {GPU: 1, CPUs: seq(8, 15), Workers: 2},
+				{GPU: 2, CPUs: seq(8, 15), Workers: 2},
+				{GPU: -1, CPUs: seq(0, 15), Workers: 7},
 			},
 		},
 		{
 			name: "a GPU without CPUs gets all of them", topo: noAffinity, workers: 3,
 			want: []Pool{
-				{GPU: 0, CPUs: seq(0, 7), Workers: 1}, {GPU: 1, CPUs: seq(0, 15), Workers: 2},
+				{GPU: 0, CPUs: seq(0, 7), Workers: 2}, {GPU: 1, CPUs: seq(0, 15), Workers: 1},
 				{GPU: -1, CPUs: seq(0, 15), Workers: 3},
 			},
 		},

@@ -32,7 +32,7 @@ func CPUOnly(sysRoot string) (*Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	return t, nil
+	return t.fill(), nil
 }
 
 // host is the CPU side of a node, read from sysfs.

@@ -65,6 +65,7 @@ func TestCPUOnly(t *testing.T) {
 			tree: "sysfs-2node",
 			want: &Topology{
 				Source: SourceSysfs,
+				Links:  []Link{},
 				CPUs:   seq(0, 15),
 				Nodes: []NUMANode{
 					{ID: 0, CPUs: seq(0, 7), MemoryBytes: 16 << 30},
@@ -82,6 +83,7 @@ func TestCPUOnly(t *testing.T) {
 			tree: "sysfs-vm",
 			want: &Topology{
 				Source: SourceSysfs,
+				Links:  []Link{},
 				CPUs:   seq(0, 3),
 				Nodes:  []NUMANode{{ID: 0, CPUs: seq(0, 3), MemoryBytes: 7563476 * 1024}},
 				Devices: []Device{
@@ -93,9 +95,11 @@ func TestCPUOnly(t *testing.T) {
 			name: "no GPU",
 			tree: "sysfs-nogpu",
 			want: &Topology{
-				Source: SourceSysfs,
-				CPUs:   seq(0, 1),
-				Nodes:  []NUMANode{{ID: 0, CPUs: seq(0, 1), MemoryBytes: 7563476 * 1024}},
+				Source:  SourceSysfs,
+				Devices: []Device{},
+				Links:   []Link{},
+				CPUs:    seq(0, 1),
+				Nodes:   []NUMANode{{ID: 0, CPUs: seq(0, 1), MemoryBytes: 7563476 * 1024}},
 			},
 		},
 	}

@@ -9,8 +9,8 @@ import (
 )
 
 // WriteTable writes t and p as the text `loaderd topology` prints: the
-// source and warnings, the NUMA nodes, one row per GPU with the pool that
-// feeds it, the default pool, and the GPU-to-GPU link matrix.
+// source and warnings, the NUMA nodes, one row per GPU with its local CPUs
+// and the pool that feeds it (workers pinned to the pool's CPUs), the default pool, and the GPU-to-GPU link matrix.
 func WriteTable(w io.Writer, t *Topology, p Placement) error {
 	if t == nil {
 		t = &Topology{}
@@ -32,20 +32,21 @@ func WriteTable(w io.Writer, t *Topology, p Placement) error {
 		}
 	}
 	if len(t.Devices) > 0 {
-		fmt.Fprintf(tw, "\nGPU\tNAME\tUUID\tPCI BUS ID\tMEMORY\tNUMA\tCPUS\tWORKERS\tWORKER CPUS\n")
+		fmt.Fprintf(tw, "\nGPU\tNAME\tUUID\tPCI BUS ID\tMEMORY\tNUMA\tCPUS\tWORKERS\n")
 		for i, d := range t.Devices {
-			workers, cpus := "-", "-"
+			workers, cpus := "-", d.CPUs
 			if k := p.PoolFor(i); k >= 0 && p.Pools[k].GPU == i {
 				workers = strconv.Itoa(p.Pools[k].Workers)
-				cpus = orDash(FormatCPUList(p.Pools[k].CPUs))
+				cpus = p.Pools[k].CPUs
 			}
 			numa := "-"
 			if d.NUMANode >= 0 {
 				numa = strconv.Itoa(d.NUMANode)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Index, orDash(d.Name), orDash(d.UUID),
-				orDash(d.PCIBusID), bytesText(d.MemoryBytes), numa, orDash(FormatCPUList(d.CPUs)), workers, cpus)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Index, orDash(d.Name), orDash(d.UUID),
+				orDash(d.PCIBusID), bytesText(d.MemoryBytes), numa, orDash(FormatCPUList(cpus)), workers)
 		}
+		fmt.Fprintf(tw, "(a request naming a GPU is served by WORKERS threads pinned to its CPUS)\n")
 	}
 	if k := p.PoolFor(-1); k >= 0 {
 		fmt.Fprintf(tw, "\nDefault pool:\t%d workers on CPUs %s (requests naming no GPU)\n",

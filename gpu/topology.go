@@ -189,6 +189,23 @@ func FormatCPUList(cpus []int) string {
 	return b.String()
 }
 
+// fill replaces t's nil lists with empty ones, so JSON shows [] not null.
+func (t *Topology) fill() *Topology {
+	if t.Devices == nil {
+		t.Devices = []Device{}
+	}
+	if t.Nodes == nil {
+		t.Nodes = []NUMANode{}
+	}
+	if t.Links == nil {
+		t.Links = []Link{}
+	}
+	if t.CPUs == nil {
+		t.CPUs = []int{}
+	}
+	return t
+}
+
 // intersect returns the CPUs in both sorted lists a and b.
 func intersect(a, b []int) []int {
 	var out []int
