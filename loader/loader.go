@@ -1,0 +1,282 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/gpu"
+	"github.com/loaderd/loaderd/shardcache"
+)
+
+// Errors of the loader beyond the arrowio ones it wraps.
+var (
+	ErrOptions = errors.New("loader: invalid options")
+	ErrClosed  = errors.New("loader: closed")
+)
+
+// Error policies for undecodable samples (SPEC §5).
+const (
+	PolicySubstitute = "substitute"
+	PolicyFail       = "fail"
+)
+
+// A DatasetSpec names a dataset to serve and where it lives: an ImageFolder
+// directory or a manifest file.
+type DatasetSpec struct{ Name, Path string }
+
+// Options configure a Loader. Datasets, Pipeline and Cache are required;
+// every other zero value means the default.
+type Options struct {
+	Datasets []DatasetSpec
+	Pipeline *augment.Pipeline
+	Seed     uint64
+	Cache    *shardcache.Cache
+
+	Workers         int           // 0 means runtime.GOMAXPROCS(0)
+	ShardSize       int           // rows per shard; 0 means 1024
+	PrefetchEpochs  int           // epochs after a streamed one to precompute in Run; 0 means none
+	OnError         string        // "" or "substitute", or "fail" (SPEC §5)
+	Topology        *gpu.Topology // nil means one pool, no pinning
+	InFlightBatches int           // batches a stream reads ahead; 0 means 2
+	Logger          *slog.Logger  // nil means discard
+	Registerer      prometheus.Registerer
+}
+
+// A Loader serves the datasets of its Options. It is safe for concurrent
+// use. New starts no goroutine: workers start with the first work and stop
+// in Close; background prefetch runs in Run.
+type Loader struct {
+	opts      Options
+	log       *slog.Logger
+	pipe      *augment.Pipeline
+	cache     *shardcache.Cache
+	names     []string
+	sets      map[string]*dataset
+	placement gpu.Placement
+	met       *metrics
+	sched     *scheduler
+
+	mu      sync.Mutex
+	epochs  map[epochID]*epoch
+	live    map[epochID]int  // streams per epoch
+	evicted map[epochID]bool // explicitly evicted: not prefetched until streamed
+	closed  bool
+	wake    chan struct{} // nudges Run's prefetch loop
+
+	bg sync.WaitGroup // commits started from Batch.Release
+}
+
+// dataset is a served dataset and what the loader learns about it.
+type dataset struct {
+	*Dataset
+	pipeKey string // pipeline fingerprint + shard size: the cache key's Pipeline
+
+	mu   sync.Mutex
+	bad  map[int]bool // files known undecodable (augment.Check failed)
+	errs map[int]arrowio.SampleError
+}
+
+// epochID names an epoch of a dataset.
+type epochID struct {
+	set   string
+	epoch int
+}
+
+// New lists the datasets and prepares the loader; it starts no goroutine.
+func New(ctx context.Context, opts *Options) (*Loader, error) {
+	if opts == nil {
+		return nil, fmt.Errorf("%w: nil", ErrOptions)
+	}
+	o := *opts
+	switch {
+	case o.Pipeline == nil:
+		return nil, fmt.Errorf("%w: no pipeline", ErrOptions)
+	case o.Cache == nil:
+		return nil, fmt.Errorf("%w: no cache", ErrOptions)
+	case len(o.Datasets) == 0:
+		return nil, fmt.Errorf("%w: no dataset", ErrOptions)
+	case o.OnError != "" && o.OnError != PolicySubstitute && o.OnError != PolicyFail:
+		return nil, fmt.Errorf("%w: on-error %q (want substitute or fail)", ErrOptions, o.OnError)
+	case o.Workers < 0 || o.ShardSize < 0 || o.PrefetchEpochs < 0 || o.InFlightBatches < 0:
+		return nil, fmt.Errorf("%w: negative count", ErrOptions)
+	}
+	if o.OnError == "" {
+		o.OnError = PolicySubstitute
+	}
+	if o.Workers == 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.ShardSize == 0 {
+		o.ShardSize = 1024
+	}
+	if o.InFlightBatches == 0 {
+		o.InFlightBatches = 2
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	o.Datasets = append([]DatasetSpec(nil), o.Datasets...)
+	met, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	l := &Loader{
+		opts:    o,
+		log:     o.Logger,
+		pipe:    o.Pipeline,
+		cache:   o.Cache,
+		sets:    map[string]*dataset{},
+		met:     met,
+		epochs:  map[epochID]*epoch{},
+		live:    map[epochID]int{},
+		evicted: map[epochID]bool{},
+		wake:    make(chan struct{}, 1),
+	}
+	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
+	for _, spec := range o.Datasets {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if _, dup := l.sets[spec.Name]; dup || spec.Name == "" {
+			return nil, fmt.Errorf("%w: dataset name %q empty or repeated", ErrOptions, spec.Name)
+		}
+		d, err := OpenDataset(spec.Name, spec.Path)
+		if err != nil {
+			return nil, err
+		}
+		l.names = append(l.names, spec.Name)
+		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, bad: map[int]bool{}, errs: map[int]arrowio.SampleError{}}
+	}
+	l.placement = gpu.Place(o.Topology, o.Workers)
+	l.sched = newScheduler(l.placement, o.Workers, o.Topology != nil, l.log)
+	return l, nil
+}
+
+// Close stops the workers and waits for them; it releases no cache entry
+// and does not close the Cache. Streams still running fail.
+func (l *Loader) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.sched.stop()
+	l.bg.Wait()
+	return nil
+}
+
+// Dataset returns the listing of a served dataset.
+func (l *Loader) Dataset(name string) (*Dataset, bool) {
+	d, ok := l.sets[name]
+	if !ok {
+		return nil, false
+	}
+	return d.Dataset, true
+}
+
+// lookup returns a served dataset or an error wrapping arrowio.ErrNotFound.
+func (l *Loader) lookup(name string) (*dataset, error) {
+	d, ok := l.sets[name]
+	if !ok {
+		return nil, fmt.Errorf("loader: dataset %q: %w", name, arrowio.ErrNotFound)
+	}
+	return d, nil
+}
+
+// key is the cache key of an epoch of d.
+func (l *Loader) key(d *dataset, e int) shardcache.Key {
+	return shardcache.Key{Dataset: d.Fingerprint, Pipeline: d.pipeKey, Seed: l.opts.Seed, Epoch: e}
+}
+
+// schema is the schema of epoch e of d, for streams and shard files alike.
+func (l *Loader) schema(d *dataset, e int) (*arrow.Schema, error) {
+	spec := arrowio.RowSpec{Shape: l.pipe.Shape(), DimNames: l.pipe.DimNames(), Float32: l.pipe.Float32()}
+	return arrowio.NewSchema(spec, map[string]string{
+		"loaderd.dataset":             d.Name,
+		"loaderd.dataset_fingerprint": d.Fingerprint,
+		"loaderd.pipeline":            l.pipe.String(),
+		"loaderd.seed":                strconv.FormatUint(l.opts.Seed, 10),
+		"loaderd.epoch":               strconv.Itoa(e),
+	})
+}
+
+// Datasets lists the served datasets (arrowio.Source).
+func (l *Loader) Datasets(ctx context.Context) ([]arrowio.DatasetInfo, error) {
+	status := l.cacheStatus()
+	var out []arrowio.DatasetInfo
+	for _, name := range l.names {
+		d := l.sets[name]
+		s, err := l.schema(d, 0)
+		if err != nil {
+			return nil, err
+		}
+		info := arrowio.DatasetInfo{
+			Name:         name,
+			Samples:      int64(d.Len()),
+			Classes:      append([]string(nil), d.Classes...),
+			Pipeline:     l.pipe.String(),
+			Seed:         l.opts.Seed,
+			CachedEpochs: []int{},
+			Schema:       s,
+			Fingerprint:  d.Fingerprint,
+		}
+		for _, st := range status[name] {
+			if st.State == arrowio.EpochComplete {
+				info.CachedEpochs = append(info.CachedEpochs, st.Epoch)
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Plan validates req and describes its stream (arrowio.Source).
+func (l *Loader) Plan(ctx context.Context, req arrowio.Request) (arrowio.Plan, error) {
+	d, o, _, err := l.resolve(req)
+	if err != nil {
+		return arrowio.Plan{}, err
+	}
+	s, err := l.schema(d, req.Epoch)
+	if err != nil {
+		return arrowio.Plan{}, err
+	}
+	return arrowio.Plan{Schema: s, Records: o.Records(), Batches: int64(o.Batches()), Fingerprint: d.Fingerprint}, nil
+}
+
+// resolve checks req: its dataset, order and GPU; it returns the pool
+// serving it (-1: any worker).
+func (l *Loader) resolve(req arrowio.Request) (*dataset, *Order, int, error) {
+	d, err := l.lookup(req.Dataset)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	o, err := NewOrder(d.Len(), l.opts.Seed, req)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	pool := -1
+	if req.GPU != "" {
+		if l.opts.Topology == nil {
+			return nil, nil, 0, &arrowio.FieldError{Field: "gpu", Reason: fmt.Sprintf("no GPU %q on this node", req.GPU)}
+		}
+		dev, err := l.opts.Topology.FindGPU(req.GPU)
+		if err != nil {
+			return nil, nil, 0, &arrowio.FieldError{Field: "gpu", Reason: err.Error()}
+		}
+		pool = l.placement.PoolFor(dev)
+	}
+	return d, o, pool, nil
+}

@@ -1,0 +1,143 @@
+package loader
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/loaderd/loaderd/gpu"
+)
+
+// A task is one unit of work for a worker: compute a row, or one sample's
+// rows of several epochs. It writes into a fixed slot, so what it produces
+// never depends on which worker runs it or when.
+type task func()
+
+// scheduler owns the worker goroutines: one group per placement pool,
+// the workers of a GPU's pool pinned to that GPU's CPUs. A stream's tasks
+// go to its pool (the default pool when it names no GPU); precompute and
+// prefetch tasks go to the default pool's workers, which take them only
+// when no stream task waits. Queues are unbuffered: a submitter waits for
+// a worker, so the work in flight is bounded by the worker count, never by
+// the dataset.
+type scheduler struct {
+	log   *slog.Logger
+	pools []*workerPool
+	def   int       // the default pool
+	low   chan task // precompute and prefetch tasks
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+type workerPool struct {
+	cpus    []int // nil: no pinning
+	workers int
+	high    chan task
+	low     chan task // nil unless the default pool
+}
+
+// newScheduler plans the workers of pl (one default pool when it has
+// none); pin enables CPU pinning of GPU pools.
+func newScheduler(pl gpu.Placement, workers int, pin bool, log *slog.Logger) *scheduler {
+	s := &scheduler{log: log, def: pl.PoolFor(-1), low: make(chan task), done: make(chan struct{})}
+	for _, p := range pl.Pools {
+		wp := &workerPool{workers: max(1, p.Workers), high: make(chan task)}
+		if pin && p.GPU >= 0 {
+			wp.cpus = append([]int(nil), p.CPUs...)
+		}
+		s.pools = append(s.pools, wp)
+	}
+	if s.def < 0 {
+		s.pools = append(s.pools, &workerPool{workers: max(1, workers), high: make(chan task)})
+		s.def = len(s.pools) - 1
+	}
+	s.pools[s.def].low = s.low
+	return s
+}
+
+// start launches the workers once; it reports false after stop.
+func (s *scheduler) start() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
+	}
+	if s.started {
+		return true
+	}
+	s.started = true
+	for _, p := range s.pools {
+		for range p.workers {
+			s.wg.Add(1)
+			go s.work(p)
+		}
+	}
+	return true
+}
+
+// work runs tasks until stop. A pinned worker keeps its OS thread locked
+// (gpu.PinThread) until it exits, so the thread ends with it and no other
+// goroutine inherits its affinity.
+func (s *scheduler) work(p *workerPool) {
+	defer s.wg.Done()
+	if len(p.cpus) > 0 {
+		if err := gpu.PinThread(p.cpus); err != nil {
+			s.log.Warn("loader: cannot pin worker", "cpus", p.cpus, "err", err)
+		}
+	}
+	for {
+		select { // stream tasks first
+		case t := <-p.high:
+			t()
+			continue
+		default:
+		}
+		select {
+		case t := <-p.high:
+			t()
+		case t := <-p.low: // nil channel unless the default pool
+			t()
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// submit hands t to a worker: of pool (-1: the default pool) ahead of
+// background work when high, else as background work. It returns false
+// without running t when ctx ends or the scheduler stops first.
+func (s *scheduler) submit(ctx context.Context, pool int, high bool, t task) bool {
+	if !s.start() {
+		return false
+	}
+	q := s.low
+	if high {
+		if pool < 0 || pool >= len(s.pools) {
+			pool = s.def
+		}
+		q = s.pools[pool].high
+	}
+	select {
+	case q <- t:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	}
+}
+
+// stop ends the workers after their current task and waits for them.
+func (s *scheduler) stop() {
+	s.mu.Lock()
+	if !s.stopped {
+		s.stopped = true
+		close(s.done)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}

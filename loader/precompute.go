@@ -1,0 +1,361 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/loaderd/loaderd/arrowio"
+)
+
+// progressEvery is how often Precompute reports progress.
+const progressEvery = 500 * time.Millisecond
+
+// errEvicted stops a prefetch whose epoch was explicitly evicted.
+var errEvicted = errors.New("loader: epoch evicted")
+
+// Precompute computes the epochs of a dataset into the cache and returns
+// when all are committed (arrowio.Actions). Each image is decoded once
+// for all its epochs. Cached shards are skipped and counted, so it is
+// idempotent and resumes where a killed run stopped. progress, when not
+// nil, is called about every half second and once at the end; its error
+// stops the work.
+func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, progress func(arrowio.PrecomputeProgress) error) (arrowio.PrecomputeSummary, error) {
+	d, err := l.lookup(dataset)
+	if err != nil {
+		return arrowio.PrecomputeSummary{}, err
+	}
+	es, err := epochList(epochs)
+	if err != nil {
+		return arrowio.PrecomputeSummary{}, err
+	}
+	return l.precompute(ctx, d, es, kindPrecompute, progress)
+}
+
+// epochList checks and sorts epochs, dropping repeats.
+func epochList(epochs []int) ([]int, error) {
+	if len(epochs) == 0 {
+		return nil, &arrowio.FieldError{Field: "epochs", Reason: "no epoch named"}
+	}
+	es := slices.Clone(epochs)
+	slices.Sort(es)
+	es = slices.Compact(es)
+	if es[0] < 0 || es[len(es)-1] >= 1<<31 {
+		return nil, &arrowio.FieldError{Field: "epochs", Reason: "an epoch is out of [0, 2^31)"}
+	}
+	return es, nil
+}
+
+// precompute fills the epochs es of d in index order, the rows of one
+// sample for every epoch in one task, at background priority.
+func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind string, progress func(arrowio.PrecomputeProgress) error) (arrowio.PrecomputeSummary, error) {
+	start := time.Now()
+	sum := arrowio.PrecomputeSummary{Dataset: d.Name, Epochs: es}
+	eps := make([]*epoch, 0, len(es))
+	for _, e := range es {
+		ep, release, err := l.acquire(d, e, false)
+		if err != nil {
+			return sum, err
+		}
+		defer release()
+		eps = append(eps, ep)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	r := &runner{l: l, pool: -1, kind: kind, ctx: ctx}
+	defer r.tasks.Wait()
+	defer cancel(nil)
+
+	for _, ep := range eps {
+		for _, sh := range ep.shards {
+			sh.mu.Lock()
+			err := sh.lookup(false)
+			if sh.mode == modeCached || sh.mode == modeMapped {
+				sum.Cached += int64(sh.n)
+			}
+			sh.mu.Unlock()
+			if err != nil {
+				return sum, err
+			}
+		}
+	}
+	total := int64(len(eps)*d.Len()) - sum.Cached
+	report := func() error {
+		if progress == nil {
+			return nil
+		}
+		done := r.done.Load()
+		return progress(arrowio.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: done, Total: total, ImagesPerSec: rate(done, time.Since(start))})
+	}
+	var ticker sync.WaitGroup
+	ticker.Go(func() {
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := report(); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		}
+	})
+	err := l.fill(ctx, r, d, eps, cancel)
+	cancel(nil)
+	ticker.Wait()
+	r.tasks.Wait()
+	sum.Computed = r.done.Load()
+	sum.Seconds = time.Since(start).Seconds()
+	sum.ImagesPerSec = rate(sum.Computed, time.Since(start))
+	if err != nil {
+		return sum, err
+	}
+	for _, info := range l.cache.Epochs() {
+		for _, ep := range eps {
+			if info.Key == ep.key {
+				sum.Bytes += info.Bytes
+			}
+		}
+	}
+	if progress != nil {
+		if err := progress(arrowio.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: total, Total: total, ImagesPerSec: sum.ImagesPerSec}); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+// fill computes every missing row of eps and waits until each shard is
+// committed. A task's failure cancels ctx with its error.
+func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, cancel context.CancelCauseFunc) error {
+	fused := make([]int, 0, len(eps))
+	for i := range d.Len() {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if r.kind == kindPrefetch && l.anyEvicted(eps) {
+			return errEvicted
+		}
+		fused = fused[:0]
+		var shs []*shard
+		var bufs [][]byte
+		for _, ep := range eps {
+			sh, p := ep.shardOf(i)
+			buf, err := sh.request(p, false)
+			if err != nil {
+				return err
+			}
+			if buf != nil {
+				fused = append(fused, ep.id.epoch)
+				shs = append(shs, sh)
+				bufs = append(bufs, buf)
+			}
+		}
+		if len(shs) == 0 {
+			continue
+		}
+		es := slices.Clone(fused)
+		r.tasks.Add(1)
+		ok := l.sched.submit(ctx, -1, false, func() {
+			defer r.tasks.Done()
+			finish := func(err error) {
+				for _, sh := range shs {
+					sh.finish(i-sh.lo, 0, 0, err)
+				}
+			}
+			if ctx.Err() != nil {
+				finish(errAbandoned)
+				return
+			}
+			srcs, err := l.computeFused(d, es, i, bufs)
+			if err != nil {
+				finish(err)
+				cancel(err)
+				return
+			}
+			for k, sh := range shs {
+				sh.finish(i-sh.lo, uint64(srcs[k]), d.Samples[srcs[k]].Label, nil)
+			}
+			l.met.computed.WithLabelValues(r.kind).Add(float64(len(shs)))
+			r.done.Add(int64(len(shs)))
+		})
+		if !ok {
+			r.tasks.Done()
+			for _, sh := range shs {
+				sh.finish(i-sh.lo, 0, 0, errAbandoned)
+			}
+			return r.stopped(ctx)
+		}
+	}
+	// Rows claimed by streams that left are absent again: compute them too.
+	for _, ep := range eps {
+		for _, sh := range ep.shards {
+			for {
+				committed, claims, wait, err := sh.settle()
+				if err != nil {
+					return err
+				}
+				if committed {
+					break
+				}
+				for _, c := range claims {
+					if !r.submit(ctx, ep, sh, c.p, c.buf) {
+						return r.stopped(ctx)
+					}
+				}
+				select {
+				case <-wait:
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// A claim is a row claimed for computing and where to write it.
+type claim struct {
+	p   int
+	buf []byte
+}
+
+// settle reports whether sh is committed; if not, it claims its absent
+// rows for the caller and returns what to wait on.
+func (sh *shard) settle() (bool, []claim, <-chan struct{}, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if err := sh.lookup(false); err != nil {
+		return false, nil, nil, err
+	}
+	switch sh.mode {
+	case modeCached, modeMapped:
+		return true, nil, nil, nil
+	case modeCommitting:
+		return false, nil, sh.changed, nil
+	case modeUnknown:
+		if sh.err != nil {
+			return false, nil, nil, fmt.Errorf("loader: shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, sh.err)
+		}
+		if err := sh.startWriter(); err != nil {
+			return false, nil, nil, err
+		}
+	}
+	var claims []claim
+	for p, st := range sh.rows {
+		switch st {
+		case rowAbsent:
+			sh.rows[p] = rowClaimed
+			claims = append(claims, claim{p: p, buf: sh.layout.Row(sh.w.Data(), p)})
+		case rowFailed:
+			return false, nil, nil, sh.errs[p]
+		}
+	}
+	return false, claims, sh.changed, nil
+}
+
+// anyEvicted reports whether one of eps was explicitly evicted.
+func (l *Loader) anyEvicted(eps []*epoch) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ep := range eps {
+		if l.evicted[ep.id] {
+			return true
+		}
+	}
+	return false
+}
+
+// rate is n per second over d.
+func rate(n int64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// Run precomputes, in the background, epochs e+1 … e+PrefetchEpochs of
+// every epoch e being streamed, skipping epochs explicitly evicted until a
+// stream asks for them. It returns nil once ctx is done and its work has
+// stopped.
+func (l *Loader) Run(ctx context.Context) error {
+	if l.opts.PrefetchEpochs == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.wake:
+		}
+		for {
+			d, es := l.prefetchTarget()
+			if len(es) == 0 {
+				break
+			}
+			l.log.Debug("loader: prefetch", "dataset", d.Name, "epochs", es)
+			_, err := l.precompute(ctx, d, es, kindPrefetch, nil)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				if !errors.Is(err, errEvicted) {
+					l.log.Warn("loader: prefetch", "dataset", d.Name, "epochs", es, "err", err)
+					break // until the next stream starts
+				}
+			}
+		}
+	}
+}
+
+// prefetchTarget returns a dataset and the epochs after its streamed ones
+// that are neither complete in the cache nor explicitly evicted.
+func (l *Loader) prefetchTarget() (*dataset, []int) {
+	l.mu.Lock()
+	ids := make([]epochID, 0, len(l.live))
+	for id := range l.live {
+		ids = append(ids, id)
+	}
+	evicted := make(map[epochID]bool, len(l.evicted))
+	for id := range l.evicted {
+		evicted[id] = true
+	}
+	l.mu.Unlock()
+	slices.SortFunc(ids, func(a, b epochID) int {
+		if a.set != b.set {
+			return strings.Compare(a.set, b.set)
+		}
+		return a.epoch - b.epoch
+	})
+	for _, id := range ids {
+		d := l.sets[id.set]
+		var es []int
+		for e := id.epoch + 1; e <= id.epoch+l.opts.PrefetchEpochs && e < 1<<31; e++ {
+			if evicted[epochID{id.set, e}] || l.complete(d, e) {
+				continue
+			}
+			es = append(es, e)
+		}
+		if len(es) > 0 {
+			return d, es
+		}
+	}
+	return nil, nil
+}
+
+// complete reports whether every shard of epoch e of d is committed.
+func (l *Loader) complete(d *dataset, e int) bool {
+	return len(l.cache.Shards(l.key(d, e))) == l.shardCount(d)
+}
+
+// shardCount is the number of shards of an epoch of d.
+func (l *Loader) shardCount(d *dataset) int {
+	return (d.Len() + l.opts.ShardSize - 1) / l.opts.ShardSize
+}
