@@ -154,13 +154,19 @@ func (w *Writer) Commit() error {
 	}
 	err = os.Rename(w.tmp, final) // under the lock: see Cache.forget
 	c.mu.Unlock()
-	if err == nil {
-		err = syncDir(ep.dir)
-	}
 	if err != nil {
 		_ = os.Remove(w.tmp)
 		c.finishWrite(ep, w.size)
 		return fmt.Errorf("shardcache: commit shard %d of %v: %w", w.shard, ep.key, err)
+	}
+	if err := syncDir(ep.dir); err != nil {
+		c.mu.Lock()
+		if ep.shards[w.shard] != sf { // not an identical file committed before
+			_ = os.Remove(final)
+		}
+		c.mu.Unlock()
+		c.finishWrite(ep, w.size)
+		return fmt.Errorf("shardcache: commit shard %d of %v: sync directory: %w", w.shard, ep.key, err)
 	}
 
 	c.mu.Lock()
