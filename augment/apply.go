@@ -81,7 +81,11 @@ func (p *Pipeline) plan(s *sample, w, h int, rng *rand.Rand) {
 		case opCenterCrop:
 			g.crop(centerOffset(g.oh, o.h), centerOffset(g.ow, o.w), o.h, o.w)
 		case opHFlip:
-			if rng != nil && rng.Float64() < o.p {
+			flip := o.p >= 1 // p is 0 or 1 when rng may be nil
+			if rng != nil {
+				flip = rng.Float64() < o.p
+			}
+			if flip {
 				g.flip = !g.flip
 			}
 		case opColorJitter:
