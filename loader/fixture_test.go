@@ -205,3 +205,6 @@ func fxComputed(l *Loader, kind string) int {
 
 // testutilServed returns loaderd_rows_served_from_cache_total.
 func testutilServed(l *Loader) int { return int(testutil.ToFloat64(l.met.served)) }
+
+// testutilUndecodable returns loaderd_undecodable_samples_total.
+func testutilUndecodable(l *Loader) float64 { return testutil.ToFloat64(l.met.undecodable) }

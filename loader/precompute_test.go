@@ -1,0 +1,372 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/augment"
+)
+
+func TestPrecomputeFusedMatchesStream(t *testing.T) {
+	const n = 37
+	root := fxDataset(t, n)
+	dir := t.TempDir()
+	l := fxLoader(t, root, fxCache(t, dir, 0), func(o *Options) { o.Workers = 3 })
+	var last arrowio.PrecomputeProgress
+	calls := 0
+	sum, err := l.Precompute(context.Background(), "train", []int{2, 0, 1, 2}, func(p arrowio.PrecomputeProgress) error {
+		calls++
+		last = p
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sum.Epochs, []int{0, 1, 2}) || sum.Computed != 3*n || sum.Cached != 0 || sum.Bytes <= 0 {
+		t.Fatalf("summary %+v; want epochs 0-2, %d computed, bytes > 0", sum, 3*n)
+	}
+	if calls == 0 || last.Done != last.Total || last.Total != 3*n {
+		t.Fatalf("last progress %+v after %d calls; want done = total = %d", last, calls, 3*n)
+	}
+	if got := fxComputed(l, kindPrecompute); got != 3*n {
+		t.Fatalf("precompute rows metric %d, want %d", got, 3*n)
+	}
+	st, err := l.CacheStatus(context.Background(), "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range st.Datasets[0].Epochs {
+		if ep.State != arrowio.EpochComplete || ep.Samples != n {
+			t.Fatalf("epoch status %+v, want complete with %d samples", ep, n)
+		}
+	}
+	if len(st.Datasets[0].Epochs) != 3 {
+		t.Fatalf("cache status lists %d epochs, want 3", len(st.Datasets[0].Epochs))
+	}
+
+	// Idempotent: everything is cached now.
+	again, err := l.Precompute(context.Background(), "train", []int{0, 1, 2}, nil)
+	if err != nil || again.Computed != 0 || again.Cached != 3*n {
+		t.Fatalf("second precompute %+v, %v; want all cached", again, err)
+	}
+
+	for e := range 3 {
+		want := fxEpoch(t, root, e, nil)
+		got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = e }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fxSame(t, "fused precompute", want, got)
+	}
+	if c := fxComputed(l, kindStream); c != 0 {
+		t.Fatalf("streams of precomputed epochs computed %d rows", c)
+	}
+	// Different epochs, different augmentations.
+	e0, e1 := fxEpoch(t, root, 0, nil), fxEpoch(t, root, 1, nil)
+	same := 0
+	for i := range e0 {
+		if string(e0[i]) == string(e1[i]) {
+			same++
+		}
+	}
+	if same == n {
+		t.Fatal("epochs 0 and 1 are identical")
+	}
+}
+
+func TestPrecomputeErrors(t *testing.T) {
+	root := fxDataset(t, 5)
+	l := fxLoader(t, root, fxCache(t, "", 0), nil)
+	if _, err := l.Precompute(context.Background(), "nope", []int{0}, nil); !errors.Is(err, arrowio.ErrNotFound) {
+		t.Fatalf("unknown dataset: %v, want ErrNotFound", err)
+	}
+	if _, err := l.Precompute(context.Background(), "train", nil, nil); !errors.Is(err, arrowio.ErrInvalid) {
+		t.Fatalf("no epochs: %v, want ErrInvalid", err)
+	}
+	if _, err := l.Precompute(context.Background(), "train", []int{-1}, nil); !errors.Is(err, arrowio.ErrInvalid) {
+		t.Fatalf("negative epoch: %v, want ErrInvalid", err)
+	}
+	stop := errors.New("stop")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Precompute(ctx, "train", []int{0}, func(arrowio.PrecomputeProgress) error { return stop }); err == nil {
+		t.Fatal("precompute with a cancelled context succeeded")
+	}
+}
+
+// fxCorrupt replaces sample i's file with bytes no decoder accepts.
+func fxCorrupt(t *testing.T, root string, l *Loader, i int) string {
+	t.Helper()
+	d, _ := l.Dataset("train")
+	if err := os.WriteFile(d.File(i), []byte("\x89PNG\r\n\x1a\nnot really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d.Samples[i].Path
+}
+
+func TestSubstitutePolicy(t *testing.T) {
+	const n = 20
+	root := fxDataset(t, n)
+	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
+	bad := []int{6, 7, 19} // 6 and 7 in a row; 19 wraps to 0
+	for _, i := range bad {
+		fxCorrupt(t, root, probe, i)
+	}
+	l := fxLoader(t, root, fxCache(t, "", 0), nil)
+	d, _ := l.Dataset("train")
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Shuffle = false; r.Epoch = 4 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSub := map[int]int{6: 8, 7: 8, 19: 0}
+	for pos := range n {
+		src := pos
+		if s, ok := wantSub[pos]; ok {
+			src = s
+		}
+		if got.Index[pos] != uint64(src) || got.Label[pos] != d.Samples[src].Label {
+			t.Fatalf("row %d carries index %d label %d, want %d %d", pos, got.Index[pos], got.Label[pos], src, d.Samples[src].Label)
+		}
+		// Sample pos's random stream on sample src's file.
+		b, err := d.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, l.pipe.RowBytes())
+		if err := l.pipe.Apply(want, b, augment.SampleRand(42, 4, int64(pos))); err != nil {
+			t.Fatal(err)
+		}
+		if string(want) != string(got.Images[pos]) {
+			t.Fatalf("row %d differs from Apply(file %d, SampleRand(seed, 4, %d))", pos, src, pos)
+		}
+	}
+	errs, err := l.DatasetErrors(context.Background(), "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx []int
+	for _, e := range errs {
+		idx = append(idx, int(e.Index))
+		if e.Path != d.Samples[e.Index].Path || e.Reason == "" {
+			t.Fatalf("dataset error %+v lacks path or reason", e)
+		}
+	}
+	if !slices.Equal(idx, bad) {
+		t.Fatalf("dataset errors at %v, want %v", idx, bad)
+	}
+	if u := int(testutilUndecodable(l)); u != len(bad) {
+		t.Fatalf("undecodable metric %d, want %d", u, len(bad))
+	}
+	// Fused precompute of the same epoch gives the same rows.
+	l2 := fxLoader(t, root, fxCache(t, "", 0), nil)
+	if _, err := l2.Precompute(context.Background(), "train", []int{3, 4}, nil); err != nil {
+		t.Fatal(err)
+	}
+	again, err := fxCollect(context.Background(), l2, fxReq(func(r *arrowio.Request) { r.Shuffle = false; r.Epoch = 4 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(again.Index, got.Index) {
+		t.Fatalf("precomputed indices %v, streamed %v", again.Index, got.Index)
+	}
+	for r := range got.Images {
+		if string(got.Images[r]) != string(again.Images[r]) {
+			t.Fatalf("row %d: precomputed and streamed bytes differ", r)
+		}
+	}
+}
+
+func TestFailPolicy(t *testing.T) {
+	root := fxDataset(t, 12)
+	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
+	path := fxCorrupt(t, root, probe, 5)
+	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.OnError = PolicyFail })
+	_, err := fxCollect(context.Background(), l, fxReq(nil))
+	if !errors.Is(err, arrowio.ErrDataLoss) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("stream under fail policy = %v; want ErrDataLoss naming %s", err, path)
+	}
+	l2 := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.OnError = PolicyFail })
+	_, err = l2.Precompute(context.Background(), "train", []int{0, 1}, nil)
+	if !errors.Is(err, arrowio.ErrDataLoss) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("precompute under fail policy = %v; want ErrDataLoss naming %s", err, path)
+	}
+	if errs, _ := l2.DatasetErrors(context.Background(), "train"); len(errs) != 1 || errs[0].Index != 5 {
+		t.Fatalf("dataset errors %+v, want sample 5", errs)
+	}
+}
+
+func TestCorruptShardRecomputed(t *testing.T) {
+	root := fxDataset(t, 40)
+	want := fxEpoch(t, root, 0, nil)
+	dir := t.TempDir()
+	c := fxCache(t, dir, 0)
+	l := fxLoader(t, root, c, nil)
+	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	c.Close()
+	shards, _ := filepath.Glob(filepath.Join(dir, "*", "shard-000001.*.arrow"))
+	if len(shards) != 1 {
+		t.Fatalf("found shard files %v, want one shard 1", shards)
+	}
+	b, err := os.ReadFile(shards[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(shards[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l2 := fxLoader(t, root, fxCache(t, dir, 0), nil)
+	got, err := fxCollect(context.Background(), l2, fxReq(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fxSame(t, "after a corrupt shard", want, got)
+	if c := fxComputed(l2, kindStream); c != 16 {
+		t.Fatalf("recomputed %d rows, want the 16 of the corrupt shard", c)
+	}
+	st, _ := l2.CacheStatus(context.Background(), "train")
+	if eps := st.Datasets[0].Epochs; len(eps) != 1 || eps[0].State != arrowio.EpochComplete {
+		t.Fatalf("cache status %+v after recompute, want epoch 0 complete", eps)
+	}
+}
+
+func TestBudgetExhausted(t *testing.T) {
+	root := fxDataset(t, 40)
+	l := fxLoader(t, root, fxCache(t, "", 1000), nil) // smaller than one shard
+	_, err := fxCollect(context.Background(), l, fxReq(nil))
+	if !errors.Is(err, arrowio.ErrExhausted) {
+		t.Fatalf("stream over budget = %v, want ErrExhausted", err)
+	}
+	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); !errors.Is(err, arrowio.ErrExhausted) {
+		t.Fatalf("precompute over budget = %v, want ErrExhausted", err)
+	}
+}
+
+// fxStatus returns the state of each cached epoch of "train".
+func fxStatus(t *testing.T, l *Loader) map[int]string {
+	t.Helper()
+	st, err := l.CacheStatus(context.Background(), "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]string{}
+	for _, e := range st.Datasets[0].Epochs {
+		out[e.Epoch] = e.State
+	}
+	return out
+}
+
+// fxPoll waits until cond holds, failing after a deadline.
+func fxPoll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPrefetch(t *testing.T) {
+	root := fxDataset(t, 30)
+	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.PrefetchEpochs = 2 })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	if _, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 5 })); err != nil {
+		t.Fatal(err)
+	}
+	fxPoll(t, "epochs 6 and 7 prefetched", func() bool {
+		st := fxStatus(t, l)
+		return st[6] == arrowio.EpochComplete && st[7] == arrowio.EpochComplete
+	})
+	if c := fxComputed(l, kindPrefetch); c != 60 {
+		t.Fatalf("prefetch computed %d rows, want 60", c)
+	}
+	want := fxEpoch(t, root, 7, nil)
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 7 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fxSame(t, "prefetched epoch", want, got)
+}
+
+func TestEvict(t *testing.T) {
+	root := fxDataset(t, 20)
+	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.PrefetchEpochs = 1 })
+	if _, err := l.Precompute(context.Background(), "train", []int{0, 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := l.Evict(context.Background(), "train", []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eps := st.Datasets[0].Epochs; len(eps) != 1 || eps[0].Epoch != 0 {
+		t.Fatalf("after evicting epoch 1: %+v, want only epoch 0", eps)
+	}
+
+	// Evicting a streamed epoch: evicting until the stream ends.
+	sending := make(chan struct{})
+	resume := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		first := true
+		done <- l.Stream(context.Background(), fxReq(func(r *arrowio.Request) { r.BatchSize = 5 }), func(b *arrowio.Batch) error {
+			b.Release()
+			if first {
+				first = false
+				close(sending)
+				<-resume
+			}
+			return nil
+		})
+	}()
+	<-sending
+	if _, err := l.Evict(context.Background(), "train", []int{0}); err != nil {
+		t.Fatal(err)
+	}
+	if s := fxStatus(t, l)[0]; s != arrowio.EpochEvicting {
+		t.Fatalf("streamed epoch after evict is %q, want evicting", s)
+	}
+	// Epoch 1 was evicted explicitly: the stream of 0 does not bring it back.
+	if d, es := l.prefetchTarget(); len(es) != 0 {
+		t.Fatalf("prefetch targets %s %v while epoch 1 is evicted", d.Name, es)
+	}
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if st := fxStatus(t, l); len(st) != 0 {
+		t.Fatalf("cache after the stream ended: %v, want empty", st)
+	}
+	// A stream asking for epoch 1 makes it prefetchable again, from epoch 0.
+	if _, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 1 })); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	evicted := l.evicted[epochID{"train", 1}]
+	l.mu.Unlock()
+	if evicted {
+		t.Fatal("epoch 1 still marked evicted after a stream asked for it")
+	}
+	if _, err := l.Evict(context.Background(), "nope", []int{0}); !errors.Is(err, arrowio.ErrNotFound) {
+		t.Fatalf("evict of unknown dataset = %v", err)
+	}
+}
