@@ -1,6 +1,8 @@
 package shardcache
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 )
 
@@ -12,31 +14,43 @@ const (
 )
 
 // BenchmarkWriteShard measures Create, filling the mapping and Commit
-// (msync, fsync, CRC-32C, rename, directory fsync).
+// (msync, fsync, CRC-32C, rename, directory fsync), with one writer and
+// with two writing different shards at once.
 func BenchmarkWriteShard(b *testing.B) {
-	c, err := Open(b.TempDir(), nil)
-	if err != nil {
-		b.Fatal(err)
+	for _, writers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			c, err := Open(b.TempDir(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			k := testKey(0)
+			row := pattern(k, 0, benchRowSize)
+			b.SetBytes(int64(writers) * benchSize)
+			n := 0
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for i := range writers {
+					wg.Go(func() {
+						w, err := c.Create(k, (n*writers+i)%8, benchSize, prepareSkeleton)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						for r := range benchRows {
+							copy(w.Data()[r*benchRowSize:], row)
+						}
+						if err := w.Commit(); err != nil {
+							b.Error(err)
+						}
+					})
+				}
+				wg.Wait()
+				n++
+			}
+			b.ReportMetric(float64(n*writers*benchRows)/b.Elapsed().Seconds(), "images/s")
+		})
 	}
-	defer c.Close()
-	k := testKey(0)
-	row := pattern(k, 0, benchRowSize)
-	b.SetBytes(benchSize)
-	n := 0
-	for b.Loop() {
-		w, err := c.Create(k, n%8, benchSize, prepareSkeleton)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for r := range benchRows {
-			copy(w.Data()[r*benchRowSize:], row)
-		}
-		if err := w.Commit(); err != nil {
-			b.Fatal(err)
-		}
-		n++
-	}
-	b.ReportMetric(float64(n*benchRows)/b.Elapsed().Seconds(), "images/s")
 }
 
 // BenchmarkOpen measures Open+Release of a shard: verified ("warm", the

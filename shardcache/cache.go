@@ -543,14 +543,14 @@ func (c *Cache) Open(k Key, shard int) (*Mapping, error) {
 	if fi.Size() != sf.size || fi.Size() == 0 {
 		return nil, c.corrupt(ep, shard, sf, fi, fmt.Sprintf("size %d, want %d", fi.Size(), sf.size))
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(sf.size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("shardcache: map shard %d of %v: %w", shard, k, err)
-	}
 	st := stampOf(fi)
 	c.mu.Lock()
 	seen, verified := c.verified[path]
 	c.mu.Unlock()
+	data, err := unix.Mmap(int(f.Fd()), 0, int(sf.size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("shardcache: map shard %d of %v: %w", shard, k, err)
+	}
 	if !verified || seen != st {
 		_, want, _ := parseShardName(sf.name)
 		if got := checksum(data); got != want {

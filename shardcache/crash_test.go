@@ -12,10 +12,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // crashEnv makes TestCrashHelper act: "loop:DIR" rewrites shards forever,
-// "fill:DIR" writes the missing ones and returns.
+// "fill:DIR" writes the missing ones and returns, "full:DIR" runs
+// diskFullHelper.
 const crashEnv = "SHARDCACHE_CRASH_HELPER"
 
 const (
@@ -37,6 +40,10 @@ func TestCrashHelper(t *testing.T) {
 		t.Fatalf("helper: %v", err)
 	}
 	defer c.Close()
+	if mode == "full" {
+		diskFullHelper(t, c)
+		return
+	}
 	fmt.Println("ready") // the parent starts its kill timer now
 	r := rand.New(rand.NewPCG(uint64(os.Getpid()), 3))
 	for {
@@ -96,9 +103,6 @@ func startHelper(t *testing.T, mode, dir string) (*exec.Cmd, *bytes.Buffer) {
 // that every shard the cache lists is complete and that a rerun completes
 // the epoch.
 func TestCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns subprocesses; skipped with -short")
-	}
 	dir := t.TempDir()
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill delays seeded with %d", seed)
@@ -159,4 +163,46 @@ func TestCrash(t *testing.T) {
 		t.Fatalf("rerun: %v; stderr: %s", err, stderr)
 	}
 	verify(true)
+}
+
+// diskFullHelper runs in a subprocess whose file size limit makes block
+// allocation fail as a full disk would (EFBIG instead of ENOSPC).
+func diskFullHelper(t *testing.T, c *Cache) {
+	const limit = 1 << 20
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: limit, Max: limit}); err != nil {
+		t.Fatalf("setrlimit: %v", err)
+	}
+	k := testKey(0)
+	w, err := c.Create(k, 0, 4*limit, prepareSkeleton)
+	if !errors.Is(err, syscall.EFBIG) {
+		if err == nil {
+			w.Abort()
+		}
+		t.Fatalf("Create past the file size limit = %v, want EFBIG", err)
+	}
+	if c.Has(k, 0) || c.Usage() != 0 {
+		t.Fatalf("after the failed Create: Has = %v, Usage = %d", c.Has(k, 0), c.Usage())
+	}
+	if got := filesUnder(t, c.Dir(), "shard-"); len(got) != 0 {
+		t.Fatalf("files left: %v", got)
+	}
+	if err := writeShard(c, k, 1, limit/2); err != nil {
+		t.Fatalf("Create within the limit: %v", err)
+	}
+	if err := checkShard(c, k, 1, limit/2); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("helper: disk full handled")
+}
+
+// TestDiskFull checks that a shard whose blocks cannot be allocated fails
+// in Create, before any write into the mapping could fault, and leaves
+// nothing behind.
+func TestDiskFull(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), crashEnv+"=full:"+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("helper: disk full handled")) {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
 }
