@@ -108,7 +108,7 @@ func measureLimits(ctx context.Context, o *Options, rowBytes int, progress func(
 			return l, err
 		}
 		l.Loopback = append(l.Loopback, lb)
-		progress("limits: loopback TCP, %d streams: %.2f GB/s", streams, lb.GBPerSec)
+		progress("limits: loopback TCP, streams=%d: %.2f GB/s", streams, lb.GBPerSec)
 	}
 	for _, r := range append([]*Rate{&l.Memcpy}, ptrs(l.Loopback)...) {
 		r.SamplesPerSec = r.GBPerSec * 1e9 / float64(rowBytes)

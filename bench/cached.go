@@ -50,7 +50,7 @@ func precomputePhase(ctx context.Context, l *loader.Loader, k, workers, repeat i
 		s := summarize(runs[n])
 		points = append(points, Point{Workers: workers, Epochs: n, ImagesPerSec: s.Median, Min: s.Min, Max: s.Max,
 			Runs: runs[n], Images: images[n]})
-		progress("precompute: %d epochs: %.0f images/s [%.0f–%.0f]", n, s.Median, s.Min, s.Max)
+		progress("precompute: epochs=%d: %.0f images/s [%.0f–%.0f]", n, s.Median, s.Min, s.Max)
 	}
 	return points, nil
 }
@@ -115,7 +115,7 @@ func warmPhase(ctx context.Context, addr string, clients []int, batchSize, passe
 		s, g := summarize(runs), summarize(gbs)
 		points = append(points, Point{Clients: c, ImagesPerSec: s.Median, GBPerSec: g.Median, Min: s.Min, Max: s.Max,
 			Runs: runs, Images: last.Rows, Bytes: last.Bytes})
-		progress("warm: %d clients: %.0f images/s [%.0f–%.0f], %.2f GB/s", c, s.Median, s.Min, s.Max, g.Median)
+		progress("warm: clients=%d: %.0f images/s [%.0f–%.0f], %.2f GB/s", c, s.Median, s.Min, s.Max, g.Median)
 	}
 	return points, nil
 }

@@ -69,7 +69,7 @@ func coldPhase(ctx context.Context, p *augment.Pipeline, files [][]byte, maxWork
 		}
 		s := summarize(runs)
 		points = append(points, Point{Workers: w, ImagesPerSec: s.Median, Min: s.Min, Max: s.Max, Runs: runs, Images: images})
-		progress("cold: %d workers: %.0f images/s [%.0f–%.0f]", w, s.Median, s.Min, s.Max)
+		progress("cold: workers=%d: %.0f images/s [%.0f–%.0f]", w, s.Median, s.Min, s.Max)
 	}
 	return points, nil
 }

@@ -78,7 +78,8 @@ func (r *Report) workersPlot() (*plot.Plot, error) {
 	if err := addSeries(p, "torchvision DataLoader", colorPeer, draw.TriangleGlyph{}, peer, func(q Point) float64 { return float64(q.Workers) }); err != nil {
 		return nil, err
 	}
-	if err := addPoints(p, "torchvision num_workers=0 (in-process)", colorPeer, draw.BoxGlyph{}, peer0, func(Point) float64 { return 1 }); err != nil {
+	// Lone points sit a little off their worker count so they do not hide the lines.
+	if err := addPoints(p, "torchvision num_workers=0 (in-process)", colorPeer, draw.BoxGlyph{}, peer0, func(Point) float64 { return 0.92 }); err != nil {
 		return nil, err
 	}
 	for _, q := range r.Precompute {
@@ -86,11 +87,11 @@ func (r *Report) workersPlot() (*plot.Plot, error) {
 		if q.Epochs == 1 {
 			label = "loaderd precompute, 1 epoch"
 		}
-		glyph := draw.GlyphDrawer(draw.CrossGlyph{})
+		glyph, dx := draw.GlyphDrawer(draw.CrossGlyph{}), 0.08
 		if q.Epochs > 1 {
-			glyph = draw.PlusGlyph{}
+			glyph, dx = draw.PlusGlyph{}, 0.16
 		}
-		if err := addPoints(p, label, colorFused, glyph, []Point{q}, func(q Point) float64 { return float64(q.Workers) }); err != nil {
+		if err := addPoints(p, label, colorFused, glyph, []Point{q}, func(q Point) float64 { return float64(q.Workers) + dx }); err != nil {
 			return nil, err
 		}
 	}
