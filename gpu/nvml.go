@@ -16,8 +16,8 @@ import (
 // pair; the CPU side (online CPUs, NUMA nodes) comes from sysfs under
 // opts.SysRoot. It calls lib.Init first and lib.Shutdown before returning.
 //
-// Init failing with ERROR_LIBRARY_NOT_FOUND or ERROR_DRIVER_NOT_LOADED gives
-// an error wrapping ErrNoNVML; no GPU gives ErrNoGPU. Other NVML failures
+// Init failing with ERROR_LIBRARY_NOT_FOUND or ERROR_DRIVER_NOT_LOADED (or a
+// nil lib) gives an error wrapping ErrNoNVML; no GPU gives ErrNoGPU. Other NVML failures
 // are errors naming the call and wrapping its nvml.Return, except for what
 // a GPU can do without: a failed CPU-affinity query gives that GPU every
 // online CPU and a Warning; a failed NUMA or link query leaves that datum
@@ -26,6 +26,9 @@ func Discover(lib nvml.Interface, opts *Options) (*Topology, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
+	}
+	if lib == nil {
+		return nil, fmt.Errorf("%w: nil nvml.Interface", ErrNoNVML)
 	}
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		if ret == nvml.ERROR_LIBRARY_NOT_FOUND || ret == nvml.ERROR_DRIVER_NOT_LOADED {

@@ -376,6 +376,12 @@ func TestDiscoverErrors(t *testing.T) {
 	}
 }
 
+func TestDiscoverNilLib(t *testing.T) {
+	if _, err := Discover(nil, nil); !errors.Is(err, ErrNoNVML) {
+		t.Errorf("Discover(nil) = %v, want ErrNoNVML", err)
+	}
+}
+
 // TestDiscoverRealLibraryMissing takes go-nvml's real dlopen path with a
 // library that does not exist: Init answers ERROR_LIBRARY_NOT_FOUND.
 func TestDiscoverRealLibraryMissing(t *testing.T) {

@@ -75,7 +75,7 @@ type Topology struct {
 type Options struct {
 	SysRoot    string       // root of the sysfs tree; "" means "/"
 	RequireGPU bool         // fail instead of falling back to sysfs
-	Logger     *slog.Logger // nil means discard
+	Logger     *slog.Logger // Load's warnings; nil means discard
 }
 
 // FindGPU returns the position in t.Devices of the GPU named by id: its
