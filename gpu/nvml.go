@@ -19,9 +19,10 @@ import (
 // Init failing with ERROR_LIBRARY_NOT_FOUND or ERROR_DRIVER_NOT_LOADED (or a
 // nil lib) gives an error wrapping ErrNoNVML; no GPU gives ErrNoGPU. Other NVML failures
 // are errors naming the call and wrapping its nvml.Return, except for what
-// a GPU can do without: a failed CPU-affinity query gives that GPU every
-// online CPU and a Warning; a failed NUMA or link query leaves that datum
-// unknown.
+// a GPU can do without: a failed CPU-affinity query gives that GPU its
+// sysfs local_cpulist, else every online CPU, and a Warning either way; a
+// failed NUMA or link query leaves that datum unknown (link failures are
+// listed in Topology.Warning).
 func Discover(lib nvml.Interface, opts *Options) (*Topology, error) {
 	var o Options
 	if opts != nil {
@@ -110,26 +111,32 @@ func describe(h host, index int, dev nvml.Device) (Device, error) {
 	}
 	d.MemoryBytes = mem.Total
 
-	// CPUs: the GPU's NUMA-node scope, else its ideal affinity, else all.
+	// CPUs: the GPU's NUMA-node scope, else its ideal affinity, else the
+	// PCI device's local_cpulist in sysfs, else all (with a warning).
 	numCPUs := 1
 	if len(h.cpus) > 0 {
 		numCPUs = h.cpus[len(h.cpus)-1] + 1
 	}
+	var problem string
 	mask, ret := dev.GetCpuAffinityWithinScope(numCPUs, nvml.AFFINITY_SCOPE_NODE)
 	if ret != nvml.SUCCESS {
 		var ret2 nvml.Return
 		if mask, ret2 = dev.GetCpuAffinity(numCPUs); ret2 != nvml.SUCCESS {
-			d.Warning = fmt.Sprintf("%v; %v; using all CPUs",
-				nvmlError("GetCpuAffinityWithinScope", ret), nvmlError("GetCpuAffinity", ret2))
+			problem = fmt.Sprintf("%v; %v", nvmlError("GetCpuAffinityWithinScope", ret), nvmlError("GetCpuAffinity", ret2))
 		}
 	}
-	if d.Warning == "" {
+	if problem == "" {
 		if d.CPUs = intersect(maskCPUs(mask), h.cpus); len(d.CPUs) == 0 {
-			d.Warning = "gpu: NVML CPU affinity names no online CPU; using all CPUs"
+			problem = "gpu: NVML CPU affinity names no online CPU"
 		}
 	}
-	if d.Warning != "" {
-		d.CPUs = slices.Clone(h.cpus)
+	if problem != "" {
+		if _, d.CPUs = pciLocality(h, d.PCIBusID); len(d.CPUs) > 0 {
+			d.Warning = problem + "; using sysfs local_cpulist"
+		} else {
+			d.Warning = problem + "; using all CPUs"
+			d.CPUs = slices.Clone(h.cpus)
+		}
 	}
 
 	// NUMA node: NVML's answer when it names a node with CPUs (on coherent
@@ -139,7 +146,7 @@ func describe(h host, index int, dev nvml.Device) (Device, error) {
 		d.NUMANode = n
 	} else if n, _ := pciLocality(h, d.PCIBusID); n >= 0 {
 		d.NUMANode = n
-	} else if d.Warning == "" {
+	} else {
 		d.NUMANode = h.nodeOf(d.CPUs)
 	}
 	return d, nil

@@ -155,6 +155,10 @@ func TestDiscover(t *testing.T) {
 	for i := range noNUMA {
 		noNUMA[i].numaRet = nvml.ERROR_NOT_SUPPORTED
 	}
+	sysfsKnows := dgx(18)[:2]
+	sysfsKnows[1].bus = 0xcc // the bus testdata/sysfs-dgx.txtar lists
+	sysfsKnows[1].numaRet, sysfsKnows[1].scopeRet, sysfsKnows[1].affinityRet =
+		nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_NOT_SUPPORTED
 	coherent := dgx(18)[:1]
 	coherent[0].numa = 2 // the GPU's own memory node, which has no CPUs
 
@@ -216,6 +220,16 @@ func TestDiscover(t *testing.T) {
 			wantCPUs:  [][]int{dgxNode0, dgxNode0, dgxNode0, dgxNode0, dgxNode1, dgxAll, dgxNode1, dgxNode1},
 			wantWarn:  []bool{5: true},
 			wantLinks: allPairs(8, "NVLINK x12"),
+		},
+		{
+			name:     "GPU 1's affinity query fails, sysfs knows its CPUs and node",
+			lib:      dgxh100.NewWithGPUs(gpus.Multiple(2, gpus.H100_SXM5_80GB)...),
+			specs:    sysfsKnows,
+			wantName: "NVIDIA H100 80GB HBM3", wantMem: 80 << 30,
+			wantNUMA:  []int{0, 1},
+			wantCPUs:  [][]int{dgxNode0, dgxNode1},
+			wantWarn:  []bool{1: true},
+			wantLinks: []Link{{A: 0, B: 1, Level: "NVLINK x18"}},
 		},
 		{
 			name:     "GetCpuAffinityWithinScope missing, GetCpuAffinity answers",
