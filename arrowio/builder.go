@@ -101,25 +101,7 @@ func (b *BatchBuilder) Append(index uint64, label int64, image []byte) error {
 func (b *BatchBuilder) NewRecord() arrow.RecordBatch {
 	b.alloc()
 	n := b.n
-	index := array.NewData(arrow.PrimitiveTypes.Uint64, n, []*memory.Buffer{nil, b.idx}, nil, 0, 0)
-	label := array.NewData(arrow.PrimitiveTypes.Int64, n, []*memory.Buffer{nil, b.lbl}, nil, 0, 0)
-	child := array.NewData(b.spec.valueType(), n*(b.rowBytes/b.spec.ElemBytes()),
-		[]*memory.Buffer{nil, b.img}, nil, 0, 0)
-	storage := array.NewData(b.typ.StorageType(), n, []*memory.Buffer{nil}, []arrow.ArrayData{child}, 0, 0)
-	storageArr := array.MakeFromData(storage)
-	cols := []arrow.Array{
-		array.MakeFromData(index),
-		array.MakeFromData(label),
-		array.NewExtensionArrayWithStorage(b.typ, storageArr),
-	}
-	rec := array.NewRecordBatch(b.schema, cols, int64(n))
-	for _, c := range cols {
-		c.Release()
-	}
-	storageArr.Release()
-	for _, d := range []arrow.ArrayData{index, label, child, storage} {
-		d.Release()
-	}
+	rec := newRecord(b.schema, b.typ, b.spec, n, b.idx, b.lbl, b.img)
 	b.Release()
 	return rec
 }

@@ -112,12 +112,18 @@ func zeroRecord(schema *arrow.Schema, spec RowSpec, rows int, r *recorder) (arro
 		bufLabel: make([]byte, rows*8),
 		bufImage: img,
 	}
-	index := array.NewData(arrow.PrimitiveTypes.Uint64, rows,
-		[]*memory.Buffer{nil, memory.NewBufferBytes(r.targets[bufIndex])}, nil, 0, 0)
-	label := array.NewData(arrow.PrimitiveTypes.Int64, rows,
-		[]*memory.Buffer{nil, memory.NewBufferBytes(r.targets[bufLabel])}, nil, 0, 0)
-	child := array.NewData(spec.valueType(), rows*(rowBytes/spec.ElemBytes()),
-		[]*memory.Buffer{nil, memory.NewBufferBytes(img)}, nil, 0, 0)
+	rec := newRecord(schema, typ, spec, rows, memory.NewBufferBytes(r.targets[bufIndex]),
+		memory.NewBufferBytes(r.targets[bufLabel]), memory.NewBufferBytes(img))
+	return rec, func() { rec.Release(); unmap() }, nil
+}
+
+// newRecord returns a record of rows rows of schema over the given value
+// buffers, which it retains.
+func newRecord(schema *arrow.Schema, typ *FixedShapeTensorType, spec RowSpec, rows int, idx, lbl, img *memory.Buffer) arrow.RecordBatch {
+	index := array.NewData(arrow.PrimitiveTypes.Uint64, rows, []*memory.Buffer{nil, idx}, nil, 0, 0)
+	label := array.NewData(arrow.PrimitiveTypes.Int64, rows, []*memory.Buffer{nil, lbl}, nil, 0, 0)
+	child := array.NewData(spec.valueType(), rows*(spec.RowBytes()/spec.ElemBytes()),
+		[]*memory.Buffer{nil, img}, nil, 0, 0)
 	storage := array.NewData(typ.StorageType(), rows, []*memory.Buffer{nil}, []arrow.ArrayData{child}, 0, 0)
 	storageArr := array.MakeFromData(storage)
 	cols := []arrow.Array{
@@ -133,7 +139,7 @@ func zeroRecord(schema *arrow.Schema, spec RowSpec, rows int, r *recorder) (arro
 	for _, d := range []arrow.ArrayData{index, label, child, storage} {
 		d.Release()
 	}
-	return rec, func() { rec.Release(); unmap() }, nil
+	return rec
 }
 
 // ShardLayout is the byte layout of a shard file: an Arrow IPC file holding
@@ -302,8 +308,9 @@ func (l *ShardLayout) validate(data []byte) error {
 
 // ShardView reads a shard file in place: rows are slices of its bytes.
 type ShardView struct {
-	l    *ShardLayout
-	data []byte
+	l      *ShardLayout
+	data   []byte
+	schema *arrow.Schema
 }
 
 // OpenShard checks that data, the bytes of a shard file (usually a
@@ -317,7 +324,7 @@ func OpenShard(data []byte, schema *arrow.Schema, rows int) (*ShardView, error) 
 	if err := l.validate(data); err != nil {
 		return nil, err
 	}
-	return &ShardView{l: l, data: data}, nil
+	return &ShardView{l: l, data: data, schema: schema}, nil
 }
 
 // Rows returns the number of rows of the shard.
@@ -347,6 +354,18 @@ func (v *ShardView) Label(p int) int64 {
 
 // Images returns the image bytes of all rows, row after row, in place.
 func (v *ShardView) Images() []byte { return v.l.Images(v.data) }
+
+// Record returns the shard's record batch, whose buffers are the shard's
+// bytes (zero copy): data must outlive it. The caller releases it.
+func (v *ShardView) Record() arrow.RecordBatch {
+	spec, _ := SpecOf(v.schema) // checked by OpenShard
+	typ := v.schema.Field(2).Type.(*FixedShapeTensorType)
+	rows := int64(v.l.Rows)
+	return newRecord(v.schema, typ, spec, v.l.Rows,
+		memory.NewBufferBytes(v.data[v.l.IndexOffset:v.l.IndexOffset+8*rows]),
+		memory.NewBufferBytes(v.data[v.l.LabelOffset:v.l.LabelOffset+8*rows]),
+		memory.NewBufferBytes(v.Images()))
+}
 
 func (v *ShardView) check(p int) {
 	if p < 0 || p >= v.l.Rows {

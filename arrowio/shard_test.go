@@ -127,6 +127,15 @@ func TestShardFileReadByArrow(t *testing.T) {
 					t.Errorf("row %d: index %d label %d, want %d %d", p, v.Index(p), v.Label(p), i, -p)
 				}
 			}
+			rec = v.Record()
+			checkRecord(t, rec, tc.rows, 100)
+			if err := validate(rec); err != nil {
+				t.Error(err)
+			}
+			if imgs, err := arrowio.ImagesOf(rec); err != nil || &imgs[0] != &data[v.Layout().ImageOffset] {
+				t.Errorf("Record's images are not the shard's bytes (%v)", err)
+			}
+			rec.Release()
 			if got := v.Row(1 % tc.rows); &got[0] != &data[v.Layout().ImageOffset+int64(1%tc.rows*tc.spec.RowBytes())] {
 				t.Error("Row copied the data")
 			}
