@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -41,8 +42,8 @@ type Writer struct {
 // from prepare is returned wrapped and leaves nothing behind.
 func (c *Cache) Create(k Key, shard int, size int64, prepare func(f *os.File) error) (*Writer, error) {
 	switch {
-	case shard < 0:
-		return nil, fmt.Errorf("shardcache: create shard %d of %v: negative shard", shard, k)
+	case shard < 0 || shard > math.MaxInt32:
+		return nil, fmt.Errorf("shardcache: create shard %d of %v: shard out of range", shard, k)
 	case size <= 0 || int64(int(size)) != size:
 		return nil, fmt.Errorf("shardcache: create shard %d of %v: invalid size %d", shard, k, size)
 	case prepare == nil:
