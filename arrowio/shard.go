@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -93,10 +94,10 @@ func zeroRecord(schema *arrow.Schema, spec RowSpec, rows int, r *recorder) (arro
 		return nil, nil, fmt.Errorf("%w: image is %s", ErrSchema, schema.Field(2).Type)
 	}
 	rowBytes := spec.RowBytes()
-	imgLen := int64(rows) * int64(rowBytes)
-	if rows < 0 || imgLen > 1<<40 {
+	if rows < 0 || rows > math.MaxInt32 || rowBytes == 0 || int64(rows) > (1<<40)/int64(rowBytes) {
 		return nil, nil, fmt.Errorf("%w: %d rows of %d bytes", ErrLayout, rows, rowBytes)
 	}
+	imgLen := int64(rows) * int64(rowBytes)
 	img := []byte{}
 	unmap := func() {}
 	if imgLen > 0 {
