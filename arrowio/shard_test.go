@@ -183,6 +183,7 @@ func TestShardLayoutInvalid(t *testing.T) {
 	}{
 		{name: "zero rows", schema: schema, rows: 0, want: arrowio.ErrLayout},
 		{name: "negative rows", schema: schema, rows: -1, want: arrowio.ErrLayout},
+		{name: "absurd rows", schema: schema, rows: 1 << 40, want: arrowio.ErrLayout},
 		{name: "not our schema", schema: bad, rows: 1, want: arrowio.ErrSchema},
 		{name: "nil schema", rows: 1, want: arrowio.ErrSchema},
 	}
