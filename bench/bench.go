@@ -29,6 +29,9 @@ import (
 // run is recorded in Report.PeerError, not returned.
 func Run(ctx context.Context, opts *Options) (*Report, error) {
 	o := opts.withDefaults()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	if o.Peer != "" && o.Peer != "torchvision" {
 		return nil, fmt.Errorf("%w: peer %q (want \"\" or \"torchvision\")", ErrOptions, o.Peer)
 	}
@@ -54,7 +57,15 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	r := &Report{Machine: describeMachine(p.Decoder(), start), Repeat: o.Repeat}
+	r := &Report{Machine: describeMachine(p.Decoder(), start), Repeat: o.Repeat, Options: Settings{
+		MaxWorkers: o.MaxWorkers, Epochs: o.Epochs, Clients: o.Clients, BatchSize: o.BatchSize, MaxImages: o.MaxImages,
+		TransferBytes: o.TransferBytes, Seed: o.Seed, Peer: o.Peer}}
+	if o.Peer != "" {
+		r.Options.PeerEpochs, r.Options.PeerScript = o.PeerEpochs, o.PeerScript
+		if script, err := findPeerScript(o.PeerScript); err == nil {
+			r.Options.PeerScript = script
+		}
+	}
 	data, err := prepareData(ctx, &o, tmp)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ type Report struct {
 	Machine Machine     `json:"machine"`
 	Dataset DatasetInfo `json:"dataset"`
 	Repeat  int         `json:"repeat"` // timed runs per figure (median, min, max)
+	Options Settings    `json:"options"`
 
 	Cold       []Point `json:"cold"`       // decode + augment, per worker count
 	Precompute []Point `json:"precompute"` // into the cache: 1 epoch, then K fused epochs
@@ -51,6 +52,20 @@ type DatasetInfo struct {
 	MeanPixels    float64 `json:"mean_pixels"`  // decoded pixels per image
 	Pipeline      string  `json:"pipeline"`     // canonical text
 	RowBytes      int     `json:"row_bytes"`    // bytes of one augmented sample
+}
+
+// Settings are the options a report was measured with, defaults filled.
+type Settings struct {
+	MaxWorkers    int    `json:"max_workers"`
+	Epochs        int    `json:"fused_epochs"`
+	Clients       []int  `json:"clients"`
+	BatchSize     int    `json:"batch_size"`
+	MaxImages     int    `json:"max_images"`
+	TransferBytes int64  `json:"transfer_bytes"`
+	Seed          uint64 `json:"seed"`
+	Peer          string `json:"peer,omitempty"`
+	PeerEpochs    int    `json:"peer_epochs,omitempty"`
+	PeerScript    string `json:"peer_script,omitempty"`
 }
 
 // A Point is one measured configuration: the median of the repeats, with
