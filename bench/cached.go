@@ -45,6 +45,9 @@ func precomputePhase(ctx context.Context, l *loader.Loader, k, workers, repeat i
 	if _, err := l.Evict(ctx, datasetName, fused); err != nil {
 		return nil, fmt.Errorf("bench: precompute: evict: %w", err)
 	}
+	if err := checkCached(ctx, l, 0); err != nil {
+		return nil, err
+	}
 	var points []Point
 	for _, n := range []int{1, k} {
 		s := summarize(runs[n])
@@ -53,6 +56,23 @@ func precomputePhase(ctx context.Context, l *loader.Loader, k, workers, repeat i
 		progress("precompute: epochs=%d: %.0f images/s [%.0f–%.0f]", n, s.Median, s.Min, s.Max)
 	}
 	return points, nil
+}
+
+// checkCached returns an error unless epoch is complete in l's cache, so
+// that the warm phase measures serving, not computing.
+func checkCached(ctx context.Context, l *loader.Loader, epoch int) error {
+	st, err := l.CacheStatus(ctx, datasetName)
+	if err != nil {
+		return fmt.Errorf("bench: cache status: %w", err)
+	}
+	for _, d := range st.Datasets {
+		for _, e := range d.Epochs {
+			if e.Epoch == epoch && e.State == arrowio.EpochComplete {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("bench: epoch %d is not complete in the cache after precompute: %+v", epoch, st)
 }
 
 type precomputed struct {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrPeerUnavailable reports a peer that cannot run here: no Python, no
@@ -83,6 +84,7 @@ func (pr *peerRun) run(ctx context.Context) ([]Point, string, error) {
 		"--repeats", strconv.Itoa(pr.Repeats))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.WaitDelay = 5 * time.Second // DataLoader workers may hold the pipes after a kill
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", fmt.Errorf("bench: peer: %w", err)

@@ -87,6 +87,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if ratios.WarmOverCold > 0 {
 		fmt.Fprintf(&b, "warm/cold: %.1f× (best warm images/s over best cold images/s)\n", ratios.WarmOverCold)
 	}
+	if r.Seconds > 0 {
+		fmt.Fprintf(&b, "bench ran %.0f s\n", r.Seconds)
+	}
 	if r.JSONPath != "" || r.PlotPath != "" {
 		fmt.Fprintf(&b, "wrote %s %s\n", r.JSONPath, r.PlotPath)
 	}
