@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/loaderd/loaderd/bench"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o bench.Options
+	var clients string
+	fs := newFlags("bench", "[--data DIR] [--peer torchvision] [flags]", stderr)
+	fs.StringVar(&o.Data, "data", "", "ImageFolder `directory` to measure on (default: generated images)")
+	fs.StringVar(&o.Pipeline, "pipeline", "imagenet-train", "augmentation pipeline")
+	fs.StringVar(&o.Decoder, "decoder", "auto", "JPEG decoder: auto, go")
+	fs.IntVar(&o.MaxWorkers, "max-workers", runtime.GOMAXPROCS(0), "measure the cold pipeline at 1..N workers")
+	fs.IntVar(&o.Repeat, "repeat", 3, "repeats of each measurement (median reported)")
+	fs.IntVar(&o.Epochs, "epochs", 4, "epochs of the fused precompute measurement")
+	fs.StringVar(&clients, "clients", "1,2,4", "concurrent Flight clients of the warm measurement")
+	fs.StringVar(&o.Peer, "peer", "", "peer to run side by side: torchvision (empty = none)")
+	fs.StringVar(&o.PeerScript, "peer-script", "", "`path` of torchvision_baseline.py (default: ../shared/peers/...)")
+	fs.IntVar(&o.MaxImages, "max-images", 0, "images per measurement (0 = the harness default)")
+	fs.StringVar(&o.OutDir, "out", "bench-out", "`directory` for bench.json and bench.png")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	cl, err := parseEpochs(clients) // same syntax: "1,2,4" or "1-4"
+	if err != nil || len(cl) == 0 || cl[0] < 1 {
+		return usagef("--clients: want a list like 1,2,4")
+	}
+	o.Clients = cl
+	if o.Peer != "" && o.Peer != "torchvision" {
+		return usagef("--peer: only torchvision is known")
+	}
+	if o.MaxWorkers < 1 || o.Repeat < 1 || o.Epochs < 1 {
+		return usagef("--max-workers, --repeat and --epochs must be at least 1")
+	}
+	o.Logger = newLogger(stderr, "warn")
+	o.Progress = stderr
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return err
+	}
+	rep, err := bench.Run(ctx, &o)
+	if err != nil {
+		return err
+	}
+	if err := rep.WriteTable(stdout); err != nil {
+		return err
+	}
+	jsonPath, pngPath := filepath.Join(o.OutDir, "bench.json"), filepath.Join(o.OutDir, "bench.png")
+	if err := rep.WriteJSON(jsonPath); err != nil {
+		return err
+	}
+	if err := rep.WritePlot(pngPath); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s and %s\n", jsonPath, pngPath)
+	return nil
+}

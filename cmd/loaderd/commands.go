@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"text/tabwriter"
+
+	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/gpu"
+	"github.com/loaderd/loaderd/loader"
+)
+
+func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var workers int
+	var asJSON bool
+	var maxPixels int64
+	fs := newFlags("scan", "[flags] DIR|MANIFEST", stderr)
+	fs.IntVar(&workers, "workers", 0, "decode workers (0 = one per CPU)")
+	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	fs.Int64Var(&maxPixels, "max-pixels", 0, "largest image accepted, in pixels (0 = the decoder's default)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("scan: want one dataset directory or manifest")
+	}
+	d, err := loader.OpenDataset("scan", fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	bad, err := loader.Scan(ctx, d, &loader.ScanOptions{Workers: workers, Limits: augment.Limits{MaxPixels: maxPixels}})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(map[string]any{"path": fs.Arg(0), "samples": d.Len(), "classes": len(d.Classes),
+			"fingerprint": d.Fingerprint, "undecodable": bad})
+	} else {
+		fmt.Fprintf(stdout, "%s: %d samples in %d classes, %d undecodable\n", fs.Arg(0), d.Len(), len(d.Classes), len(bad))
+		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+		for _, e := range bad {
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", e.Index, e.Path, e.Reason)
+		}
+		err = tw.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return errFound
+	}
+	return nil
+}
+
+func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var asJSON, requireGPU bool
+	var workers int
+	fs := newFlags("topology", "[--json] [--workers N]", stderr)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	fs.IntVar(&workers, "workers", 0, "workers to place (0 = one per CPU)")
+	fs.BoolVar(&requireGPU, "require-gpu", false, "fail when NVML or a GPU is missing")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	topo, err := gpu.Load(&gpu.Options{RequireGPU: requireGPU, Logger: newLogger(stderr, "warn")})
+	if err != nil {
+		return err
+	}
+	pl := gpu.Place(topo, workers)
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Topology  *gpu.Topology `json:"topology"`
+			Placement gpu.Placement `json:"placement"`
+		}{topo, pl})
+	}
+	return gpu.WriteTable(stdout, topo, pl)
+}
+
+func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", "", stderr)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	rev := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				rev = " (" + s.Value[:12] + ")"
+			}
+		}
+	}
+	fmt.Fprintf(stdout, "loaderd %s%s\njpeg decoder: %s\n%s %s/%s\n", version, rev, augment.DecoderName(),
+		runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/arrowio/flightsvc"
+	"github.com/loaderd/loaderd/bench"
+)
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f serveFlags
+	var dir string
+	var n int
+	var keep bool
+	fs := newFlags("demo", "[--keep-serving] [flags]", stderr)
+	fs.StringVar(&dir, "dir", filepath.Join(os.TempDir(), "loaderd-demo"), "`directory` for the generated sample dataset and its cache")
+	fs.IntVar(&n, "images", 512, "images in the generated sample dataset")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8815", "Flight `address` to listen on")
+	fs.BoolVar(&keep, "keep-serving", false, "keep serving after the demo fetches, until Ctrl-C (for the Python example)")
+	fs.StringVar(&f.pipeline, "pipeline", "imagenet-train", "augmentation pipeline")
+	fs.IntVar(&f.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if n < 1 || n > 100000 {
+		return usagef("--images must be in 1..100000")
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, ".complete")); err != nil {
+		fmt.Fprintf(stdout, "generating %d sample images in %s ...\n", n, data)
+		if err := os.RemoveAll(data); err != nil {
+			return err
+		}
+		if err := bench.GenerateDataset(data, n, 8, 1); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(data, ".complete"), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	f.data = datasetFlag{{Name: "sample", Path: data}}
+	f.decoder, f.onError, f.logLevel = "auto", "substitute", "warn"
+	f.cacheDir = filepath.Join(dir, "cache")
+	f.shardSize, f.prefetchEpochs, f.maxStreams = 256, 1, 64
+	f.drainTimeout = 5 * time.Second
+	logger := newLogger(stderr, f.logLevel)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan string, 1)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serve(gctx, &f, logger, ready) })
+	g.Go(func() error {
+		var addr string
+		select {
+		case addr = <-ready:
+		case <-gctx.Done():
+			return nil
+		}
+		fmt.Fprintf(stdout, "loaderd serving dataset %q at grpc://%s\n", "sample", addr)
+		ff := fetchFlags{addr: addr, clients: 1, req: arrowio.Request{Dataset: "sample", BatchSize: 64, WorldSize: 1, Shuffle: true}}
+		for _, step := range []struct {
+			what  string
+			epoch int
+		}{
+			{"epoch 0, computed while streaming (or cached by an earlier run)", 0},
+			{"epoch 0 again, from the cache", 0},
+			{"epoch 1, precomputed in the background meanwhile", 1},
+		} {
+			ff.req.Epoch = step.epoch
+			res, err := fetch(gctx, &ff, &flightsvc.ClientOptions{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "  %-62s %5d images  %7.0f images/s  %6.0f MB/s  first batch %.1f ms\n",
+				step.what, res.Images, res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
+		}
+		if keep {
+			fmt.Fprintf(stdout, "serving until Ctrl-C; try: python3 examples/train.py --addr %s --dataset sample\n", addr)
+			<-gctx.Done()
+			return nil
+		}
+		cancel()
+		return nil
+	})
+	return g.Wait()
+}

@@ -1,0 +1,76 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/augment"
+)
+
+// ScanOptions tunes Scan. The zero value checks with GOMAXPROCS workers and
+// augment's default pixel limit.
+type ScanOptions struct {
+	Workers  int
+	Limits   augment.Limits
+	Progress func(done, total int) // called after each file, from any goroutine
+}
+
+// Scan decodes every sample of d in full and reports those that cannot be
+// decoded, sorted by index. It reads one file per worker at a time, so its
+// memory does not grow with the dataset.
+func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]arrowio.SampleError, error) {
+	var o ScanOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	bad := make([]*arrowio.SampleError, d.Len()) // one slot per index: order never depends on scheduling
+	var done atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(o.Workers)
+	for i := range d.Len() {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			reason := ""
+			if b, err := d.ReadFile(i); err != nil {
+				reason = err.Error()
+			} else if err := augment.Check(b, o.Limits); err != nil {
+				reason = err.Error()
+			}
+			if reason != "" {
+				bad[i] = &arrowio.SampleError{Index: int64(i), Path: d.Samples[i].Path, Reason: reason}
+			}
+			if o.Progress != nil {
+				o.Progress(int(done.Add(1)), d.Len())
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, fmt.Errorf("loader: scan %s: %w", d.Name, err)
+	}
+	if err := ctx.Err(); err != nil { // cancelled between files: the report would be partial
+		return nil, fmt.Errorf("loader: scan %s: %w", d.Name, err)
+	}
+	var out []arrowio.SampleError
+	for _, e := range bad {
+		if e != nil {
+			out = append(out, *e)
+		}
+	}
+	slices.SortFunc(out, func(a, b arrowio.SampleError) int { return int(a.Index - b.Index) })
+	return out, nil
+}
