@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -17,8 +18,8 @@ import (
 )
 
 // crashEnv makes TestCrashHelper act: "loop:DIR" rewrites shards forever,
-// "fill:DIR" writes the missing ones and returns, "full:DIR" runs
-// diskFullHelper.
+// "hold:DIR" runs holdMidShard, "fill:DIR" writes the missing shards and
+// returns, "full:DIR" runs diskFullHelper.
 const crashEnv = "SHARDCACHE_CRASH_HELPER"
 
 const (
@@ -26,7 +27,7 @@ const (
 	crashShards = 24
 )
 
-func crashShardSize(shard int) int64 { return 256<<10 + int64(shard)*4096 }
+func crashShardSize(shard int) int64 { return 64<<10 + int64(shard)*4096 }
 
 // TestCrashHelper is the subprocess of TestCrash; without crashEnv it does
 // nothing.
@@ -46,6 +47,10 @@ func TestCrashHelper(t *testing.T) {
 	}
 	fmt.Println("ready") // the parent starts its kill timer now
 	r := rand.New(rand.NewPCG(uint64(os.Getpid()), 3))
+	if mode == "hold" {
+		holdMidShard(t, c, r)
+		return
+	}
 	for {
 		for _, i := range r.Perm(crashEpochs * crashShards) {
 			k, s := testKey(i/crashShards), i%crashShards
@@ -62,6 +67,26 @@ func TestCrashHelper(t *testing.T) {
 	}
 }
 
+// holdMidShard writes two shards, then half of a third, says "holding" and
+// waits to be killed (or for stdin to close).
+func holdMidShard(t *testing.T, c *Cache, r *rand.Rand) {
+	for range 2 {
+		k, s := testKey(r.IntN(crashEpochs)), r.IntN(crashShards)
+		if err := writeShardSlowly(c, k, s, crashShardSize(s)); err != nil {
+			t.Fatalf("helper: %v", err)
+		}
+	}
+	k, s := testKey(r.IntN(crashEpochs)), r.IntN(crashShards)
+	w, err := c.Create(k, s, crashShardSize(s), prepareSkeleton)
+	if err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+	copy(w.Data()[:w.Size()/2], pattern(k, s, crashShardSize(s)))
+	fmt.Println("holding")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	w.Abort()
+}
+
 // writeShardSlowly fills the mapping in pieces, as workers writing rows do,
 // so that kills land in the middle of writes too.
 func writeShardSlowly(c *Cache, k Key, shard int, size int64) error {
@@ -71,32 +96,50 @@ func writeShardSlowly(c *Cache, k Key, shard int, size int64) error {
 	}
 	defer w.Abort()
 	want := pattern(k, shard, size)
-	for off := 0; off < len(want); off += 16 << 10 {
-		copy(w.Data()[off:], want[off:min(off+16<<10, len(want))])
+	for off := 0; off < len(want); off += 8 << 10 {
+		copy(w.Data()[off:], want[off:min(off+8<<10, len(want))])
 	}
 	return w.Commit()
 }
 
-func startHelper(t *testing.T, mode, dir string) (*exec.Cmd, *bytes.Buffer) {
+// startHelper starts TestCrashHelper in mode on dir and waits for it to
+// open the cache. The caller reads further lines from out and must Wait.
+func startHelper(t *testing.T, mode, dir string) (cmd *exec.Cmd, out *bufio.Reader, stderr *bytes.Buffer) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+	cmd = exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), crashEnv+"="+mode+":"+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
+	stderr = new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if _, err := cmd.StdinPipe(); err != nil { // open until Wait: "hold" blocks on it
+		t.Fatal(err)
+	}
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "ready\n" {
+	out = bufio.NewReader(pipe)
+	if line, err := out.ReadString('\n'); err != nil || line != "ready\n" {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		t.Fatalf("helper did not start: %q, %v; stderr: %s", line, err, stderr.String())
+		t.Fatalf("helper did not start: %q, %v; stderr: %s", line, err, stderr)
 	}
-	return cmd, &stderr
+	return cmd, out, stderr
+}
+
+// kill SIGKILLs the helper and checks that it died of it.
+func kill(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+	t.Helper()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("helper ended with %v, not by SIGKILL; stderr: %s", err, stderr)
+	}
 }
 
 // TestCrash kills a process writing shards at random moments, then checks
@@ -107,24 +150,26 @@ func TestCrash(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("kill delays seeded with %d", seed)
 	r := rand.New(rand.NewPCG(seed, 0))
-	const kills = 7
+	// First a kill that surely lands mid-shard, then kills at random moments.
+	cmd, out, stderr := startHelper(t, "hold", dir)
+	if line, err := out.ReadString('\n'); err != nil || line != "holding\n" {
+		t.Fatalf("hold helper said %q, %v; stderr: %s", line, err, stderr)
+	}
+	kill(t, cmd, stderr)
+	if got := filesUnder(t, dir, tmpSuffix); len(got) != 1 {
+		t.Fatalf("after a kill mid-shard: temporary files %v, want 1", got)
+	}
+	const kills = 6
 	torn := 0
-	for i := range kills {
-		cmd, stderr := startHelper(t, "loop", dir)
-		delay := time.Duration(20+r.IntN(181)) * time.Millisecond
-		time.Sleep(delay) // the point of the test: a kill at a random moment
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		err := cmd.Wait()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("kill %d after %v: helper ended with %v, not by SIGKILL; stderr: %s", i, delay, err, stderr)
-		}
+	for range kills {
+		cmd, _, stderr := startHelper(t, "loop", dir)
+		time.Sleep(time.Duration(20+r.IntN(181)) * time.Millisecond) // the point: a random moment
+		kill(t, cmd, stderr)
 		if len(filesUnder(t, dir, tmpSuffix)) > 0 {
-			torn++ // killed in the middle of a shard
+			torn++
 		}
 	}
+	t.Logf("%d of %d random kills left a shard half written", torn, kills)
 
 	verify := func(wantAll bool) {
 		t.Helper()
@@ -152,13 +197,9 @@ func TestCrash(t *testing.T) {
 		}
 		t.Logf("%d shards committed and verified", total)
 	}
-	t.Logf("%d of %d kills left a shard half written", torn, kills)
-	if torn == 0 {
-		t.Errorf("no kill landed while a shard was being written; the test exercised nothing")
-	}
 	verify(false)
 
-	cmd, stderr := startHelper(t, "fill", dir)
+	cmd, _, stderr = startHelper(t, "fill", dir)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("rerun: %v; stderr: %s", err, stderr)
 	}
