@@ -329,7 +329,9 @@ func compareKeys(a, b Key) int {
 
 // Pin marks the epoch k as needed by a live stream: it is not evicted for
 // the budget, and Evict defers its removal until every pin is released.
-// Pins are counted; the returned unpin may be called more than once.
+// Pins are counted; the returned unpin may be called more than once. An
+// epoch may be pinned before it has shards; Epochs lists it from its first
+// Create on.
 func (c *Cache) Pin(k Key) (unpin func()) {
 	c.mu.Lock()
 	if c.closed {
