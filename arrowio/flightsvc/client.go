@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 
 	"github.com/loaderd/loaderd/arrowio"
 )
@@ -107,6 +108,7 @@ func Dial(ctx context.Context, addr string, opts *ClientOptions) (*Client, error
 		grpc.WithInitialWindowSize(windowSize),
 		grpc.WithInitialConnWindowSize(windowSize),
 		grpc.WithReadBufferSize(writeBufSize),
+		experimental.WithBufferPool(&dirtyPool{}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(maxRecvMsgSize)),
 	}
 	if o.Token != "" {
