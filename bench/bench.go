@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,6 +91,7 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 		}
 	}
 	r.Ratios = r.computeRatios()
+	r.Machine.LoadEnd = loadAverage()
 	r.Seconds = time.Since(start).Seconds()
 	if o.OutDir != "" {
 		if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
@@ -225,7 +227,21 @@ func runPeerPhase(ctx context.Context, o *Options, dir string, progress func(str
 func describeMachine(decoder string, start time.Time) Machine {
 	return Machine{CPU: cpuModel(), Cores: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH, Decoder: decoder,
-		Time: start.UTC().Format(time.RFC3339)}
+		Time: start.UTC().Format(time.RFC3339), LoadStart: loadAverage()}
+}
+
+// loadAverage returns the 1-minute load average, or 0 where unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, err := strconv.ParseFloat(f, 64)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // cpuModel returns the first "model name" of /proc/cpuinfo, or "".

@@ -38,6 +38,10 @@ type Machine struct {
 	Arch       string `json:"arch"`
 	Decoder    string `json:"decoder"`
 	Time       string `json:"time"` // RFC 3339, start of the run
+	// Load averages (1 minute, /proc/loadavg) at the start and the end of
+	// the run: above about Cores/2 other work competed and figures are noisy.
+	LoadStart float64 `json:"load_start"`
+	LoadEnd   float64 `json:"load_end"`
 }
 
 // DatasetInfo describes the images every phase ran over.

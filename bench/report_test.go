@@ -120,3 +120,27 @@ func checkPNG(t *testing.T, path string) {
 		t.Fatalf("%s: %v, want a readable plot", path, b)
 	}
 }
+
+func TestWriteTableBusyMachine(t *testing.T) {
+	tests := []struct {
+		name        string
+		load        float64
+		wantWarning bool
+	}{
+		{name: "quiet", load: 0.2, wantWarning: false},
+		{name: "busy", load: 3.5, wantWarning: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := sampleReport()
+			r.Machine.LoadEnd = tc.load
+			var b strings.Builder
+			if err := r.WriteTable(&b); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(b.String(), "figures are noisy"); got != tc.wantWarning {
+				t.Fatalf("load %.1f on 2 cores: warning %v, want %v:\n%s", tc.load, got, tc.wantWarning, b.String())
+			}
+		})
+	}
+}

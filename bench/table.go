@@ -16,6 +16,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 	m, d := r.Machine, r.Dataset
 	fmt.Fprintf(&b, "loaderd bench: %s, %d cores, GOMAXPROCS %d, %s %s/%s, decoder %s\n",
 		orDash(m.CPU), m.Cores, m.GOMAXPROCS, m.GoVersion, m.OS, m.Arch, orDash(m.Decoder))
+	if busy := float64(max(m.Cores, 1)) / 2; m.LoadStart > busy || m.LoadEnd > busy {
+		fmt.Fprintf(&b, "warning: load average %.1f at the start, %.1f at the end on %d cores: other work competed, figures are noisy\n",
+			m.LoadStart, m.LoadEnd, m.Cores)
+	}
 	fmt.Fprintf(&b, "dataset: %s (%d of %d images, %d classes, %.1f KB/image, %.2f bytes/px)\n",
 		d.Source, d.Images, d.SourceImages, d.Classes, kb(d.Bytes, d.Images), d.BytesPerPixel)
 	fmt.Fprintf(&b, "pipeline: %s (%d bytes/sample); medians of %d runs after a warm-up, [min–max]\n\n",
