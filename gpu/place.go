@@ -94,6 +94,21 @@ func (p Placement) PoolFor(gpu int) int {
 	return def
 }
 
+// Route returns the index in p.Pools of the pool that serves a request
+// whose "gpu" field is gpu: the default pool for "", else the pool of the
+// GPU that t.FindGPU names. An unknown GPU is an error wrapping
+// ErrUnknownGPU (InvalidArgument to the client).
+func (p Placement) Route(t *Topology, gpu string) (int, error) {
+	if gpu == "" {
+		return p.PoolFor(-1), nil
+	}
+	dev, err := t.FindGPU(gpu)
+	if err != nil {
+		return -1, err
+	}
+	return p.PoolFor(dev), nil
+}
+
 // Run runs work on p.Workers goroutines (at least one), passing each its
 // worker number, and returns when all have returned; the first error
 // cancels the others' ctx and is returned. Workers of a GPU pool start by

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 )
@@ -150,6 +151,31 @@ func TestApportion(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := apportion(tc.total, tc.weights); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("apportion(%d, %v) = %v, want %v", tc.total, tc.weights, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRoute(t *testing.T) {
+	topo := twoSockets(0, 1)
+	topo.Devices[1].UUID = "GPU-1111"
+	p := Place(topo, 4) // pools: GPU 0, GPU 1, default
+	tests := []struct {
+		name    string
+		gpu     string
+		want    int
+		wantErr error
+	}{
+		{name: "no gpu field", gpu: "", want: 2},
+		{name: "index", gpu: "0", want: 0},
+		{name: "UUID", gpu: "gpu-1111", want: 1},
+		{name: "unknown", gpu: "7", want: -1, wantErr: ErrUnknownGPU},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := p.Route(topo, tc.gpu)
+			if got != tc.want || !errors.Is(err, tc.wantErr) {
+				t.Errorf("Route(%q) = %d, %v; want %d, %v", tc.gpu, got, err, tc.want, tc.wantErr)
 			}
 		})
 	}
