@@ -213,14 +213,19 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 		pl := &f.p[c]
 		sc.ax.set(pl.w, g.rx/float64(pl.fx), g.rw/float64(pl.fx), g.vw, g.ox+x0, g.ox+x1)
 		sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
-		lo, hi := sc.ay.lo, sc.ay.hi
-		sc.tmp = growBytes(sc.tmp, (hi-lo)*vw)
-		hpass(sc.tmp, pl, &sc.ax, lo, hi)
-		sc.planes[c] = growBytes(sc.planes[c], vw*vh)
-		if cap(sc.acc) < vw {
-			sc.acc = make([]int32, vw)
+		// Vertical first, over the columns the horizontal pass reads; the
+		// horizontal pass then runs on output rows only.
+		c0, cw := sc.ax.flo, sc.ax.fhi-sc.ax.flo
+		for i := range sc.ax.fstart {
+			sc.ax.fstart[i] -= int32(c0)
 		}
-		vpass(sc.planes[c], sc.tmp, &sc.ay, lo, sc.acc[:vw])
+		sc.tmp = growBytes(sc.tmp, vh*cw)
+		if cap(sc.acc) < cw {
+			sc.acc = make([]int32, cw)
+		}
+		vpass(sc.tmp, pl, c0, &sc.ay, sc.acc[:cw])
+		sc.planes[c] = growBytes(sc.planes[c], vw*vh)
+		hpass(sc.planes[c], sc.tmp, cw, &sc.ax)
 		out[c] = sc.planes[c]
 	}
 	ow := g.ow

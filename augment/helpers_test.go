@@ -149,3 +149,7 @@ func meanAbsDiff(a, b *image.NRGBA) float64 {
 	}
 	return sum / float64(n)
 }
+
+func readTestdataErr(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join("testdata", name))
+}

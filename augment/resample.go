@@ -18,6 +18,14 @@ type axis struct {
 	taps  int
 	lo    int // first source sample read
 	hi    int // one past the last source sample read
+
+	// The same weights, fixed taps each: output i reads fixed samples
+	// from fstart[i] with weights fw[i*fixed:].
+	fixed  int
+	fstart []int32
+	fw     []int16
+	flo    int // first source sample the fixed windows read
+	fhi    int // one past the last
 }
 
 // set computes the weights of outputs [o0,o1) of a virtual axis of vn
@@ -91,6 +99,39 @@ func (ax *axis) set(inLen int, a, l float64, vn, o0, o1 int) {
 		ax.lo = min(ax.lo, xmin)
 		ax.hi = max(ax.hi, xmin+n)
 	}
+	ax.fix(inLen)
+}
+
+// fix gives every output the same number of taps, T (the largest count),
+// so that the inner loops have a fixed length: windows are moved inside the
+// plane and padded with zero weights, which leaves every sum unchanged.
+func (ax *axis) fix(inLen int) {
+	t := 1
+	for _, n := range ax.n {
+		t = max(t, int(n))
+	}
+	ax.fixed = t
+	ax.fw = growInt16(ax.fw, len(ax.n)*t)
+	clear(ax.fw)
+	for i := range ax.n {
+		s, n := int(ax.start[i]), int(ax.n[i])
+		ns := min(s, inLen-t)
+		copy(ax.fw[i*t+(s-ns):], ax.w[i*ax.taps:i*ax.taps+n])
+		ax.fstart = append(ax.fstart[:i], int32(ns))
+	}
+	ax.fstart = ax.fstart[:len(ax.n)]
+	ax.flo, ax.fhi = inLen, 0
+	for _, st := range ax.fstart {
+		ax.flo = min(ax.flo, int(st))
+		ax.fhi = max(ax.fhi, int(st)+t)
+	}
+}
+
+func growInt16(s []int16, n int) []int16 {
+	if cap(s) < n {
+		return make([]int16, n)
+	}
+	return s[:n]
 }
 
 func grow32(s []int32, n int) []int32 {
@@ -100,72 +141,124 @@ func grow32(s []int32, n int) []int32 {
 	return s[:n]
 }
 
-// hpass resamples rows [ay.lo, ay.hi) of p horizontally into tmp, one row
-// of ow bytes per source row.
-func hpass(tmp []byte, p *plane, ax *axis, lo, hi int) {
-	ow := len(ax.start)
-	taps := ax.taps
-	for y := lo; y < hi; y++ {
-		row := p.pix[y*p.stride : y*p.stride+p.w]
-		out := tmp[(y-lo)*ow : (y-lo+1)*ow]
-		for i := range out {
-			s := int(ax.start[i])
-			n := int(ax.n[i])
-			w := ax.w[i*taps : i*taps+n]
-			src := row[s : s+n]
-			acc := int32(whalf)
-			switch n {
-			case 2:
-				acc += int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1])
-			case 3:
-				acc += int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) + int32(src[2])*int32(w[2])
-			case 4:
-				acc += int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) + int32(src[2])*int32(w[2]) + int32(src[3])*int32(w[3])
-			case 5:
-				acc += int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) + int32(src[2])*int32(w[2]) + int32(src[3])*int32(w[3]) + int32(src[4])*int32(w[4])
-			default:
+// hpass resamples the rows of tmp (cw bytes each, holding plane columns
+// from ax.lo) horizontally into out, one row of len(ax.fstart) bytes each.
+func hpass(out, tmp []byte, cw int, ax *axis) {
+	ow := len(ax.fstart)
+	t := ax.fixed
+	st := ax.fstart
+	ws := ax.fw[:ow*t]
+	rows := len(tmp) / cw
+	for y := range rows {
+		row := tmp[y*cw : (y+1)*cw]
+		out := out[y*ow : (y+1)*ow]
+		out = out[:len(st)]
+		switch t {
+		case 1:
+			for i := range out {
+				out[i] = row[st[i]]
+			}
+		case 2:
+			for i := range out {
+				s := int(st[i])
+				src := row[s : s+2 : s+2]
+				w := ws[2*i : 2*i+2 : 2*i+2]
+				out[i] = byte((whalf + int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1])) >> wbits)
+			}
+		case 3:
+			for i := range out {
+				s := int(st[i])
+				src := row[s : s+3 : s+3]
+				w := ws[3*i : 3*i+3 : 3*i+3]
+				out[i] = byte((whalf + int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) + int32(src[2])*int32(w[2])) >> wbits)
+			}
+		case 4:
+			for i := range out {
+				s := int(st[i])
+				src := row[s : s+4 : s+4]
+				w := ws[4*i : 4*i+4 : 4*i+4]
+				out[i] = byte((whalf + int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) +
+					int32(src[2])*int32(w[2]) + int32(src[3])*int32(w[3])) >> wbits)
+			}
+		case 5:
+			for i := range out {
+				s := int(st[i])
+				src := row[s : s+5 : s+5]
+				w := ws[5*i : 5*i+5 : 5*i+5]
+				out[i] = byte((whalf + int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) +
+					int32(src[2])*int32(w[2]) + int32(src[3])*int32(w[3]) + int32(src[4])*int32(w[4])) >> wbits)
+			}
+		case 6:
+			for i := range out {
+				s := int(st[i])
+				src := row[s : s+6 : s+6]
+				w := ws[6*i : 6*i+6 : 6*i+6]
+				out[i] = byte((whalf + int32(src[0])*int32(w[0]) + int32(src[1])*int32(w[1]) +
+					int32(src[2])*int32(w[2]) + int32(src[3])*int32(w[3]) +
+					int32(src[4])*int32(w[4]) + int32(src[5])*int32(w[5])) >> wbits)
+			}
+		default:
+			for i := range out {
+				s := int(st[i])
+				src := row[s : s+t : s+t]
+				w := ws[t*i : t*i+t : t*i+t]
+				acc := int32(whalf)
 				for k, v := range src {
 					acc += int32(v) * int32(w[k])
 				}
+				out[i] = byte(acc >> wbits)
 			}
-			out[i] = byte(acc >> wbits)
 		}
 	}
 }
 
-// vpass resamples tmp (rows lo.. of ow bytes) vertically into out (oh rows
-// of ow bytes, stride ow); acc is scratch of ow int32.
-func vpass(out, tmp []byte, ax *axis, lo int, acc []int32) {
-	oh := len(ax.start)
+// vpass resamples columns [c0, c0+len(acc)) of p vertically into out, one
+// row of len(acc) bytes per output of ax; acc is scratch.
+func vpass(out []byte, p *plane, c0 int, ax *axis, acc []int32) {
 	ow := len(acc)
 	taps := ax.taps
-	for j := range oh {
-		s := int(ax.start[j]) - lo
+	for j := range ax.start {
+		s := int(ax.start[j])
 		n := int(ax.n[j])
 		w := ax.w[j*taps : j*taps+n]
 		dst := out[j*ow : (j+1)*ow]
-		if n == 1 { // a single weight is exactly 1.0
-			copy(dst, tmp[s*ow:(s+1)*ow])
-			continue
-		}
-		r0 := tmp[s*ow : (s+1)*ow]
-		r1 := tmp[(s+1)*ow : (s+2)*ow]
-		w0, w1 := int32(w[0]), int32(w[1])
-		acc = acc[:len(dst)]
-		r0, r1 = r0[:len(acc)], r1[:len(acc)]
-		for x := range acc {
-			acc[x] = whalf + int32(r0[x])*w0 + int32(r1[x])*w1
-		}
-		for k := 2; k < n; k++ {
-			r := tmp[(s+k)*ow : (s+k+1)*ow]
-			r = r[:len(acc)]
-			wk := int32(w[k])
-			for x := range acc {
-				acc[x] += int32(r[x]) * wk
+		row := func(k int) []byte { o := (s+k)*p.stride + c0; return p.pix[o : o+ow][:len(dst)] }
+		switch n {
+		case 1: // a single weight is exactly 1.0
+			copy(dst, row(0))
+		case 2:
+			r0, r1 := row(0), row(1)
+			w0, w1 := int32(w[0]), int32(w[1])
+			for x := range dst {
+				dst[x] = byte((whalf + int32(r0[x])*w0 + int32(r1[x])*w1) >> wbits)
 			}
-		}
-		for x := range dst {
-			dst[x] = byte(acc[x] >> wbits)
+		case 3:
+			r0, r1, r2 := row(0), row(1), row(2)
+			w0, w1, w2 := int32(w[0]), int32(w[1]), int32(w[2])
+			for x := range dst {
+				dst[x] = byte((whalf + int32(r0[x])*w0 + int32(r1[x])*w1 + int32(r2[x])*w2) >> wbits)
+			}
+		case 4:
+			r0, r1, r2, r3 := row(0), row(1), row(2), row(3)
+			w0, w1, w2, w3 := int32(w[0]), int32(w[1]), int32(w[2]), int32(w[3])
+			for x := range dst {
+				dst[x] = byte((whalf + int32(r0[x])*w0 + int32(r1[x])*w1 + int32(r2[x])*w2 + int32(r3[x])*w3) >> wbits)
+			}
+		default:
+			acc := acc[:len(dst)]
+			for x := range acc {
+				acc[x] = whalf
+			}
+			for k := range n {
+				r := row(k)
+				wk := int32(w[k])
+				for x := range acc {
+					acc[x] += int32(r[x]) * wk
+				}
+			}
+			for x := range dst {
+				dst[x] = byte(acc[x] >> wbits)
+			}
 		}
 	}
 }

@@ -1,0 +1,166 @@
+package augment
+
+import (
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// benchImages returns JPEG files: up to 300 from the ImageFolder at
+// $LOADERD_BENCH_DATA, else generated ImageNet-size photos-like images.
+func benchImages(b *testing.B) [][]byte {
+	b.Helper()
+	if dir := os.Getenv("LOADERD_BENCH_DATA"); dir != "" {
+		var paths []string
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && (strings.HasSuffix(strings.ToLower(p), ".jpg") || strings.HasSuffix(strings.ToLower(p), ".jpeg")) {
+				paths = append(paths, p)
+			}
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		slices.Sort(paths)
+		if len(paths) == 0 {
+			b.Fatalf("no JPEGs under %s", dir)
+		}
+		step := max(1, len(paths)/300)
+		var out [][]byte
+		for i := 0; i < len(paths); i += step {
+			data, err := os.ReadFile(paths[i])
+			if err != nil {
+				b.Fatal(err)
+			}
+			out = append(out, data)
+		}
+		return out
+	}
+	var out [][]byte
+	for i := range 8 {
+		w, h := 500, 375
+		if i%2 == 1 {
+			w, h = 375, 500
+		}
+		img := natural(w, h, uint64(i))
+		r := rand.New(rand.NewPCG(uint64(i), 3))
+		for k := range img.Pix { // grain: photos carry noise
+			if k%4 != 3 {
+				img.Pix[k] = uint8(min(255, max(0, int(img.Pix[k])+r.IntN(17)-8)))
+			}
+		}
+		out = append(out, encodeJPEG(b, img, 90))
+	}
+	return out
+}
+
+func reportImages(b *testing.B, n int) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "images/s")
+}
+
+func BenchmarkDecode(b *testing.B) {
+	imgs := benchImages(b)
+	for _, lj := range decoders() {
+		b.Run(decName(lj), func(b *testing.B) {
+			n := 0
+			for b.Loop() {
+				o, err := openImage(imgs[n%len(imgs)], lj, Limits{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := o.read(nil, false); err != nil {
+					b.Fatal(err)
+				}
+				o.close()
+				n++
+			}
+			reportImages(b, n)
+		})
+	}
+}
+
+// BenchmarkOps times each op on decoded images (libjpeg planes when built
+// in): planning, the fused resample and the colour ops, without decoding.
+func BenchmarkOps(b *testing.B) {
+	imgs := benchImages(b)
+	frames := make([]*frame, len(imgs))
+	for i, src := range imgs {
+		o, err := openImage(src, libjpegAvailable, Limits{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		frames[i], err = o.read(nil, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.close()
+	}
+	for _, text := range []string{
+		"random_resized_crop(size=224)",
+		"resize(size=256)|center_crop(size=224)",
+		"center_crop(size=224)",
+		"center_crop(size=224)|hflip(p=1)",
+		"center_crop(size=224)|color_jitter(brightness=0.4,contrast=0.4,saturation=0.4)",
+		"center_crop(size=224)|normalize()",
+	} {
+		p, err := ParsePipeline(text, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(text, func(b *testing.B) {
+			dst := make([]byte, p.RowBytes())
+			rgb := make([]byte, 224*224*3)
+			sc := new(scratch)
+			var s sample
+			n := 0
+			for b.Loop() {
+				f := frames[n%len(frames)]
+				p.plan(&s, f.w, f.h, SampleRand(1, 0, int64(n)))
+				out := dst
+				if s.norm != nil {
+					out = rgb
+				}
+				render(out, f, &s, sc)
+				applyJitter(out, s.jitter)
+				if s.norm != nil {
+					normalize(dst, out, 224, 224, s.norm)
+				}
+				n++
+			}
+			reportImages(b, n)
+		})
+	}
+}
+
+// BenchmarkPipeline is the whole sample: decode + augment, one goroutine
+// (one core).
+func BenchmarkPipeline(b *testing.B) {
+	imgs := benchImages(b)
+	for _, text := range []string{"imagenet-train", "imagenet-val"} {
+		for _, lj := range decoders() {
+			dec := "go"
+			if lj {
+				dec = "libjpeg-turbo"
+			}
+			p, err := ParsePipeline(text, &PipelineOptions{Decoder: dec})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(text+"/"+decName(lj), func(b *testing.B) {
+				dst := make([]byte, p.RowBytes())
+				n := 0
+				for b.Loop() {
+					if err := p.Apply(dst, imgs[n%len(imgs)], SampleRand(1, 0, int64(n))); err != nil {
+						b.Fatal(err)
+					}
+					n++
+				}
+				reportImages(b, n)
+			})
+		}
+	}
+}
