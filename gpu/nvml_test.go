@@ -405,3 +405,26 @@ func TestDiscoverRealLibraryMissing(t *testing.T) {
 		t.Fatalf("Discover = %v, want ErrNoNVML wrapping ERROR_LIBRARY_NOT_FOUND", err)
 	}
 }
+
+func TestLevelName(t *testing.T) {
+	tests := []struct {
+		name  string
+		level nvml.GpuTopologyLevel
+		want  string
+	}{
+		{name: "same board", level: nvml.TOPOLOGY_INTERNAL, want: "SELF"},
+		{name: "one PCIe switch", level: nvml.TOPOLOGY_SINGLE, want: "PIX"},
+		{name: "several PCIe switches", level: nvml.TOPOLOGY_MULTIPLE, want: "PXB"},
+		{name: "host bridge", level: nvml.TOPOLOGY_HOSTBRIDGE, want: "PHB"},
+		{name: "NUMA node", level: nvml.TOPOLOGY_NODE, want: "NODE"},
+		{name: "across sockets", level: nvml.TOPOLOGY_SYSTEM, want: "SYS"},
+		{name: "unknown", level: 7, want: "LEVEL7"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := levelName(tc.level); got != tc.want {
+				t.Errorf("levelName(%d) = %q, want %q", tc.level, got, tc.want)
+			}
+		})
+	}
+}
