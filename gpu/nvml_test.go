@@ -428,3 +428,29 @@ func TestLevelName(t *testing.T) {
 		})
 	}
 }
+
+func TestDiscoverDegrades(t *testing.T) {
+	s := dgxa100.NewWithGPUs(gpus.Multiple(2, gpus.A100_SXM4_40GB)...)
+	lib, _ := fakeServer(s, []fakeGPU{
+		{bus: 0x07, numa: 0, cpus: dgxNode0},
+		{bus: 0x87, numa: 1, cpus: dgxNode1},
+	})
+	for _, d := range lib.Devices {
+		d.(*server.Device).GetTopologyCommonAncestorFunc = func(nvml.Device) (nvml.GpuTopologyLevel, nvml.Return) {
+			return 0, nvml.ERROR_NOT_SUPPORTED
+		}
+	}
+	lib.SystemGetDriverVersionFunc = func() (string, nvml.Return) { return "", nvml.ERROR_UNKNOWN }
+	topo, err := Discover(lib, &Options{SysRoot: fakeSys(t, "sysfs-dgx")})
+	if err != nil {
+		t.Fatalf("Discover: %v", err)
+	}
+	if len(topo.Links) != 0 || topo.Driver != "" {
+		t.Errorf("links %v, driver %q; want none", topo.Links, topo.Driver)
+	}
+	for _, call := range []string{"SystemGetDriverVersion", "device 0 GetTopologyCommonAncestor(1)"} {
+		if !strings.Contains(topo.Warning, call) {
+			t.Errorf("warning %q does not name %s", topo.Warning, call)
+		}
+	}
+}
