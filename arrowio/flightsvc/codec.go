@@ -3,6 +3,7 @@ package flightsvc
 import (
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 
 	"google.golang.org/grpc/encoding"
@@ -76,8 +77,15 @@ func (f *batchFrame) marshal() (mem.BufferSlice, error) {
 		return nil, fmt.Errorf("flightsvc: batch body pieces sum to %d bytes, header says %d", sum, f.bodyLen)
 	}
 	f.taken = true
-	pool := &releasePool{release: f.release}
+	state := &releaseState{release: f.release}
+	pool := &releasePool{state: state}
 	pool.refs.Store(lent)
+	if lent > 0 {
+		// grpc-go frees the buffers of a stream it cleans up, but not
+		// those queued on a connection that dies mid-write; once gRPC
+		// drops them unfreed, the pool is garbage and this releases.
+		runtime.AddCleanup(pool, (*releaseState).fire, state)
+	}
 
 	pending := make([]byte, 0, 2*binary.MaxVarintLen64+4+len(f.header))
 	pending = binary.AppendUvarint(pending, tagDataHeader)
@@ -104,7 +112,7 @@ func (f *batchFrame) marshal() (mem.BufferSlice, error) {
 		out = append(out, mem.SliceBuffer(pending))
 	}
 	if lent == 0 {
-		f.release() // every piece was copied
+		state.fire() // every piece was copied
 	}
 	return out, nil
 }
@@ -113,8 +121,21 @@ func (f *batchFrame) marshal() (mem.BufferSlice, error) {
 // each piece back when it no longer reads it, and the last Put releases the
 // batch.
 type releasePool struct {
-	refs    atomic.Int32
+	refs  atomic.Int32
+	state *releaseState
+}
+
+// releaseState calls a batch's release once, from the last Put or from the
+// pool's cleanup, whichever comes first.
+type releaseState struct {
+	done    atomic.Bool
 	release func()
+}
+
+func (s *releaseState) fire() {
+	if s.done.CompareAndSwap(false, true) {
+		s.release()
+	}
 }
 
 func (p *releasePool) Get(n int) *[]byte {
@@ -124,6 +145,6 @@ func (p *releasePool) Get(n int) *[]byte {
 
 func (p *releasePool) Put(*[]byte) {
 	if p.refs.Add(-1) == 0 {
-		p.release()
+		p.state.fire()
 	}
 }

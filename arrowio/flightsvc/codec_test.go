@@ -2,8 +2,10 @@ package flightsvc
 
 import (
 	"bytes"
+	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"google.golang.org/grpc/encoding"
@@ -169,4 +171,31 @@ func FuzzRawUnmarshal(f *testing.F) {
 		var m rawFlightData
 		_ = rawCodec{}.Unmarshal(s, &m) // must not panic
 	})
+}
+
+// TestReleaseWhenDropped: buffers gRPC drops without freeing (a connection
+// that dies mid-write) still release their batch, once, after GC.
+func TestReleaseWhenDropped(t *testing.T) {
+	c, err := newFlightCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released atomic.Int32
+	func() {
+		f := &batchFrame{header: []byte("h"), body: [][]byte{bytes.Repeat([]byte{1}, 4096), bytes.Repeat([]byte{2}, 4096)},
+			bodyLen: 8192, release: func() { released.Add(1) }}
+		out, err := c.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[1].Free() // one piece written, the rest dropped
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for released.Load() == 0 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if got := released.Load(); got != 1 {
+		t.Fatalf("released %d times; want 1", got)
+	}
 }

@@ -15,8 +15,11 @@
 // buffers and queues them for the loopy writer goroutine; SendMsg returns
 // before the bytes are written. A batch is therefore released from the
 // BufferPool.Put of its last row buffer, called by gRPC when it has copied
-// the last byte into the HTTP/2 framer (or dropped the stream). Release is
-// called exactly once per batch, from whichever goroutine frees last.
+// the last byte into the HTTP/2 framer (or dropped the stream). grpc-go
+// does not free the buffers queued on a connection that dies mid-write; for
+// those a runtime cleanup on the pool releases the batch once gRPC's
+// references are garbage. Release is called exactly once per batch, never
+// while gRPC can still read the rows.
 //
 // Sends are synchronous: a slow client fills gRPC's per-stream write quota
 // and the Source's send callback blocks, so nothing buffers without bound.

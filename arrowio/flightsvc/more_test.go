@@ -14,13 +14,16 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/flight"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/arrowio"
@@ -318,6 +321,40 @@ func TestDrainTimeout(t *testing.T) {
 	case <-f.ctxDone:
 	default:
 		t.Fatal("Serve returned before the running stream was cancelled")
+	}
+	waitReleased(t, f)
+}
+
+// TestConnectionDropped: a client that vanishes mid-stream leaves no batch
+// unreleased, even those gRPC had queued on the dead connection.
+func TestConnectionDropped(t *testing.T) {
+	f := newFakeSource(t, 640, 64, 64) // 12 KiB rows, 64-row batches
+	addr, _ := startServer(t, &Options{Source: f})
+	for range 3 {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := flight.NewClientFromConn(conn, nil)
+		ctx := testCtx(t)
+		info, err := c.GetFlightInfo(ctx, cmd(`{"dataset":"train","batch_size":64}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.released.Load() != f.made.Load() && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
 	}
 	waitReleased(t, f)
 }
