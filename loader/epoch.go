@@ -162,31 +162,39 @@ func (sh *shard) broadcast() {
 
 // lookup finds out whether sh is committed in the cache, mapping it when
 // open is set; the caller holds sh.mu. A corrupt shard (the cache has
-// removed it) counts as absent.
-func (sh *shard) lookup(open bool) error {
-	c := sh.ep.l.cache
+// removed it) counts as absent. It returns a channel to wait on when the
+// shard is absent but being committed by an earlier epoch's writer.
+func (sh *shard) lookup(open bool) (<-chan struct{}, error) {
+	l, c := sh.ep.l, sh.ep.l.cache
 	if sh.mode == modeUnknown && c.Has(sh.ep.key, sh.num) {
 		sh.mode = modeCached
 	}
+	if sh.mode == modeUnknown {
+		// A complete shard of an earlier user of this epoch may be on its
+		// way into the cache: wait for it rather than compute it again.
+		if ch := l.pendingCommit(shardID{sh.ep.key, sh.num}); ch != nil {
+			return ch, nil
+		}
+	}
 	if sh.mode != modeCached || !open {
-		return nil
+		return nil, nil
 	}
 	m, err := c.Open(sh.ep.key, sh.num)
 	switch {
 	case errors.Is(err, shardcache.ErrCorrupt), errors.Is(err, shardcache.ErrMiss):
 		sh.ep.l.log.Warn("loader: cached shard unusable; recomputing", "dataset", sh.ep.d.Name, "epoch", sh.ep.id.epoch, "shard", sh.num, "err", err)
 		sh.mode = modeUnknown
-		return nil
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("loader: open shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, err)
+		return nil, fmt.Errorf("loader: open shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, err)
 	}
 	v, err := arrowio.OpenShard(m.Data(), sh.ep.schema, sh.n)
 	if err != nil {
 		m.Release()
-		return fmt.Errorf("loader: shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, err)
+		return nil, fmt.Errorf("loader: shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, err)
 	}
 	sh.m, sh.view, sh.mode = m, v, modeMapped
-	return nil
+	return nil, nil
 }
 
 // startWriter creates the shard's file in the cache; the caller holds sh.mu.
@@ -213,10 +221,10 @@ type slot struct {
 	img     []byte // ready: the row's image bytes
 	index   uint64
 	label   int64
-	release func()        // ready: drops the reference that keeps img valid
-	claimed []byte        // claim granted: where to write the row's image
-	wait    chan struct{} // neither: closed when the shard changes
-	cached  bool          // ready and served from a committed shard
+	release func()          // ready: drops the reference that keeps img valid
+	claimed []byte          // claim granted: where to write the row's image
+	wait    <-chan struct{} // neither: closed when the shard changes
+	cached  bool            // ready and served from a committed shard
 }
 
 // acquire returns row p: ready (with a reference the caller releases),
@@ -226,8 +234,8 @@ type slot struct {
 func (sh *shard) acquire(p int, claim, serve bool) (slot, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if err := sh.lookup(serve); err != nil {
-		return slot{}, err
+	if wait, err := sh.lookup(serve); err != nil || wait != nil {
+		return slot{wait: wait}, err
 	}
 	switch sh.mode {
 	case modeCached:
@@ -274,7 +282,9 @@ func (sh *shard) finish(p int, index uint64, label int64, err error) {
 		sh.layout.SetIndex(sh.w.Data(), p, index)
 		sh.layout.SetLabel(sh.w.Data(), p, label)
 		sh.rows[p], sh.index[p], sh.label[p] = rowReady, index, label
-		sh.ready++
+		if sh.ready++; sh.ready == sh.n {
+			sh.ep.l.startPending(shardID{sh.ep.key, sh.num})
+		}
 	case errors.Is(err, errAbandoned):
 		sh.rows[p] = rowAbsent
 	default:
@@ -333,6 +343,40 @@ func (sh *shard) commit() {
 		sh.mode = modeCached
 	}
 	sh.broadcast()
+	sh.ep.l.endPending(shardID{sh.ep.key, sh.num})
+}
+
+// shardID names a shard in the cache.
+type shardID struct {
+	key shardcache.Key
+	num int
+}
+
+// startPending records that shard id is complete and will be committed.
+func (l *Loader) startPending(id shardID) {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if l.pending[id] == nil {
+		l.pending[id] = make(chan struct{})
+	}
+}
+
+// endPending records that shard id's commit is over, waking its waiters.
+func (l *Loader) endPending(id shardID) {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	if ch := l.pending[id]; ch != nil {
+		close(ch)
+		delete(l.pending, id)
+	}
+}
+
+// pendingCommit returns a channel closed when the commit of shard id is
+// over, or nil when none is pending.
+func (l *Loader) pendingCommit(id shardID) <-chan struct{} {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	return l.pending[id]
 }
 
 // dropWriter abandons an unfinished writer; the caller holds sh.mu.
@@ -355,39 +399,6 @@ func (sh *shard) close() {
 	case modeWriting:
 		if sh.wrefs == 0 {
 			sh.dropWriter()
-		}
-	}
-}
-
-// wait blocks until sh is committed, returning the last commit error or
-// the error of a failed row; it gives up with nil, false when the shard
-// fell back to absent (a writer dropped) or done is closed.
-func (sh *shard) waitCommitted(done <-chan struct{}) (bool, error) {
-	for {
-		sh.mu.Lock()
-		if err := sh.lookup(false); err != nil {
-			sh.mu.Unlock()
-			return false, err
-		}
-		mode, ch, err := sh.mode, sh.changed, sh.err
-		var rowErr error
-		for _, e := range sh.errs {
-			rowErr = e
-			break
-		}
-		sh.mu.Unlock()
-		switch {
-		case mode == modeCached || mode == modeMapped:
-			return true, nil
-		case rowErr != nil:
-			return false, rowErr
-		case mode == modeUnknown:
-			return false, err
-		}
-		select {
-		case <-ch:
-		case <-done:
-			return false, nil
 		}
 	}
 }

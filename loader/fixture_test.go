@@ -27,6 +27,12 @@ const fxPipeline = "random_resized_crop(size=8,scale=0.08:1,ratio=0.75:1.3333)|h
 // (PNG, and a JPEG every fifth) under a temporary directory.
 func fxDataset(t testing.TB, n int) string {
 	t.Helper()
+	return fxDatasetSized(t, n, 20)
+}
+
+// fxDatasetSized is fxDataset with images side..2*side pixels wide.
+func fxDatasetSized(t testing.TB, n, side int) string {
+	t.Helper()
 	root := t.TempDir()
 	for i := range n {
 		class := fmt.Sprintf("c%d", i%3)
@@ -34,10 +40,10 @@ func fxDataset(t testing.TB, n int) string {
 			t.Fatal(err)
 		}
 		name := filepath.Join(root, class, fmt.Sprintf("img%04d.png", i))
-		b := fxImage(i)
+		b := fxImage(i, side)
 		if i%5 == 4 {
 			name = filepath.Join(root, class, fmt.Sprintf("img%04d.jpg", i))
-			b = fxJPEG(i)
+			b = fxJPEG(i, side)
 		}
 		if err := os.WriteFile(name, b, 0o644); err != nil {
 			t.Fatal(err)
@@ -46,10 +52,10 @@ func fxDataset(t testing.TB, n int) string {
 	return root
 }
 
-// fxPicture is image i: a gradient with noise, 20–43 px wide.
-func fxPicture(i int) image.Image {
+// fxPicture is image i: a gradient with noise, side..2*side px wide.
+func fxPicture(i, side int) image.Image {
 	r := rand.New(rand.NewPCG(uint64(i), 7))
-	w, h := 20+r.IntN(24), 16+r.IntN(20)
+	w, h := side+r.IntN(side+4), side*4/5+r.IntN(side)
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	for y := range h {
 		for x := range w {
@@ -59,17 +65,17 @@ func fxPicture(i int) image.Image {
 	return img
 }
 
-func fxImage(i int) []byte {
+func fxImage(i, side int) []byte {
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, fxPicture(i)); err != nil {
+	if err := png.Encode(&buf, fxPicture(i, side)); err != nil {
 		panic(err)
 	}
 	return buf.Bytes()
 }
 
-func fxJPEG(i int) []byte {
+func fxJPEG(i, side int) []byte {
 	var buf bytes.Buffer
-	if err := jpeg.Encode(&buf, fxPicture(i), &jpeg.Options{Quality: 90}); err != nil {
+	if err := jpeg.Encode(&buf, fxPicture(i, side), &jpeg.Options{Quality: 90}); err != nil {
 		panic(err)
 	}
 	return buf.Bytes()

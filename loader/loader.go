@@ -75,6 +75,9 @@ type Loader struct {
 	wake    chan struct{} // nudges Run's prefetch loop
 
 	bg sync.WaitGroup // commits started from Batch.Release
+
+	pmu     sync.Mutex
+	pending map[shardID]chan struct{} // complete shards not yet committed
 }
 
 // dataset is a served dataset and what the loader learns about it.
@@ -142,6 +145,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		live:    map[epochID]int{},
 		evicted: map[epochID]bool{},
 		wake:    make(chan struct{}, 1),
+		pending: map[shardID]chan struct{}{},
 	}
 	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
 	for _, spec := range o.Datasets {
@@ -257,7 +261,7 @@ func (l *Loader) Plan(ctx context.Context, req arrowio.Request) (arrowio.Plan, e
 }
 
 // resolve checks req: its dataset, order and GPU; it returns the pool
-// serving it (-1: any worker).
+// serving it.
 func (l *Loader) resolve(req arrowio.Request) (*dataset, *Order, int, error) {
 	d, err := l.lookup(req.Dataset)
 	if err != nil {
@@ -267,7 +271,7 @@ func (l *Loader) resolve(req arrowio.Request) (*dataset, *Order, int, error) {
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	pool := -1
+	pool := l.placement.PoolFor(-1)
 	if req.GPU != "" {
 		if l.opts.Topology == nil {
 			return nil, nil, 0, &arrowio.FieldError{Field: "gpu", Reason: fmt.Sprintf("no GPU %q on this node", req.GPU)}

@@ -72,7 +72,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 	for _, ep := range eps {
 		for _, sh := range ep.shards {
 			sh.mu.Lock()
-			err := sh.lookup(false)
+			_, err := sh.lookup(false)
 			if sh.mode == modeCached || sh.mode == modeMapped {
 				sum.Cached += int64(sh.n)
 			}
@@ -231,8 +231,8 @@ type claim struct {
 func (sh *shard) settle() (bool, []claim, <-chan struct{}, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if err := sh.lookup(false); err != nil {
-		return false, nil, nil, err
+	if wait, err := sh.lookup(false); err != nil || wait != nil {
+		return false, nil, wait, err
 	}
 	switch sh.mode {
 	case modeCached, modeMapped:

@@ -63,7 +63,11 @@ func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arr
 			if err := send(b); err != nil {
 				return err
 			}
-			<-slots
+			select { // the producer may stop before taking batch k's slot
+			case <-slots:
+			case <-gctx.Done():
+				return context.Cause(gctx)
+			}
 		}
 		return nil
 	})
@@ -112,8 +116,8 @@ func (r *runner) submit(ctx context.Context, ep *epoch, sh *shard, p int, buf []
 
 // stopped is the error of a runner whose submit failed.
 func (r *runner) stopped(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
 	}
 	return fmt.Errorf("loader: %w", arrowio.ErrUnavailable)
 }
@@ -174,8 +178,8 @@ func (r *runner) gather(ctx context.Context, idx []int) (*arrowio.Batch, error) 
 func (sh *shard) request(p int, open bool) ([]byte, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if err := sh.lookup(open); err != nil {
-		return nil, err
+	if wait, err := sh.lookup(open); err != nil || wait != nil {
+		return nil, err // being committed: the consumer waits for it
 	}
 	switch sh.mode {
 	case modeCached, modeMapped, modeCommitting:

@@ -202,8 +202,8 @@ func TestStreamConcurrentRanksComputeEachRowOnce(t *testing.T) {
 }
 
 func TestStreamCancel(t *testing.T) {
-	root := fxDataset(t, 200)
-	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.ShardSize = 64 })
+	root := fxDataset(t, 80)
+	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.ShardSize = 32 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	batches := 0
@@ -231,7 +231,7 @@ func TestStreamCancel(t *testing.T) {
 	}
 	// The epoch is usable afterwards: its claims were given back.
 	got, err := fxCollect(context.Background(), l, fxReq(nil))
-	if err != nil || len(got.Index) != 200 {
+	if err != nil || len(got.Index) != 80 {
 		t.Fatalf("stream after a cancelled one: %d rows, %v", len(got.Index), err)
 	}
 }
