@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"os"
+	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -57,7 +58,8 @@ func (r *Report) WritePlot(path string) error {
 
 func (r *Report) workersPlot() (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Cold: decode + augment (%d images, %s)", r.Dataset.Images, r.Machine.CPU)
+	p.Title.Text = fmt.Sprintf("Cold: decode + augment, %d images of %s\n%s, %d cores, decoder %s",
+		r.Dataset.Images, filepath.Base(r.Dataset.Source), orDash(r.Machine.CPU), r.Machine.Cores, orDash(r.Machine.Decoder))
 	p.Title.TextStyle.Font.Size = vg.Points(10)
 	p.X.Label.Text = "workers"
 	p.Y.Label.Text = "images/s"
@@ -102,7 +104,8 @@ func (r *Report) workersPlot() (*plot.Plot, error) {
 
 func (r *Report) clientsPlot() (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Warm: cached epoch over Arrow Flight (DoGet, loopback)"
+	p.Title.Text = fmt.Sprintf("Warm: cached epoch over Arrow Flight (DoGet, loopback)\n%d-byte samples, batches of %d",
+		r.Dataset.RowBytes, r.Options.BatchSize)
 	p.Title.TextStyle.Font.Size = vg.Points(10)
 	p.X.Label.Text = "concurrent clients"
 	p.Y.Label.Text = "images/s"
@@ -128,7 +131,7 @@ func (r *Report) clientsPlot() (*plot.Plot, error) {
 		y     float64
 		dash  []vg.Length
 	}{
-		{label: "loopback TCP limit (samples/s)", y: loop, dash: []vg.Length{vg.Points(6), vg.Points(3)}},
+		{label: "loopback TCP limit, best of 1–2 streams", y: loop, dash: []vg.Length{vg.Points(6), vg.Points(3)}},
 		{label: "best cold (decode + augment)", y: cold, dash: []vg.Length{vg.Points(2), vg.Points(2)}},
 	} {
 		if h.y <= 0 {
