@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -133,6 +134,8 @@ func New(opts *Options) (*Server, error) {
 		grpc.WriteBufferSize(writeBufSize),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		// Find dead peers, so that their streams end and free their work.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}
@@ -231,13 +234,22 @@ func (s *Server) recovered(method string, r any, err *error) {
 	*err = status.Errorf(codes.Internal, "flightsvc: internal error in %s", method)
 }
 
-func (s *Server) count(method string, err error) {
-	s.metrics.requests.WithLabelValues(method, status.Code(err).String()).Inc()
+// finish counts a call and logs it: server faults at Warn, the rest at Debug.
+func (s *Server) finish(ctx context.Context, method string, start time.Time, err error) {
+	code := status.Code(err)
+	s.metrics.requests.WithLabelValues(method, code.String()).Inc()
+	lvl := slog.LevelDebug
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		lvl = slog.LevelWarn
+	}
+	s.log.Log(ctx, lvl, "flight: call", "method", method, "code", code.String(),
+		"elapsed", time.Since(start), "err", err)
 }
 
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-	method := path.Base(info.FullMethod)
-	defer func() { s.count(method, err) }()
+	method, start := path.Base(info.FullMethod), time.Now()
+	defer func() { s.finish(ctx, method, start, err) }()
 	defer func() {
 		if r := recover(); r != nil {
 			resp = nil
@@ -251,8 +263,8 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 }
 
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
-	method := path.Base(info.FullMethod)
-	defer func() { s.count(method, err) }()
+	method, start := path.Base(info.FullMethod), time.Now()
+	defer func() { s.finish(ss.Context(), method, start, err) }()
 	defer func() {
 		if r := recover(); r != nil {
 			s.recovered(method, r, &err)

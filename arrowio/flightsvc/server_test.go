@@ -3,11 +3,12 @@ package flightsvc
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -524,11 +525,15 @@ func TestPanicRecovery(t *testing.T) {
 	f := newFakeSource(t, 10, 2, 2)
 	f.panicPlan = true
 	reg := prometheus.NewRegistry()
-	addr, _ := startServer(t, &Options{Source: f, Registerer: reg})
+	var logs lockedBuffer
+	addr, _ := startServer(t, &Options{Source: f, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	c := arrowClient(t, addr)
 	ctx := testCtx(t)
 	_, err := c.GetFlightInfo(ctx, cmd(`{"dataset":"train"}`))
 	wantCode(t, err, codes.Internal, "")
+	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "fake: plan panics") {
+		t.Errorf("log %q does not report the panic", l)
+	}
 	f.mu.Lock()
 	f.panicPlan = false
 	f.mu.Unlock()
@@ -623,12 +628,20 @@ func TestNewOptions(t *testing.T) {
 	}
 }
 
-// jsonOf is a test helper for action bodies.
-func jsonOf(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+// lockedBuffer is an io.Writer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
