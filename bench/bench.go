@@ -213,7 +213,12 @@ func runPeerPhase(ctx context.Context, o *Options, dir string, progress func(str
 	}
 	pr := &peerRun{Python: o.PeerPython, Script: script, Dir: dir, Workers: workers,
 		Epochs: o.PeerEpochs, Repeats: o.Repeat, Stderr: o.Progress}
-	points, info, err := pr.run(ctx)
+	pctx, cancel := context.WithTimeout(ctx, o.PeerTimeout)
+	defer cancel()
+	points, info, err := pr.run(pctx)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		err = fmt.Errorf("bench: peer timed out after %v: %w", o.PeerTimeout, err)
+	}
 	if err != nil {
 		if !errors.Is(err, ErrPeerUnavailable) {
 			o.Logger.Warn("peer failed", "err", err)

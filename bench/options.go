@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"time"
 )
 
 // Options configure Run. The zero value benchmarks 500 generated images
@@ -25,12 +26,13 @@ type Options struct {
 	Logger     *slog.Logger
 	Progress   io.Writer // a line per measurement; nil → quiet
 
-	PeerPython    string // "" → /usr/bin/python3
-	PeerEpochs    int    // epochs per peer configuration; 0 → 2
-	Seed          uint64 // augmentation seed
-	BatchSize     int    // warm request batch size; 0 → 256
-	TransferBytes int64  // bytes each memcpy, loopback and warm run moves at least; 0 → 1 GiB
-	GenerateCount int    // images generated when Data is ""; 0 → 256 (capped by MaxImages)
+	PeerPython    string        // "" → /usr/bin/python3
+	PeerEpochs    int           // epochs per peer configuration; 0 → 2
+	PeerTimeout   time.Duration // the peer is killed and reported failed after it; 0 → 5 minutes
+	Seed          uint64        // augmentation seed
+	BatchSize     int           // warm request batch size; 0 → 256
+	TransferBytes int64         // bytes each memcpy, loopback and warm run moves at least; 0 → 1 GiB
+	GenerateCount int           // images generated when Data is ""; 0 → 256 (capped by MaxImages)
 }
 
 const (
@@ -72,6 +74,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.PeerEpochs <= 0 {
 		c.PeerEpochs = 2
+	}
+	if c.PeerTimeout <= 0 {
+		c.PeerTimeout = 5 * time.Minute
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 256

@@ -105,8 +105,8 @@ func (pr *peerRun) run(ctx context.Context) ([]Point, string, error) {
 		}
 	}
 	waitErr := cmd.Wait()
-	if ctx.Err() != nil {
-		return nil, "", fmt.Errorf("bench: peer: %w", ctx.Err())
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("bench: peer: %w", err)
 	}
 	if waitErr != nil {
 		msg := lastLine(stderr.String())

@@ -116,3 +116,62 @@ func TestRunCancelled(t *testing.T) {
 		t.Fatalf("Run with a cancelled ctx: %v, want context.Canceled", err)
 	}
 }
+
+// cancelOn cancels when a progress line contains trigger.
+type cancelOn struct {
+	trigger string
+	cancel  context.CancelFunc
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), c.trigger) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+func TestRunCancelledMidway(t *testing.T) {
+	tests := []struct {
+		name    string
+		trigger string
+	}{
+		{name: "during cold", trigger: "cold: workers=1"},
+		{name: "during precompute", trigger: "precompute: epochs=1"},
+		{name: "during warm", trigger: "warm: clients=1"},
+		{name: "during peer", trigger: "peer: num_workers 0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			o := tinyOptions(t)
+			o.Progress = &cancelOn{trigger: tc.trigger, cancel: cancel}
+			start := time.Now()
+			_, err := Run(ctx, o)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run cancelled on %q: %v, want context.Canceled", tc.trigger, err)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Fatalf("Run took %v to stop", d)
+			}
+		})
+	}
+}
+
+func TestRunPeerTimeout(t *testing.T) {
+	o := tinyOptions(t)
+	o.Clients, o.MaxWorkers, o.Repeat, o.Epochs, o.MaxImages = []int{1}, 1, 1, 1, 4
+	script, err := filepath.Abs("testdata/slowpeer.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.PeerScript, o.PeerTimeout = script, 200*time.Millisecond
+	start := time.Now()
+	r, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("Run: %v; want the peer's timeout reported, not returned", err)
+	}
+	if !strings.Contains(r.PeerError, "timed out") || time.Since(start) > 30*time.Second {
+		t.Fatalf("PeerError %q after %v; want a prompt timeout", r.PeerError, time.Since(start))
+	}
+}

@@ -1,0 +1,2 @@
+# A peer that never answers.
+exec sleep 600
