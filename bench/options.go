@@ -21,7 +21,7 @@ type Options struct {
 	Peer       string // "" → off; "torchvision"
 	PeerScript string // "" → ../shared/peers/torchvision_baseline.py from the working directory
 	MaxImages  int    // images every phase runs over; 0 → 500, negative → all
-	OutDir     string // "" → nothing written; else loaderd-bench.json and loaderd-bench.png
+	OutDir     string // "" → nothing written; else JSONName and PlotName in it
 	Decoder    string // augment decoder: "" or "auto", "go"
 	Logger     *slog.Logger
 	Progress   io.Writer // a line per measurement; nil → quiet
@@ -37,8 +37,8 @@ type Options struct {
 
 const (
 	// JSONName and PlotName are the files Run writes into Options.OutDir.
-	JSONName = "loaderd-bench.json"
-	PlotName = "loaderd-bench.png"
+	JSONName = "bench.json"
+	PlotName = "bench.png"
 )
 
 // withDefaults returns a copy of o (nil allowed) with zero fields filled.
