@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -109,7 +108,7 @@ func Dial(ctx context.Context, addr string, opts *ClientOptions) (*Client, error
 		grpc.WithInitialConnWindowSize(windowSize),
 		grpc.WithReadBufferSize(writeBufSize),
 		experimental.WithBufferPool(&dirtyPool{}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(maxRecvMsgSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxRecvMsgSize)),
 	}
 	if o.Token != "" {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer{header: "Bearer " + o.Token, secure: o.TLS != nil}))

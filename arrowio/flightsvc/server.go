@@ -36,7 +36,10 @@ import (
 
 // Flow-control windows and message limits. A 256×224×224×3 batch is 38 MB.
 const (
-	windowSize     = 64 << 20
+	windowSize = 64 << 20
+	maxMsgSize = math.MaxUint32 // a gRPC message's length is a uint32
+	// maxBatchBytes bounds one batch's rows so that its FlightData fits.
+	maxBatchBytes  = maxMsgSize - 1<<20
 	writeBufSize   = 1 << 20
 	maxRecvMsgSize = 16 << 20 // requests are small
 )
@@ -132,7 +135,7 @@ func New(opts *Options) (*Server, error) {
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
 		grpc.WriteBufferSize(writeBufSize),
-		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxSendMsgSize(maxMsgSize),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
 		// Find dead peers, so that their streams end and free their work.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
@@ -316,7 +319,21 @@ func (v *service) plan(ctx context.Context, d *flight.FlightDescriptor) (arrowio
 	if p.Schema == nil {
 		return req, p, fmt.Errorf("flightsvc: Source planned %q without a schema", req.Dataset)
 	}
-	return req, p, nil
+	return req, p, checkBatchBytes(req, p.Schema)
+}
+
+// checkBatchBytes refuses a batch size whose batches cannot be one gRPC
+// message (4 GiB): 65536 rows of 224×224×3 are 9.9 GB.
+func checkBatchBytes(req arrowio.Request, schema *arrow.Schema) error {
+	spec, err := arrowio.SpecOf(schema)
+	if err != nil {
+		return fmt.Errorf("flightsvc: Source schema: %w", err)
+	}
+	if rb := int64(spec.RowBytes()) + 16; int64(req.BatchSize)*rb > maxBatchBytes {
+		return &arrowio.FieldError{Field: "batch_size",
+			Reason: fmt.Sprintf("%d rows of %d bytes exceed a gRPC message; at most %d", req.BatchSize, rb, maxBatchBytes/rb)}
+	}
+	return nil
 }
 
 func (v *service) endpoint(req arrowio.Request, fingerprint string) (*flight.FlightEndpoint, error) {
@@ -431,6 +448,9 @@ func (v *service) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) e
 	}
 	if p.Schema == nil {
 		return status.Errorf(codes.Internal, "flightsvc: Source planned %q without a schema", req.Dataset)
+	}
+	if err := checkBatchBytes(req, p.Schema); err != nil {
+		return StatusOf(err)
 	}
 	hdr, err := arrowio.SchemaMessage(p.Schema)
 	if err != nil {

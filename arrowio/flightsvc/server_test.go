@@ -175,7 +175,9 @@ func TestEndToEnd(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	f := newFakeSource(t, 10, 2, 2)
-	addr, _ := startServer(t, &Options{Source: f})
+	big := newFakeSource(t, 10, 224, 224)
+	big.name = "big"
+	addr, _ := startServer(t, &Options{Source: &twoSources{f, big}})
 	c := arrowClient(t, addr)
 	ctx := testCtx(t)
 	tests := []struct {
@@ -198,6 +200,7 @@ func TestBadRequests(t *testing.T) {
 		{name: "unknown gpu", desc: cmd(`{"dataset":"train","gpu":"7"}`), code: codes.InvalidArgument, contains: "gpu"},
 		{name: "unknown dataset", desc: cmd(`{"dataset":"nope"}`), code: codes.NotFound, contains: "nope"},
 		{name: "path descriptor", desc: &flight.FlightDescriptor{Type: flight.DescriptorPATH, Path: []string{"train"}}, code: codes.InvalidArgument, contains: "descriptor"},
+		{name: "batch too big for a message", desc: cmd(`{"dataset":"big","batch_size":65536}`), code: codes.InvalidArgument, contains: "batch_size"},
 		{name: "no descriptor", desc: nil, code: codes.InvalidArgument, contains: "descriptor"},
 	}
 	for _, tc := range tests {
@@ -644,4 +647,28 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// twoSources serves the datasets of a and b.
+type twoSources struct{ a, b *fakeSource }
+
+func (s *twoSources) pick(name string) *fakeSource {
+	if name == s.b.name {
+		return s.b
+	}
+	return s.a
+}
+
+func (s *twoSources) Datasets(ctx context.Context) ([]arrowio.DatasetInfo, error) {
+	a, _ := s.a.Datasets(ctx)
+	b, _ := s.b.Datasets(ctx)
+	return append(a, b...), nil
+}
+
+func (s *twoSources) Plan(ctx context.Context, req arrowio.Request) (arrowio.Plan, error) {
+	return s.pick(req.Dataset).Plan(ctx, req)
+}
+
+func (s *twoSources) Stream(ctx context.Context, req arrowio.Request, send func(*arrowio.Batch) error) error {
+	return s.pick(req.Dataset).Stream(ctx, req, send)
 }
