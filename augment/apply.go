@@ -1,6 +1,7 @@
 package augment
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -161,10 +162,23 @@ type scratch struct {
 	acc    []int32
 	planes [3][]byte
 	rgb    []byte
+	f32    []float32
 	s      []sample
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// bufPool recycles decoded planes (they are large: keep them off the GC).
+var bufPool sync.Pool
+
+func getBuf(n int) []byte {
+	if b, ok := bufPool.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n)
+}
+
+func putBuf(b []byte) { bufPool.Put(&b) }
 
 func growBytes(b []byte, n int) []byte {
 	if cap(b) < n {
@@ -235,24 +249,82 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 	for y := range vh {
 		drow := rgb[(y0+y)*ow*3 : (y0+y+1)*ow*3]
 		// Output column x0+x comes from window column x0+x, or, flipped,
-		// from window column ow-1-(x0+x).
-		for x := range vw {
-			dx := x0 + x
-			if g.flip {
-				dx = ow - 1 - dx
+		// from window column ow-1-(x0+x): write the row, then mirror it.
+		d := drow[x0*3 : (x0+vw)*3]
+		if g.flip {
+			d = drow[(ow-x0-vw)*3 : (ow-x0)*3]
+		}
+		switch f.model {
+		case modelGray:
+			p0 := out[0][y*vw : (y+1)*vw]
+			for x, v := range p0 {
+				q := d[x*3 : x*3+3 : x*3+3]
+				q[0], q[1], q[2] = v, v, v
 			}
-			d := drow[dx*3 : dx*3+3]
-			i := y*vw + x
-			switch f.model {
-			case modelGray:
-				v := out[0][i]
-				d[0], d[1], d[2] = v, v, v
-			case modelRGB:
-				d[0], d[1], d[2] = out[0][i], out[1][i], out[2][i]
-			case modelYCbCr:
-				d[0], d[1], d[2] = ycc2rgb(out[0][i], out[1][i], out[2][i])
+		case modelRGB:
+			p0, p1, p2 := out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw]
+			p1, p2 = p1[:len(p0)], p2[:len(p0)]
+			for x := range p0 {
+				q := d[x*3 : x*3+3 : x*3+3]
+				q[0], q[1], q[2] = p0[x], p1[x], p2[x]
+			}
+		case modelYCbCr:
+			yccRow(d, out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw])
+		}
+		if g.flip {
+			for i, j := 0, len(d)-3; i < j; i, j = i+3, j-3 {
+				d[i], d[i+1], d[i+2], d[j], d[j+1], d[j+2] = d[j], d[j+1], d[j+2], d[i], d[i+1], d[i+2]
 			}
 		}
+	}
+}
+
+// Tables of the YCbCr to RGB conversion, filled once (constant tables).
+var (
+	tabCrR [256]int32
+	tabCbB [256]int32
+	tabG   [256]int32 // Cb part of G; the Cr part is tabCrG
+	tabCrG [256]int32
+)
+
+func init() {
+	for i := range 256 {
+		c := int32(i) - 128
+		tabCrR[i] = 91881 * c
+		tabCbB[i] = 116130 * c
+		tabG[i] = -22554 * c
+		tabCrG[i] = -46802 * c
+	}
+}
+
+// yccRow converts one row of planes to interleaved RGB; the same integer
+// arithmetic as ycc2rgb (image/color's YCbCrToRGB).
+func yccRow(d, py, pcb, pcr []byte) {
+	pcb, pcr = pcb[:len(py)], pcr[:len(py)]
+	d = d[:3*len(py)]
+	for x, yv := range py {
+		yy := int32(yv) * 0x10101
+		cb, cr := pcb[x], pcr[x]
+		r := yy + tabCrR[cr]
+		g := yy + tabG[cb] + tabCrG[cr]
+		b := yy + tabCbB[cb]
+		if uint32(r)&0xff000000 == 0 {
+			r >>= 16
+		} else {
+			r = ^(r >> 31)
+		}
+		if uint32(g)&0xff000000 == 0 {
+			g >>= 16
+		} else {
+			g = ^(g >> 31)
+		}
+		if uint32(b)&0xff000000 == 0 {
+			b >>= 16
+		} else {
+			b = ^(b >> 31)
+		}
+		q := d[x*3 : x*3+3 : x*3+3]
+		q[0], q[1], q[2] = uint8(r), uint8(g), uint8(b)
 	}
 }
 
@@ -282,7 +354,17 @@ func ycc2rgb(y, cb, cr uint8) (uint8, uint8, uint8) {
 	return uint8(r), uint8(g), uint8(b)
 }
 
-func clamp8(v int32) uint8 {
+func clamp8(v int32) uint8 { // v may be any int32
+	if v < 0 {
+		return 0
+	}
+	if v > 255 {
+		return 255
+	}
+	return uint8(v)
+}
+
+func clamp64(v int64) uint8 {
 	if v < 0 {
 		return 0
 	}
@@ -304,8 +386,12 @@ func applyJitter(rgb []byte, steps []jitterStep) {
 		f := int64(st.f)
 		switch st.kind {
 		case jBrightness: // blend with black
+			var lut [256]uint8
+			for v := range lut {
+				lut[v] = clamp8(int32((int64(v)*f + 1<<15) >> 16))
+			}
 			for i, v := range rgb {
-				rgb[i] = clamp8(int32((int64(v)*f + 1<<15) >> 16))
+				rgb[i] = lut[v]
 			}
 		case jContrast: // blend with the mean gray level
 			var sum int64
@@ -315,14 +401,18 @@ func applyJitter(rgb []byte, steps []jitterStep) {
 			n := int64(len(rgb) / 3)
 			mean := (sum<<16 + n/2) / n // 16-bit fixed point
 			off := (1<<16 - f) * mean   // 32-bit fixed point
+			var lut [256]uint8
+			for v := range lut {
+				lut[v] = clamp8(int32((int64(v)*f<<16 + off + 1<<31) >> 32))
+			}
 			for i, v := range rgb {
-				rgb[i] = clamp8(int32((int64(v)*f<<16 + off + 1<<31) >> 32))
+				rgb[i] = lut[v]
 			}
 		case jSaturation: // blend with each pixel's gray level
 			for i := 0; i+2 < len(rgb); i += 3 {
 				gv := int64(gray(rgb[i], rgb[i+1], rgb[i+2]))
 				for k := range 3 {
-					rgb[i+k] = clamp8(int32((int64(rgb[i+k])*f + gv*(1<<16-f) + 1<<15) >> 16))
+					rgb[i+k] = clamp64((int64(rgb[i+k])*f + gv*(1<<16-f) + 1<<15) >> 16)
 				}
 			}
 		}
@@ -331,8 +421,8 @@ func applyJitter(rgb []byte, steps []jitterStep) {
 
 // normalize writes (v/255-mean)/std as a float32 3×H×W tensor into dst
 // (little-endian bytes).
-func normalize(dst, rgb []byte, h, w int, o *op) {
-	t := tensor.New(tensor.WithShape(3, h, w), tensor.Of(tensor.Float32))
+func normalize(dst, rgb []byte, h, w int, o *op, backing []float32) {
+	t := tensor.New(tensor.WithShape(3, h, w), tensor.WithBacking(backing[:3*h*w]))
 	data := t.Data().([]float32)
 	n := h * w
 	for c := range 3 {
@@ -343,9 +433,9 @@ func normalize(dst, rgb []byte, h, w int, o *op) {
 			plane[i] = float32(rgb[3*i+c])*scale + shift
 		}
 	}
+	dst = dst[:4*len(data)]
 	for i, v := range data {
-		b := math.Float32bits(v)
-		dst[4*i], dst[4*i+1], dst[4*i+2], dst[4*i+3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+		binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 	}
 }
 
@@ -387,7 +477,7 @@ func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) erro
 	ss := sc.s[:len(dsts)]
 	w, h := o.size()
 	var rows []int
-	if o.partial() {
+	if o.partial() && !p.fullDecode {
 		rows = make([]int, 3)
 	}
 	for k := range ss {
@@ -410,7 +500,10 @@ func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) erro
 		render(rgb, f, s, sc)
 		applyJitter(rgb, s.jitter)
 		if s.norm != nil {
-			normalize(dst, rgb, p.outH, p.outW, s.norm)
+			if cap(sc.f32) < p.outH*p.outW*3 {
+				sc.f32 = make([]float32, p.outH*p.outW*3)
+			}
+			normalize(dst, rgb, p.outH, p.outW, s.norm, sc.f32)
 		}
 	}
 	return nil

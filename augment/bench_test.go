@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // benchImages returns JPEG files: up to 300 from the ImageFolder at
@@ -58,8 +60,22 @@ func benchImages(b *testing.B) [][]byte {
 	return out
 }
 
-func reportImages(b *testing.B, n int) {
+// reportImages reports images/s of wall time and, as the machine may be
+// shared, images per CPU second of this process (user+system), which is
+// what one core gives when it is not shared.
+func reportImages(b *testing.B, n int, cpu0 time.Duration) {
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "images/s")
+	if d := cpuTime() - cpu0; d > 0 {
+		b.ReportMetric(float64(n)/d.Seconds(), "images/cpu-s")
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func BenchmarkDecode(b *testing.B) {
@@ -67,6 +83,7 @@ func BenchmarkDecode(b *testing.B) {
 	for _, lj := range decoders() {
 		b.Run(decName(lj), func(b *testing.B) {
 			n := 0
+			cpu0 := cpuTime()
 			for b.Loop() {
 				o, err := openImage(imgs[n%len(imgs)], lj, Limits{})
 				if err != nil {
@@ -78,7 +95,7 @@ func BenchmarkDecode(b *testing.B) {
 				o.close()
 				n++
 			}
-			reportImages(b, n)
+			reportImages(b, n, cpu0)
 		})
 	}
 }
@@ -115,8 +132,10 @@ func BenchmarkOps(b *testing.B) {
 			dst := make([]byte, p.RowBytes())
 			rgb := make([]byte, 224*224*3)
 			sc := new(scratch)
+			f32 := make([]float32, 224*224*3)
 			var s sample
 			n := 0
+			cpu0 := cpuTime()
 			for b.Loop() {
 				f := frames[n%len(frames)]
 				p.plan(&s, f.w, f.h, SampleRand(1, 0, int64(n)))
@@ -127,11 +146,11 @@ func BenchmarkOps(b *testing.B) {
 				render(out, f, &s, sc)
 				applyJitter(out, s.jitter)
 				if s.norm != nil {
-					normalize(dst, out, 224, 224, s.norm)
+					normalize(dst, out, 224, 224, s.norm, f32)
 				}
 				n++
 			}
-			reportImages(b, n)
+			reportImages(b, n, cpu0)
 		})
 	}
 }
@@ -151,16 +170,28 @@ func BenchmarkPipeline(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Run(text+"/"+decName(lj), func(b *testing.B) {
-				dst := make([]byte, p.RowBytes())
-				n := 0
-				for b.Loop() {
-					if err := p.Apply(dst, imgs[n%len(imgs)], SampleRand(1, 0, int64(n))); err != nil {
-						b.Fatal(err)
-					}
-					n++
-				}
-				reportImages(b, n)
+				benchApply(b, p, imgs)
 			})
+			if lj {
+				full := *p
+				full.fullDecode = true
+				b.Run(text+"/"+decName(lj)+"-full-decode", func(b *testing.B) {
+					benchApply(b, &full, imgs)
+				})
+			}
 		}
 	}
+}
+
+func benchApply(b *testing.B, p *Pipeline, imgs [][]byte) {
+	dst := make([]byte, p.RowBytes())
+	n := 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		if err := p.Apply(dst, imgs[n%len(imgs)], SampleRand(1, 0, int64(n))); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	reportImages(b, n, cpu0)
 }

@@ -276,7 +276,7 @@ func (d *ljDecoder) read(rows []int, full bool) (*frame, error) {
 		}
 		var ptr [3]*C.uchar
 		for c := range f.n {
-			d.bufs[c] = make([]byte, d.stride[c]*d.total*d.vs[c])
+			d.bufs[c] = getBuf(d.stride[c] * d.total * d.vs[c])
 			ptr[c] = (*C.uchar)(unsafe.Pointer(&d.bufs[c][0]))
 			f.p[c].pix = d.bufs[c]
 		}
@@ -317,6 +317,12 @@ func (d *ljDecoder) read(rows []int, full bool) (*frame, error) {
 }
 
 func (d *ljDecoder) close() {
+	for c, b := range d.bufs {
+		if b != nil {
+			putBuf(b)
+			d.bufs[c] = nil
+		}
+	}
 	if d.h != nil {
 		C.ld_free(d.h)
 		d.h = nil

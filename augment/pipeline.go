@@ -90,6 +90,8 @@ type Pipeline struct {
 	outW    int
 	float   bool
 	random  bool
+
+	fullDecode bool // tests and benchmarks: never stop a JPEG decode early
 }
 
 // ParsePipeline parses a preset name or pipeline text (see the package
