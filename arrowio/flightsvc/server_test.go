@@ -305,7 +305,9 @@ func TestListFlights(t *testing.T) {
 func TestClientFetch(t *testing.T) {
 	f := newFakeSource(t, 50, 16, 16)
 	addr, _ := startServer(t, &Options{Source: f})
-	cl, err := Dial(testCtx(t), "grpc://"+addr, &ClientOptions{Allocator: memory.NewCheckedAllocator(memory.NewGoAllocator())})
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	cl, err := Dial(testCtx(t), "grpc://"+addr, &ClientOptions{Allocator: mem})
 	if err != nil {
 		t.Fatal(err)
 	}
