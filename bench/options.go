@@ -20,7 +20,7 @@ type Options struct {
 	Clients    []int  // warm client counts; nil → 1, 2, 4
 	Peer       string // "" → off; "torchvision"
 	PeerScript string // "" → ../shared/peers/torchvision_baseline.py from the working directory
-	MaxImages  int    // images every phase runs over; 0 → 500, negative → all
+	MaxImages  int    // images every phase runs over (their files are held in memory); 0 → 500, negative → all
 	OutDir     string // "" → nothing written; else JSONName and PlotName in it
 	Decoder    string // augment decoder: "" or "auto", "go"
 	Logger     *slog.Logger
