@@ -414,3 +414,54 @@ func TestLocation(t *testing.T) {
 		t.Errorf("Addr = %v; want %v", s.Addr(), lis.Addr())
 	}
 }
+
+// TestBackPressure: a client that stops reading stops the Source after a
+// batch or two; nothing buffers the stream without bound.
+func TestBackPressure(t *testing.T) {
+	f := newFakeSource(t, 64*100, 64, 64) // 100 batches of 768 KiB
+	addr, _ := startServer(t, &Options{Source: f})
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := flight.NewClientFromConn(conn, nil)
+	ctx := testCtx(t)
+	info, err := c.GetFlightInfo(ctx, cmd(`{"dataset":"train","batch_size":64}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil { // schema
+		t.Fatal(err)
+	}
+	// Observe the producer for a while without reading: it must stall.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.made.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	<-time.After(200 * time.Millisecond)
+	t.Logf("produced %d batches while the client read none", f.made.Load())
+	if m := f.made.Load(); m == 0 || m > 4 {
+		t.Fatalf("Source produced %d of 100 batches while the client read none; want 1-4", m)
+	}
+	n := 0
+	for {
+		if _, err := st.Recv(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			break
+		}
+		n++
+	}
+	if n != 100 {
+		t.Fatalf("read %d batches; want 100", n)
+	}
+	waitReleased(t, f)
+}
