@@ -29,7 +29,11 @@ var actionTypes = []*flight.ActionType{
 	{Type: ActionTopology, Description: `GPUs, NUMA nodes, CPU sets and the placement in use.`},
 }
 
+// ListActions lists the DoAction verbs, none when Options.Actions is nil.
 func (v *service) ListActions(_ *flight.Empty, st flight.FlightService_ListActionsServer) error {
+	if v.s.opts.Actions == nil {
+		return nil
+	}
 	for _, a := range actionTypes {
 		if err := st.Send(a); err != nil {
 			return err

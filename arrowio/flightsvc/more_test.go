@@ -146,6 +146,23 @@ func (a *fakeActions) Topology(context.Context) (any, error) {
 
 func TestActions(t *testing.T) {
 	f := newFakeSource(t, 10, 2, 2)
+	t.Run("none", func(t *testing.T) {
+		addr, _ := startServer(t, &Options{Source: f})
+		cl, err := Dial(testCtx(t), addr, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		st, err := cl.Flight().ListActions(testCtx(t), &flight.Empty{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, err := st.Recv(); !errors.Is(err, io.EOF) {
+			t.Errorf("ListActions without Actions = %v, %v; want none", a, err)
+		}
+		_, err = cl.Action(testCtx(t), ActionTopology, nil)
+		wantCode(t, err, codes.Unimplemented, "")
+	})
 	acts := &fakeActions{}
 	addr, _ := startServer(t, &Options{Source: f, Actions: acts})
 	cl, err := Dial(testCtx(t), addr, nil)
