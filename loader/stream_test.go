@@ -258,3 +258,39 @@ func TestStreamAfterClose(t *testing.T) {
 		t.Fatalf("Stream after Close = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestStreamDuringPrecompute runs a precompute and streams of the same
+// epochs at once: the bytes hold, and every row is computed exactly once
+// by one or the other.
+func TestStreamDuringPrecompute(t *testing.T) {
+	const n = 60
+	root := fxDataset(t, n)
+	want := map[int]map[uint64][]byte{0: fxEpoch(t, root, 0, nil), 1: fxEpoch(t, root, 1, nil)}
+	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = 3 })
+	var wg sync.WaitGroup
+	var perr error
+	wg.Go(func() { _, perr = l.Precompute(context.Background(), "train", []int{0, 1}, nil) })
+	got := make([]fxRows, 2)
+	errs := make([]error, 2)
+	for e := range 2 {
+		wg.Go(func() {
+			got[e], errs[e] = fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch, r.BatchSize = e, 4 }))
+		})
+	}
+	wg.Wait()
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	for e := range 2 {
+		if errs[e] != nil {
+			t.Fatal(errs[e])
+		}
+		fxSame(t, "stream during precompute", want[e], got[e])
+	}
+	if s, p := fxComputed(l, kindStream), fxComputed(l, kindPrecompute); s+p != 2*n {
+		t.Fatalf("stream computed %d rows and precompute %d; want %d in all", s, p, 2*n)
+	}
+	if st := fxStatus(t, l); st[0] != arrowio.EpochComplete || st[1] != arrowio.EpochComplete {
+		t.Fatalf("cache status %v, want epochs 0 and 1 complete", st)
+	}
+}
