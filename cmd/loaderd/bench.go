@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/loaderd/loaderd/bench"
@@ -49,16 +47,5 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := rep.WriteTable(stdout); err != nil {
-		return err
-	}
-	jsonPath, pngPath := filepath.Join(o.OutDir, "bench.json"), filepath.Join(o.OutDir, "bench.png")
-	if err := rep.WriteJSON(jsonPath); err != nil {
-		return err
-	}
-	if err := rep.WritePlot(pngPath); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nwrote %s and %s\n", jsonPath, pngPath)
-	return nil
+	return rep.WriteTable(stdout) // Run wrote bench.json and bench.png into OutDir
 }
