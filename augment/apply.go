@@ -223,15 +223,19 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 		return
 	}
 	var out [3][]byte
+	c0, cw := 0, 0
 	for c := range f.n {
 		pl := &f.p[c]
-		sc.ax.set(pl.w, g.rx/float64(pl.fx), g.rw/float64(pl.fx), g.vw, g.ox+x0, g.ox+x1)
-		sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
-		// Vertical first, over the columns the horizontal pass reads; the
-		// horizontal pass then runs on output rows only.
-		c0, cw := sc.ax.flo, sc.ax.fhi-sc.ax.flo
-		for i := range sc.ax.fstart {
-			sc.ax.fstart[i] -= int32(c0)
+		// Planes of the same geometry (Cb and Cr) share their weights.
+		if c == 0 || pl.w != f.p[c-1].w || pl.h != f.p[c-1].h || pl.fx != f.p[c-1].fx || pl.fy != f.p[c-1].fy {
+			sc.ax.set(pl.w, g.rx/float64(pl.fx), g.rw/float64(pl.fx), g.vw, g.ox+x0, g.ox+x1)
+			sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
+			// Vertical first, over the columns the horizontal pass reads;
+			// the horizontal pass then runs on output rows only.
+			c0, cw = sc.ax.flo, sc.ax.fhi-sc.ax.flo
+			for i := range sc.ax.fstart {
+				sc.ax.fstart[i] -= int32(c0)
+			}
 		}
 		sc.tmp = growBytes(sc.tmp, vh*cw)
 		if cap(sc.acc) < cw {
@@ -285,7 +289,11 @@ var (
 	tabCbB [256]int32
 	tabG   [256]int32 // Cb part of G; the Cr part is tabCrG
 	tabCrG [256]int32
+	// tabClamp[v+clampOff] is v clamped to [0,255], for v in [-512,512).
+	tabClamp [1024]uint8
 )
+
+const clampOff = 512
 
 func init() {
 	for i := range 256 {
@@ -295,36 +303,25 @@ func init() {
 		tabG[i] = -22554 * c
 		tabCrG[i] = -46802 * c
 	}
+	for i := range tabClamp {
+		tabClamp[i] = uint8(min(max(i-clampOff, 0), 255))
+	}
 }
 
-// yccRow converts one row of planes to interleaved RGB; the same integer
-// arithmetic as ycc2rgb (image/color's YCbCrToRGB).
+// yccRow converts one row of planes to interleaved RGB with the integer
+// arithmetic of ycc2rgb (image/color's YCbCrToRGB); clamping goes through
+// a table instead of branches.
 func yccRow(d, py, pcb, pcr []byte) {
 	pcb, pcr = pcb[:len(py)], pcr[:len(py)]
 	d = d[:3*len(py)]
 	for x, yv := range py {
 		yy := int32(yv) * 0x10101
 		cb, cr := pcb[x], pcr[x]
-		r := yy + tabCrR[cr]
-		g := yy + tabG[cb] + tabCrG[cr]
-		b := yy + tabCbB[cb]
-		if uint32(r)&0xff000000 == 0 {
-			r >>= 16
-		} else {
-			r = ^(r >> 31)
-		}
-		if uint32(g)&0xff000000 == 0 {
-			g >>= 16
-		} else {
-			g = ^(g >> 31)
-		}
-		if uint32(b)&0xff000000 == 0 {
-			b >>= 16
-		} else {
-			b = ^(b >> 31)
-		}
+		r := (yy + tabCrR[cr]) >> 16
+		g := (yy + tabG[cb] + tabCrG[cr]) >> 16
+		b := (yy + tabCbB[cb]) >> 16
 		q := d[x*3 : x*3+3 : x*3+3]
-		q[0], q[1], q[2] = uint8(r), uint8(g), uint8(b)
+		q[0], q[1], q[2] = tabClamp[(r+clampOff)&1023], tabClamp[(g+clampOff)&1023], tabClamp[(b+clampOff)&1023]
 	}
 }
 
