@@ -93,10 +93,21 @@ func (l *Loader) newEpoch(d *dataset, e int) (*epoch, error) {
 	return ep, nil
 }
 
+// userKind is who acquires an epoch.
+type userKind uint8
+
+const (
+	userStream     userKind = iota // pins; marks the epoch live
+	userPrecompute                 // pins
+	userPrefetch                   // does not pin: the budget may evict it
+)
+
 // acquire returns epoch e of d for a new user, pinned in the cache until
-// the returned release. A stream also marks the epoch live, clears an
-// explicit eviction and wakes the prefetcher.
-func (l *Loader) acquire(d *dataset, e int, stream bool) (*epoch, func(), error) {
+// the returned release unless the user is the prefetcher. A stream also
+// marks the epoch live, clears an explicit eviction and wakes the
+// prefetcher.
+func (l *Loader) acquire(d *dataset, e int, user userKind) (*epoch, func(), error) {
+	stream := user == userStream
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -122,7 +133,10 @@ func (l *Loader) acquire(d *dataset, e int, stream bool) (*epoch, func(), error)
 		}
 	}
 	l.mu.Unlock()
-	unpin := l.cache.Pin(ep.key)
+	unpin := func() {}
+	if user != userPrefetch {
+		unpin = l.cache.Pin(ep.key)
+	}
 	var once sync.Once
 	return ep, func() { once.Do(func() { l.releaseEpoch(ep, stream); unpin() }) }, nil
 }

@@ -56,8 +56,12 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 	start := time.Now()
 	sum := arrowio.PrecomputeSummary{Dataset: d.Name, Epochs: es}
 	eps := make([]*epoch, 0, len(es))
+	user := userPrecompute
+	if kind == kindPrefetch {
+		user = userPrefetch
+	}
 	for _, e := range es {
-		ep, release, err := l.acquire(d, e, false)
+		ep, release, err := l.acquire(d, e, user)
 		if err != nil {
 			return sum, err
 		}

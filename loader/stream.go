@@ -21,7 +21,7 @@ func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arr
 	if err != nil {
 		return err
 	}
-	ep, release, err := l.acquire(d, req.Epoch, true)
+	ep, release, err := l.acquire(d, req.Epoch, userStream)
 	if err != nil {
 		return err
 	}
