@@ -1,6 +1,9 @@
 package augment
 
 import (
+	"image"
+
+	"github.com/disintegration/imaging"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -153,6 +156,33 @@ func BenchmarkOps(b *testing.B) {
 			reportImages(b, n, cpu0)
 		})
 	}
+}
+
+// BenchmarkResampleReference times imaging's Linear resize (a plain
+// separable resampler on NRGBA) on the crops random_resized_crop draws, for
+// comparison with BenchmarkOps/random_resized_crop.
+func BenchmarkResampleReference(b *testing.B) {
+	imgs := benchImages(b)
+	rgbs := make([]*image.NRGBA, len(imgs))
+	for i, src := range imgs {
+		rgbs[i] = decodeFull(b, src, libjpegAvailable)
+	}
+	p, err := ParsePipeline("random_resized_crop(size=224)", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var s sample
+	n := 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		img := rgbs[n%len(rgbs)]
+		p.plan(&s, img.Bounds().Dx(), img.Bounds().Dy(), SampleRand(1, 0, int64(n)))
+		g := s.g
+		crop := image.Rect(int(g.rx), int(g.ry), int(g.rx+g.rw), int(g.ry+g.rh))
+		imaging.Resize(imaging.Crop(img, crop), 224, 224, imaging.Linear)
+		n++
+	}
+	reportImages(b, n, cpu0)
 }
 
 // BenchmarkPipeline is the whole sample: decode + augment, one goroutine
