@@ -65,15 +65,21 @@ func DecodeConfig(src []byte) (w, h int, format string, err error) {
 	if !ok {
 		return 0, 0, "", fmt.Errorf("%w: unknown format", ErrDecode)
 	}
+	if f.name == "jpeg" { // also the JPEGs only libjpeg-turbo decodes (arithmetic coding)
+		w, h, o := jpegHeader(src)
+		if w <= 0 || h <= 0 {
+			return 0, 0, f.name, fmt.Errorf("%w: jpeg: no frame header", ErrDecode)
+		}
+		if o >= 5 {
+			w, h = h, w
+		}
+		return w, h, f.name, nil
+	}
 	cfg, err := safeConfig(f, src)
 	if err != nil {
 		return 0, 0, f.name, err
 	}
-	w, h = cfg.Width, cfg.Height
-	if f.name == "jpeg" && jpegOrientation(src) >= 5 {
-		w, h = h, w
-	}
-	return w, h, f.name, nil
+	return cfg.Width, cfg.Height, f.name, nil
 }
 
 func safeConfig(f format, src []byte) (cfg image.Config, err error) {

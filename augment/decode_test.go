@@ -256,7 +256,9 @@ func TestCheckAndDecodeConfig(t *testing.T) {
 			t.Errorf("DecodeConfig = %d, %d, %q, %v; want 33, 21, %q", w, h, f, err, want)
 		}
 	}
-	if _, _, _, err := DecodeConfig([]byte("nope")); !errors.Is(err, ErrDecode) {
-		t.Errorf("DecodeConfig(garbage) = %v, want ErrDecode", err)
+	for _, bad := range [][]byte{[]byte("nope"), {0xFF, 0xD8, 0xFF}, srcs["jpeg"][:30], srcs["png"][:20]} {
+		if _, _, _, err := DecodeConfig(bad); !errors.Is(err, ErrDecode) {
+			t.Errorf("DecodeConfig(%q) = %v, want ErrDecode", bad, err)
+		}
 	}
 }

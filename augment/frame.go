@@ -180,16 +180,24 @@ func (f *frame) orient(o int) *frame {
 }
 
 // jpegOrientation returns the EXIF orientation (1..8) of a JPEG file, 1
-// when there is none or it cannot be read. It reads the markers before the
-// first scan only.
+// when there is none or it cannot be read.
 func jpegOrientation(b []byte) int {
+	_, _, o := jpegHeader(b)
+	return o
+}
+
+// jpegHeader reads the markers before the first scan of a JPEG file: the
+// frame size (0, 0 when there is no usable SOF marker) and the EXIF
+// orientation (1 when absent).
+func jpegHeader(b []byte) (w, h, orient int) {
+	orient = 1
 	if len(b) < 4 || b[0] != 0xFF || b[1] != 0xD8 {
-		return 1
+		return 0, 0, orient
 	}
 	i := 2
 	for i+4 <= len(b) {
 		if b[i] != 0xFF {
-			return 1
+			return w, h, orient
 		}
 		m := b[i+1]
 		if m == 0xFF { // fill byte
@@ -201,21 +209,25 @@ func jpegOrientation(b []byte) int {
 			continue
 		}
 		if m == 0xDA || m == 0xD9 {
-			return 1
+			return w, h, orient
 		}
 		n := int(b[i+2])<<8 | int(b[i+3])
 		if n < 2 || i+2+n > len(b) {
-			return 1
+			return w, h, orient
 		}
 		seg := b[i+4 : i+2+n]
-		if m == 0xE1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" {
+		switch {
+		case m == 0xE1 && len(seg) >= 6 && string(seg[:6]) == "Exif\x00\x00" && orient == 1:
 			if o := exifOrientation(seg[6:]); o != 0 {
-				return o
+				orient = o
 			}
+		case m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC && len(seg) >= 5 && w == 0:
+			h = int(seg[1])<<8 | int(seg[2])
+			w = int(seg[3])<<8 | int(seg[4])
 		}
 		i += 2 + n
 	}
-	return 1
+	return w, h, orient
 }
 
 // exifOrientation reads tag 0x0112 of IFD0 of a TIFF structure; 0 if absent.
