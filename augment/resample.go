@@ -149,7 +149,14 @@ func hpass(out, tmp []byte, cw int, ax *axis) {
 	st := ax.fstart
 	ws := ax.fw[:ow*t]
 	rows := len(tmp) / cw
-	for y := range rows {
+	y := 0
+	if t >= 2 && t <= 5 {
+		// Two rows at a time: each start and weight is loaded once.
+		for ; y+1 < rows; y += 2 {
+			hpass2(out[y*ow:(y+2)*ow], tmp[y*cw:(y+1)*cw], tmp[(y+1)*cw:(y+2)*cw], st, ws, t)
+		}
+	}
+	for ; y < rows; y++ {
 		row := tmp[y*cw : (y+1)*cw]
 		out := out[y*ow : (y+1)*ow]
 		out = out[:len(st)]
@@ -208,6 +215,57 @@ func hpass(out, tmp []byte, cw int, ax *axis) {
 				}
 				out[i] = byte(acc >> wbits)
 			}
+		}
+	}
+}
+
+// hpass2 is hpass on two rows a and b, writing len(st) bytes of each into
+// out; t is 2 to 5.
+func hpass2(out, a, b []byte, st []int32, ws []int16, t int) {
+	n := len(st)
+	oa, ob := out[:n], out[n:2*n]
+	ob = ob[:len(oa)]
+	st = st[:len(oa)]
+	switch t {
+	case 2:
+		for i := range oa {
+			s := int(st[i])
+			w := ws[2*i : 2*i+2 : 2*i+2]
+			w0, w1 := int32(w[0]), int32(w[1])
+			p := a[s : s+2 : s+2]
+			q := b[s : s+2 : s+2]
+			oa[i] = byte((whalf + int32(p[0])*w0 + int32(p[1])*w1) >> wbits)
+			ob[i] = byte((whalf + int32(q[0])*w0 + int32(q[1])*w1) >> wbits)
+		}
+	case 3:
+		for i := range oa {
+			s := int(st[i])
+			w := ws[3*i : 3*i+3 : 3*i+3]
+			w0, w1, w2 := int32(w[0]), int32(w[1]), int32(w[2])
+			p := a[s : s+3 : s+3]
+			q := b[s : s+3 : s+3]
+			oa[i] = byte((whalf + int32(p[0])*w0 + int32(p[1])*w1 + int32(p[2])*w2) >> wbits)
+			ob[i] = byte((whalf + int32(q[0])*w0 + int32(q[1])*w1 + int32(q[2])*w2) >> wbits)
+		}
+	case 4:
+		for i := range oa {
+			s := int(st[i])
+			w := ws[4*i : 4*i+4 : 4*i+4]
+			w0, w1, w2, w3 := int32(w[0]), int32(w[1]), int32(w[2]), int32(w[3])
+			p := a[s : s+4 : s+4]
+			q := b[s : s+4 : s+4]
+			oa[i] = byte((whalf + int32(p[0])*w0 + int32(p[1])*w1 + int32(p[2])*w2 + int32(p[3])*w3) >> wbits)
+			ob[i] = byte((whalf + int32(q[0])*w0 + int32(q[1])*w1 + int32(q[2])*w2 + int32(q[3])*w3) >> wbits)
+		}
+	case 5:
+		for i := range oa {
+			s := int(st[i])
+			w := ws[5*i : 5*i+5 : 5*i+5]
+			w0, w1, w2, w3, w4 := int32(w[0]), int32(w[1]), int32(w[2]), int32(w[3]), int32(w[4])
+			p := a[s : s+5 : s+5]
+			q := b[s : s+5 : s+5]
+			oa[i] = byte((whalf + int32(p[0])*w0 + int32(p[1])*w1 + int32(p[2])*w2 + int32(p[3])*w3 + int32(p[4])*w4) >> wbits)
+			ob[i] = byte((whalf + int32(q[0])*w0 + int32(q[1])*w1 + int32(q[2])*w2 + int32(q[3])*w3 + int32(q[4])*w4) >> wbits)
 		}
 	}
 }
