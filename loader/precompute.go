@@ -208,6 +208,15 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 				if committed {
 					break
 				}
+				if len(claims) > 0 && r.kind == kindPrefetch {
+					// Rows went missing (a stream gave them up, or the
+					// budget evicted the epoch): leave them to streams
+					// rather than fight the budget.
+					for _, c := range claims {
+						sh.finish(c.p, 0, 0, errAbandoned)
+					}
+					return errEvicted
+				}
 				for _, c := range claims {
 					if !r.submit(ctx, ep, sh, c.p, c.buf) {
 						return r.stopped(ctx)
