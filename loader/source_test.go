@@ -11,6 +11,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"golang.org/x/sys/unix"
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/gpu"
@@ -130,22 +131,24 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-// fxTopology is a node with two GPUs, one per CPU of this machine.
-func fxTopology() *gpu.Topology {
+// fxTopology is a node with two GPUs, next to the first and the last CPU
+// this process may use.
+func fxTopology(t *testing.T) *gpu.Topology {
+	cpus := fxAllowedCPUs(t)
 	return &gpu.Topology{
 		Source: gpu.SourceSysfs,
 		Devices: []gpu.Device{
-			{Index: 0, UUID: "GPU-aaaa", PCIBusID: "0000:3b:00.0", NUMANode: 0, CPUs: []int{0}},
-			{Index: 1, UUID: "GPU-bbbb", PCIBusID: "0000:86:00.0", NUMANode: 1, CPUs: []int{1}},
+			{Index: 0, UUID: "GPU-aaaa", PCIBusID: "0000:3b:00.0", NUMANode: 0, CPUs: cpus[:1]},
+			{Index: 1, UUID: "GPU-bbbb", PCIBusID: "0000:86:00.0", NUMANode: 1, CPUs: cpus[len(cpus)-1:]},
 		},
-		CPUs: []int{0, 1},
+		CPUs: cpus,
 	}
 }
 
 func TestGPUPlacement(t *testing.T) {
 	root := fxDataset(t, 25)
 	want := fxEpoch(t, root, 0, nil)
-	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Topology = fxTopology(); o.Workers = 2 })
+	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Topology = fxTopology(t); o.Workers = 2 })
 	for _, id := range []string{"1", "GPU-aaaa", "0000:86:00.0", ""} {
 		_, pool, _, err := func() (*dataset, int, *Order, error) {
 			d, o, pool, err := l.resolve(fxReq(func(r *arrowio.Request) { r.GPU = id }))
@@ -169,6 +172,20 @@ func TestGPUPlacement(t *testing.T) {
 			t.Fatalf("gpu %q: %v", id, err)
 		}
 		fxSame(t, "pinned pool", want, got)
+	}
+	// GPU 1's workers run on its CPUs only; the default pool is not pinned.
+	for _, tc := range []struct {
+		gpu  int
+		want []int
+	}{{gpu: 1, want: l.opts.Topology.Devices[1].CPUs}, {gpu: -1, want: fxAllowedCPUs(t)}} {
+		got := make(chan []int, 1)
+		ok := l.sched.submit(context.Background(), l.placement.PoolFor(tc.gpu), true, func() { got <- fxAllowedCPUs(t) })
+		if !ok {
+			t.Fatal("submit failed")
+		}
+		if cpus := <-got; !slices.Equal(cpus, tc.want) {
+			t.Fatalf("worker of GPU %d runs on CPUs %v, want %v", tc.gpu, cpus, tc.want)
+		}
 	}
 	_, err := l.Plan(context.Background(), fxReq(func(r *arrowio.Request) { r.GPU = "7" }))
 	var fe *arrowio.FieldError
@@ -229,4 +246,20 @@ func TestBatchesAsRecords(t *testing.T) {
 	if err != nil || rows != 12 {
 		t.Fatalf("stream: %d rows, %v", rows, err)
 	}
+}
+
+// fxAllowedCPUs returns the CPUs the calling thread may run on.
+func fxAllowedCPUs(t *testing.T) []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Error(err)
+		return nil
+	}
+	var cpus []int
+	for c := range 1024 {
+		if set.IsSet(c) {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus
 }
