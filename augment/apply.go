@@ -406,6 +406,17 @@ func applyJitter(rgb []byte, steps []jitterStep) {
 				rgb[i] = lut[v]
 			}
 		case jSaturation: // blend with each pixel's gray level
+			if f < 1<<20 { // factor < 16: the sums fit in int32
+				f32, g32 := int32(f), int32(1<<16-f)
+				for i := 0; i+2 < len(rgb); i += 3 {
+					p := rgb[i : i+3 : i+3]
+					gv := gray(p[0], p[1], p[2]) * g32
+					p[0] = uint8(min(max((int32(p[0])*f32+gv+1<<15)>>16, 0), 255))
+					p[1] = uint8(min(max((int32(p[1])*f32+gv+1<<15)>>16, 0), 255))
+					p[2] = uint8(min(max((int32(p[2])*f32+gv+1<<15)>>16, 0), 255))
+				}
+				continue
+			}
 			for i := 0; i+2 < len(rgb); i += 3 {
 				gv := int64(gray(rgb[i], rgb[i+1], rgb[i+2]))
 				for k := range 3 {

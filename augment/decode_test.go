@@ -1,6 +1,12 @@
 package augment
 
 import (
+	"image/color/palette"
+	"image/draw"
+	"image/gif"
+
+	"golang.org/x/image/bmp"
+
 	"bytes"
 	"errors"
 	"image"
@@ -260,5 +266,44 @@ func TestCheckAndDecodeConfig(t *testing.T) {
 		if _, _, _, err := DecodeConfig(bad); !errors.Is(err, ErrDecode) {
 			t.Errorf("DecodeConfig(%q) = %v, want ErrDecode", bad, err)
 		}
+	}
+}
+
+func TestDecodeOtherFormats(t *testing.T) {
+	base := natural(40, 30, 8)
+	var gifBuf, bmpBuf bytes.Buffer
+	pal := image.NewPaletted(base.Bounds(), palette.Plan9)
+	draw.Draw(pal, pal.Bounds(), base, image.Point{}, draw.Src)
+	if err := gif.Encode(&gifBuf, pal, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bmp.Encode(&bmpBuf, base); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		src  []byte
+		want image.Image
+	}{
+		{name: "gif", src: gifBuf.Bytes(), want: pal},
+		{name: "bmp", src: bmpBuf.Bytes(), want: base},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, h, f, err := DecodeConfig(tc.src)
+			if err != nil || w != 40 || h != 30 || f != tc.name {
+				t.Fatalf("DecodeConfig = %d, %d, %q, %v", w, h, f, err)
+			}
+			got := decodeFull(t, tc.src, false)
+			for y := range 30 {
+				for x := range 40 {
+					c := color.NRGBAModel.Convert(tc.want.At(x, y)).(color.NRGBA)
+					g := got.NRGBAAt(x, y)
+					if g.R != c.R || g.G != c.G || g.B != c.B {
+						t.Fatalf("(%d,%d) = %v, want %v", x, y, g, c)
+					}
+				}
+			}
+		})
 	}
 }
