@@ -15,7 +15,8 @@ import (
 // from committed shards or from shards in production once written; rows
 // nobody computes yet are claimed and computed by workers ahead of
 // background work. A producer reads up to Options.InFlightBatches batches
-// ahead of the batch being sent, so workers stay busy while send blocks.
+// (and at least two rows per worker) ahead of the batch being sent, so
+// workers stay busy while send blocks.
 func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arrowio.Batch) error) error {
 	d, o, pool, err := l.resolve(req)
 	if err != nil {
@@ -32,7 +33,9 @@ func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arr
 	defer cancel()
 
 	nb := o.Batches()
-	slots := make(chan struct{}, l.opts.InFlightBatches)
+	// Read ahead InFlightBatches batches, and at least two rows per worker
+	// so that small batches keep every worker busy too.
+	slots := make(chan struct{}, max(l.opts.InFlightBatches, (2*l.opts.Workers+o.BatchSize-1)/o.BatchSize))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { // producer: claim and submit the rows of the batches ahead
 		for k := range nb {
