@@ -262,6 +262,12 @@ func TestCheckAndDecodeConfig(t *testing.T) {
 			t.Errorf("DecodeConfig = %d, %d, %q, %v; want 33, 21, %q", w, h, f, err, want)
 		}
 	}
+	// A harmless libjpeg warning (unknown JFIF revision 2.01) is no error.
+	app0 := []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 'J', 'F', 'I', 'F', 0, 2, 1, 0, 0, 1, 0, 1, 0, 0}
+	jfif2 := append(app0, srcs["jpeg"][2:]...)
+	if err := Check(jfif2, Limits{}); err != nil {
+		t.Errorf("Check(JFIF 2.01) = %v, want nil", err)
+	}
 	for _, bad := range [][]byte{[]byte("nope"), {0xFF, 0xD8, 0xFF}, srcs["jpeg"][:30], srcs["png"][:20]} {
 		if _, _, _, err := DecodeConfig(bad); !errors.Is(err, ErrDecode) {
 			t.Errorf("DecodeConfig(%q) = %v, want ErrDecode", bad, err)

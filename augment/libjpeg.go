@@ -29,10 +29,13 @@ static void ld_error_exit(j_common_ptr c) {
 	longjmp(h->jb, 1);
 }
 
-// Warnings (corrupt data that libjpeg would paper over) are errors, except
-// extraneous bytes between markers, which are harmless.
+// Warnings about corrupt entropy-coded data (which libjpeg would paper
+// over with gray) are errors; harmless ones (unknown JFIF revision, bytes
+// between markers, odd progression scripts or ICC markers) are not.
 static void ld_emit_message(j_common_ptr c, int level) {
-	if (level < 0 && c->err->msg_code != JWRN_EXTRANEOUS_DATA) {
+	int code = c->err->msg_code;
+	if (level < 0 && (code == JWRN_ARITH_BAD_CODE || code == JWRN_HIT_MARKER || code == JWRN_HUFF_BAD_CODE ||
+	                  code == JWRN_JPEG_EOF || code == JWRN_MUST_RESYNC || code == JWRN_NOT_SEQUENTIAL)) {
 		ld_dec *h = (ld_dec *)c;
 		(*c->err->format_message)(c, h->msg);
 		longjmp(h->jb, 1);
