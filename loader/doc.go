@@ -6,7 +6,23 @@
 //
 // Shard s of an epoch holds samples [s*S, min(N,(s+1)*S)) in index order
 // (docs/DESIGN.md). Any request is a gather of rows, cached or computed:
-// rows missing from the cache are claimed and computed by workers straight
-// into the shard's mapping, so two streams never compute one row twice, and
-// the bytes of sample i in epoch e are the same on every path.
+// a row missing from the cache is claimed by the first stream or
+// precompute that needs it and computed by a worker straight into the
+// shard's mapping, so two streams never compute one row twice and the
+// bytes of sample i in epoch e are the same on every path. A shard becomes
+// visible in the cache once all its rows are written and no batch still
+// reads its writer's mapping (shardcache commits it: fsync, checksum,
+// rename), so a killed process leaves only whole shards behind.
+//
+// Work runs on worker goroutines, one group per placement pool (gpu.Place),
+// pinned to their GPU's CPUs. Stream tasks go first; precompute and
+// background prefetch (Run) take the workers only when no stream task
+// waits. Memory is bounded by the workers and the batches each stream
+// reads ahead, not by the dataset.
+//
+// Undecodable samples follow SPEC §5: row (e, i) holds the first sample j
+// in i, i+1, … (wrapping) whose file augments with sample i's random
+// stream; a file is skipped without trying once augment.Check has failed
+// on it too. Under the fail policy the stream or precompute ends with an
+// error wrapping arrowio.ErrDataLoss.
 package loader
