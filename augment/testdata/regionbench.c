@@ -37,6 +37,15 @@ int main(int argc,char**argv){
   buf=malloc(1<<24); file fs[400]; int n=0; char path[4096];
   FILE*l=popen("find /data/photoset -name '*.jpg' | sort | awk 'NR%5==0' | head -400","r");
   while(n<400 && fgets(path,sizeof path,l)){ path[strcspn(path,"\n")]=0; FILE*f=fopen(path,"rb"); fseek(f,0,2); long s=ftell(f); fseek(f,0,0); fs[n].b=malloc(s); fread(fs[n].b,1,s,f); fs[n].n=s; fclose(f); n++; }
+  { // How often could DCT scaling (1/2) serve a 224 crop without upscaling?
+    long ok=0, tot=0; srand48(1);
+    for(int it=0;it<10;it++) for(int i=0;i<n;i++){
+      struct jpeg_decompress_struct d; struct jpeg_error_mgr e; d.err=jpeg_std_error(&e); jpeg_create_decompress(&d);
+      jpeg_mem_src(&d,fs[i].b,fs[i].n); jpeg_read_header(&d,TRUE);
+      int x0,y0,cw,ch; crop(d.image_width,d.image_height,&x0,&y0,&cw,&ch);
+      ok += cw>=448 && ch>=448; tot++; jpeg_destroy_decompress(&d); }
+    printf("crops allowing 1/2 DCT scaling: %.2f%%\n", 100.0*ok/tot);
+  }
   const char*names[]={"raw planes, full","raw planes, stop after crop rows","YCbCr scanlines (upsampled), full","YCbCr scanlines, crop_scanline+skip_scanlines"};
   for(int rep=0;rep<2;rep++) for(int m=0;m<4;m++){ srand48(1); double t=now(); for(int it=0;it<3;it++) for(int i=0;i<n;i++) run(&fs[i],m); t=now()-t; printf("%-50s %.0f images/cpu-s\n",names[m],3*n/t); }
 }
