@@ -77,7 +77,10 @@ func (p *Pipeline) plan(s *sample, w, h int, rng *rand.Rand) {
 			}
 			g.resize(o.w, o.h)
 		case opResize:
-			nh, nw := resizeShorter(g.ow, g.oh, o.h)
+			nh, nw := o.h, o.w
+			if !o.exact {
+				nh, nw = resizeShorter(g.ow, g.oh, o.h)
+			}
 			g.resize(nw, nh)
 		case opCenterCrop:
 			g.crop(centerOffset(g.oh, o.h), centerOffset(g.ow, o.w), o.h, o.w)

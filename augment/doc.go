@@ -47,6 +47,7 @@
 //
 //	random_resized_crop(size=H[,W],scale=0.08:1,ratio=0.75:1.3333)
 //	resize(size=N)                 shorter side to N, aspect kept
+//	resize(size=H,W)               exactly H×W
 //	center_crop(size=H[,W])        zero padding when larger than the image
 //	hflip(p=0.5)
 //	color_jitter(brightness=0,contrast=0,saturation=0)
@@ -54,7 +55,7 @@
 //
 // Presets: imagenet-train = random_resized_crop(size=224)|hflip(p=0.5),
 // imagenet-val = resize(size=256)|center_crop(size=224). A pipeline must end
-// in a fixed shape (random_resized_crop or center_crop).
+// in a fixed shape (random_resized_crop, center_crop or resize(size=H,W)).
 //
 // The geometric ops (crops, resizes, flips) are composed into one source
 // rectangle and resampled once, straight from the decoded planes, with an

@@ -55,5 +55,5 @@ func ExampleParsePipeline() {
 	// Output:
 	// resize(size=256)|center_crop(size=224)|normalize(mean=0.485,0.456,0.406,std=0.229,0.224,0.225)
 	// [3 224 224] [C H W] true 602112
-	// augment: invalid pipeline: output size depends on the image; end with random_resized_crop or center_crop
+	// augment: invalid pipeline: output size depends on the image; end with random_resized_crop, center_crop or resize(size=H,W)
 }

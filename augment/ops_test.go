@@ -198,6 +198,13 @@ func TestOps(t *testing.T) {
 			t.Errorf("first image pixel = %v, want %v", got[(70+3)*3:][:3], img.Pix[o:o+3])
 		}
 	})
+	t.Run("exact resize is the whole image resampled", func(t *testing.T) {
+		got := applyOne(t, "resize(size=20,30)", src, nil)
+		want := renderCrop(t, src, img.Bounds(), 30, 20)
+		if !bytes.Equal(got, rgbOf(want)) {
+			t.Error("resize(size=20,30) differs from resampling the whole image to 30x20")
+		}
+	})
 	t.Run("hflip mirrors", func(t *testing.T) {
 		a := applyOne(t, "center_crop(size=40)", src, nil)
 		b := applyOne(t, "center_crop(size=40)|hflip(p=1)", src, nil)
@@ -270,4 +277,12 @@ func TestOps(t *testing.T) {
 			}
 		}
 	})
+}
+
+func rgbOf(img *image.NRGBA) []byte {
+	out := make([]byte, 0, len(img.Pix)/4*3)
+	for i := 0; i < len(img.Pix); i += 4 {
+		out = append(out, img.Pix[i:i+3]...)
+	}
+	return out
 }

@@ -37,7 +37,7 @@ var opInfo = [...]struct {
 	help    string
 }{
 	opRandomResizedCrop: {"random_resized_crop", 1, "random_resized_crop(size=H[,W],scale=0.08:1,ratio=0.75:1.3333)  random area/aspect crop, resized to size"},
-	opResize:            {"resize", 1, "resize(size=N)  shorter side to N, aspect kept"},
+	opResize:            {"resize", 1, "resize(size=N)  shorter side to N, aspect kept; resize(size=H,W): exactly H×W"},
 	opCenterCrop:        {"center_crop", 1, "center_crop(size=H[,W])  central crop, zero-padded when larger than the image"},
 	opHFlip:             {"hflip", 1, "hflip(p=0.5)  horizontal flip with probability p"},
 	opColorJitter:       {"color_jitter", 1, "color_jitter(brightness=0,contrast=0,saturation=0)  random factors in [max(0,1-x),1+x], random order"},
@@ -76,6 +76,7 @@ type op struct {
 	jitter [3]float64 // brightness, contrast, saturation
 	mean   [3]float64
 	std    [3]float64
+	exact  bool // resize to h×w rather than the shorter side to h
 }
 
 // A Pipeline is a parsed, immutable list of ops. It is safe for concurrent use.
@@ -163,7 +164,9 @@ func (p *Pipeline) check() error {
 		case opCenterCrop:
 			h, w = op.h, op.w
 		case opResize:
-			if h > 0 {
+			if op.exact {
+				h, w = op.h, op.w
+			} else if h > 0 {
 				h, w = resizeShorter(w, h, op.h)
 			}
 		case opHFlip:
@@ -175,7 +178,7 @@ func (p *Pipeline) check() error {
 		}
 	}
 	if h <= 0 || w <= 0 {
-		return fmt.Errorf("%w: output size depends on the image; end with random_resized_crop or center_crop", ErrPipeline)
+		return fmt.Errorf("%w: output size depends on the image; end with random_resized_crop, center_crop or resize(size=H,W)", ErrPipeline)
 	}
 	if int64(h)*int64(w) > 1<<26 {
 		return fmt.Errorf("%w: output %dx%d too large", ErrPipeline, h, w)
@@ -250,6 +253,9 @@ func (o op) String() string {
 		return fmt.Sprintf("%s(size=%s,scale=%s:%s,ratio=%s:%s)", name, fmtSize(o.h, o.w),
 			fmtFloat(o.scale[0]), fmtFloat(o.scale[1]), fmtFloat(o.ratio[0]), fmtFloat(o.ratio[1]))
 	case opResize:
+		if o.exact {
+			return fmt.Sprintf("%s(size=%d,%d)", name, o.h, o.w)
+		}
 		return fmt.Sprintf("%s(size=%d)", name, o.h)
 	case opCenterCrop:
 		return fmt.Sprintf("%s(size=%s)", name, fmtSize(o.h, o.w))
@@ -314,8 +320,8 @@ func parseOp(s string) (op, error) {
 			a.fail("ratio must satisfy 0 < a <= b")
 		}
 	case opResize:
-		o.h, o.w = a.size("size", false)
-		o.w = o.h
+		o.h, o.w = a.size("size", true)
+		o.exact = len(args["size"]) == 2
 	case opCenterCrop:
 		o.h, o.w = a.size("size", true)
 	case opHFlip:
