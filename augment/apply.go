@@ -461,6 +461,18 @@ func (p *Pipeline) Apply(dst, src []byte, rng *rand.Rand) error {
 // ApplyMulti decodes src once and writes len(dsts) augmentations: dsts[k]
 // is what Apply(dsts[k], src, rngs[k]) gives.
 func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) error {
+	return p.applyMulti(dsts, src, rngs, false)
+}
+
+// ApplyMultiChecked is ApplyMulti, and also decodes the whole file as Check
+// does (with the pipeline's decoder and limits), so that a nil error means
+// the file is decodable: for a file's first use, it saves decoding it twice.
+// The outputs are the bytes ApplyMulti gives.
+func (p *Pipeline) ApplyMultiChecked(dsts [][]byte, src []byte, rngs []*rand.Rand) error {
+	return p.applyMulti(dsts, src, rngs, true)
+}
+
+func (p *Pipeline) applyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand, full bool) error {
 	if len(dsts) != len(rngs) {
 		return fmt.Errorf("augment: %d outputs but %d generators", len(dsts), len(rngs))
 	}
@@ -472,7 +484,7 @@ func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) erro
 			return fmt.Errorf("augment: output %d: random pipeline needs a generator", k)
 		}
 	}
-	if len(dsts) == 0 {
+	if len(dsts) == 0 && !full {
 		return nil
 	}
 	o, err := openImage(src, p.useLJ, p.lim)
@@ -488,7 +500,7 @@ func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) erro
 	ss := sc.s[:len(dsts)]
 	w, h := o.size()
 	var rows []int
-	if o.partial() && !p.fullDecode {
+	if o.partial() && !p.fullDecode && !full {
 		rows = make([]int, 3)
 	}
 	for k := range ss {
@@ -497,7 +509,7 @@ func (p *Pipeline) ApplyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand) erro
 			rowsNeeded(&o.lay, &ss[k], sc, rows)
 		}
 	}
-	f, err := o.read(rows, false)
+	f, err := o.read(rows, full)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -202,6 +203,25 @@ func TestApplyMultiMatchesApply(t *testing.T) {
 		}
 		if err := p.ApplyMulti(dsts, src, rngs); err != nil {
 			t.Fatal(err)
+		}
+		checked := make([][]byte, len(dsts))
+		for e := range checked {
+			checked[e] = make([]byte, p.RowBytes())
+			rngs[e] = SampleRand(9, e, 12)
+		}
+		if err := p.ApplyMultiChecked(checked, src, rngs); err != nil {
+			t.Fatal(err)
+		}
+		for e := range dsts {
+			if !bytes.Equal(checked[e], dsts[e]) {
+				t.Errorf("%s: ApplyMultiChecked output %d differs from ApplyMulti", dec, e)
+			}
+		}
+		// A file damaged past the rows a crop needs: ApplyMulti may succeed,
+		// ApplyMultiChecked must not.
+		bad := src[:len(src)*9/10]
+		if err := p.ApplyMultiChecked(checked[:1], bad, []*rand.Rand{SampleRand(0, 0, 0)}); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: ApplyMultiChecked(truncated) = %v, want ErrDecode", dec, err)
 		}
 		for e := range dsts {
 			one := make([]byte, p.RowBytes())

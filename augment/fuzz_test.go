@@ -47,6 +47,10 @@ func FuzzDecode(f *testing.F) {
 			if checkErr == nil && err != nil && p.useLJ == libjpegAvailable {
 				t.Fatalf("Check passed but Apply failed: %v", err)
 			}
+			errChecked := p.ApplyMultiChecked([][]byte{dst}, b, []*rand.Rand{rand.New(rand.NewPCG(1, 2))})
+			if p.useLJ == libjpegAvailable && (errChecked == nil) != (checkErr == nil) {
+				t.Fatalf("ApplyMultiChecked = %v but Check = %v", errChecked, checkErr)
+			}
 		}
 	})
 }
