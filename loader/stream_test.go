@@ -178,6 +178,13 @@ func TestStreamConcurrentRanksComputeEachRowOnce(t *testing.T) {
 	root := fxDataset(t, n)
 	want := fxEpoch(t, root, 2, nil)
 	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = 4; o.InFlightBatches = 3 })
+	// The job holds the epoch, as overlapping ranks do: a rank finishing
+	// early must not drop the shards the others are still filling.
+	_, release, err := l.acquire(l.sets["train"], 2, userPrecompute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
 	var wg sync.WaitGroup
 	got := make([]fxRows, 4)
 	errs := make([]error, 4)
