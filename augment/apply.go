@@ -312,7 +312,7 @@ func init() {
 }
 
 // yccRow converts one row of planes to interleaved RGB with the integer
-// arithmetic of ycc2rgb (image/color's YCbCrToRGB); clamping goes through
+// arithmetic of image/color's YCbCrToRGB; clamping goes through
 // a table instead of branches.
 func yccRow(d, py, pcb, pcr []byte) {
 	pcb, pcr = pcb[:len(py)], pcr[:len(py)]
@@ -326,32 +326,6 @@ func yccRow(d, py, pcb, pcr []byte) {
 		q := d[x*3 : x*3+3 : x*3+3]
 		q[0], q[1], q[2] = tabClamp[(r+clampOff)&1023], tabClamp[(g+clampOff)&1023], tabClamp[(b+clampOff)&1023]
 	}
-}
-
-// ycc2rgb is JFIF's full-range YCbCr to RGB, as image/color computes it.
-func ycc2rgb(y, cb, cr uint8) (uint8, uint8, uint8) {
-	yy1 := int32(y) * 0x10101
-	cb1 := int32(cb) - 128
-	cr1 := int32(cr) - 128
-	r := yy1 + 91881*cr1
-	if uint32(r)&0xff000000 == 0 {
-		r >>= 16
-	} else {
-		r = ^(r >> 31)
-	}
-	g := yy1 - 22554*cb1 - 46802*cr1
-	if uint32(g)&0xff000000 == 0 {
-		g >>= 16
-	} else {
-		g = ^(g >> 31)
-	}
-	b := yy1 + 116130*cb1
-	if uint32(b)&0xff000000 == 0 {
-		b >>= 16
-	} else {
-		b = ^(b >> 31)
-	}
-	return uint8(r), uint8(g), uint8(b)
 }
 
 func clamp8(v int32) uint8 { // v may be any int32

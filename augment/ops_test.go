@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"image"
+	"image/color"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -285,4 +286,28 @@ func rgbOf(img *image.NRGBA) []byte {
 		out = append(out, img.Pix[i:i+3]...)
 	}
 	return out
+}
+
+// TestYCbCrConversion checks the row conversion against image/color on
+// every (Y, Cb, Cr).
+func TestYCbCrConversion(t *testing.T) {
+	py := make([]byte, 256)
+	for i := range py {
+		py[i] = byte(i)
+	}
+	pcb, pcr, d := make([]byte, 256), make([]byte, 256), make([]byte, 768)
+	for cb := range 256 {
+		for cr := range 256 {
+			for i := range 256 {
+				pcb[i], pcr[i] = byte(cb), byte(cr)
+			}
+			yccRow(d, py, pcb, pcr)
+			for y := range 256 {
+				r, g, b := color.YCbCrToRGB(uint8(y), uint8(cb), uint8(cr))
+				if d[3*y] != r || d[3*y+1] != g || d[3*y+2] != b {
+					t.Fatalf("yccRow(%d,%d,%d) = %v, want %d,%d,%d", y, cb, cr, d[3*y:3*y+3], r, g, b)
+				}
+			}
+		}
+	}
 }
