@@ -30,11 +30,11 @@
 // the bytes of the full-resolution path, and only 1.2% of the photoset's
 // random 224 crops are 448 pixels or more on both sides, the least that a
 // 1/2 scale needs not to upscale. The whole imagenet-train sample
-// (BenchmarkPipeline, libjpeg-turbo) runs at about 590 images per CPU
-// second with region decoding and 550 without; the fused resampler
-// (BenchmarkOps/random_resized_crop, including the YCbCr to RGB
-// conversion) at about 1700, against 580 for imaging's Linear resize of
-// the same crops (BenchmarkResampleReference).
+// (BenchmarkPipeline, libjpeg-turbo, one goroutine) runs at about 620
+// images per CPU second (680/s wall) with region decoding and 600 (630/s)
+// without; the fused resampler (BenchmarkOps/random_resized_crop, with the
+// YCbCr to RGB conversion) at about 2200, against 600 for imaging's Linear
+// resize of the same crops from RGB (BenchmarkResampleReference).
 //
 // # Pipelines
 //
