@@ -311,8 +311,23 @@ func (sh *shard) finish(p int, index uint64, label int64, err error) {
 	}
 	sh.mu.Unlock()
 	if commit {
-		sh.commit()
+		sh.commitLater()
 	}
+}
+
+// maxCommits bounds the shard commits (msync, fsync, checksum) running at
+// once, off the workers.
+const maxCommits = 2
+
+// commitLater commits sh on a goroutine of the loader's, so neither a
+// worker nor gRPC (Batch.Release) waits for the disk.
+func (sh *shard) commitLater() {
+	l := sh.ep.l
+	l.bg.Go(func() {
+		l.commits <- struct{}{}
+		defer func() { <-l.commits }()
+		sh.commit()
+	})
 }
 
 // errAbandoned marks a claimed row given up because its requester left.
@@ -329,12 +344,7 @@ func (sh *shard) unref() {
 	if sh.ready == sh.n {
 		sh.mode = modeCommitting
 		sh.mu.Unlock()
-		l := sh.ep.l
-		l.bg.Add(1)
-		go func() { // Release runs on gRPC's goroutines: commit elsewhere
-			defer l.bg.Done()
-			sh.commit()
-		}()
+		sh.commitLater()
 		return
 	}
 	if sh.closing {

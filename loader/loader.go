@@ -74,7 +74,8 @@ type Loader struct {
 	closed  bool
 	wake    chan struct{} // nudges Run's prefetch loop
 
-	bg sync.WaitGroup // commits started from Batch.Release
+	bg      sync.WaitGroup // shard commits
+	commits chan struct{}  // semaphore of the commits running
 
 	pmu     sync.Mutex
 	pending map[shardID]chan struct{} // complete shards not yet committed
@@ -146,6 +147,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		evicted: map[epochID]bool{},
 		wake:    make(chan struct{}, 1),
 		pending: map[shardID]chan struct{}{},
+		commits: make(chan struct{}, maxCommits),
 	}
 	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
 	for _, spec := range o.Datasets {
