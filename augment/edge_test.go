@@ -17,7 +17,7 @@ func TestExtremeSizes(t *testing.T) {
 		{name: "1x300", w: 1, h: 300},
 		{name: "3000x2", w: 3000, h: 2},
 		{name: "odd 7x5", w: 7, h: 5},
-		{name: "large downscale 2000x1500", w: 2000, h: 1500},
+		{name: "large downscale 1100x800", w: 1100, h: 800},
 	}
 	pipes := []string{
 		"imagenet-train",
@@ -41,7 +41,7 @@ func TestExtremeSizes(t *testing.T) {
 							t.Fatal(err)
 						}
 						dst := make([]byte, p.RowBytes())
-						for i := range 4 {
+						for i := range 2 {
 							if err := p.Apply(dst, src, SampleRand(5, 0, int64(i))); err != nil {
 								t.Fatalf("%s %s %s: %v", text, kind, dec, err)
 							}

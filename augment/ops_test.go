@@ -289,15 +289,20 @@ func rgbOf(img *image.NRGBA) []byte {
 }
 
 // TestYCbCrConversion checks the row conversion against image/color on
-// every (Y, Cb, Cr).
+// every Y and a grid of (Cb, Cr) that includes the extremes and 127..129.
 func TestYCbCrConversion(t *testing.T) {
+	var chroma []int
+	for c := 0; c < 256; c += 5 {
+		chroma = append(chroma, c)
+	}
+	chroma = append(chroma, 1, 127, 128, 129, 254)
 	py := make([]byte, 256)
 	for i := range py {
 		py[i] = byte(i)
 	}
 	pcb, pcr, d := make([]byte, 256), make([]byte, 256), make([]byte, 768)
-	for cb := range 256 {
-		for cr := range 256 {
+	for _, cb := range chroma {
+		for _, cr := range chroma {
 			for i := range 256 {
 				pcb[i], pcr[i] = byte(cb), byte(cr)
 			}
