@@ -7,7 +7,7 @@ import (
 )
 
 func FuzzDecode(f *testing.F) {
-	for _, name := range []string{"video-001.q50.420.jpeg", "video-001.q50.410.progressive.jpeg", "video-001.cmyk.jpeg",
+	for _, name := range []string{"video-001.q50.420.jpeg", "video-001.q50.420.progressive.jpeg", "video-001.cmyk.jpeg",
 		"video-005.gray.q50.jpeg", "video-001.221212.jpeg"} {
 		if b, err := readTestdataErr(name); err == nil {
 			f.Add(b)
