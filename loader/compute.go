@@ -12,39 +12,21 @@ import (
 )
 
 // computeRow writes row (e, i) into dst and returns the sample it holds:
-// the first j in i, i+1, ... (wrapping) whose file Apply accepts with
-// sample i's random stream (SPEC §5). A file is skipped without trying
-// only once augment.Check has failed on it too, so the row never depends
-// on what other rows learnt first. Under the fail policy the first
+// the first j in i, i+1, ... (wrapping) whose file is decodable, augmented
+// with sample i's random stream (SPEC §5). Under the fail policy the first
 // undecodable file ends it with an error wrapping arrowio.ErrDataLoss.
 func (l *Loader) computeRow(d *dataset, e, i int, dst []byte) (int, error) {
 	n := d.Len()
+	rngs := make([]*rand.Rand, 1)
 	for step := range n {
 		j := (i + step) % n
-		if d.isBad(j) {
-			if l.opts.OnError == PolicyFail {
-				return 0, d.lossError(j)
-			}
-			continue
+		rngs[0] = augment.SampleRand(l.opts.Seed, e, int64(i))
+		ok, err := l.applyFile(d, j, [][]byte{dst}, rngs)
+		if err != nil {
+			return 0, err
 		}
-		src, readErr := d.ReadFile(j)
-		var err error
-		if readErr == nil {
-			err = l.pipe.Apply(dst, src, augment.SampleRand(l.opts.Seed, e, int64(i)))
-			if err == nil {
-				l.met.decoded.Inc()
-				return j, nil
-			}
-			if !errors.Is(err, augment.ErrDecode) {
-				return 0, fmt.Errorf("loader: sample %d: %w", j, err)
-			}
-		}
-		memo := l.undecodable(d, j, src, readErr)
-		if l.opts.OnError == PolicyFail {
-			if memo {
-				return 0, d.lossError(j)
-			}
-			return 0, fmt.Errorf("loader: %s (sample %d): %w: %w", d.Samples[j].Path, j, arrowio.ErrDataLoss, err)
+		if ok {
+			return j, nil
 		}
 	}
 	return 0, fmt.Errorf("loader: dataset %s: %w: no sample decodes", d.Name, arrowio.ErrDataLoss)
@@ -55,53 +37,89 @@ func (l *Loader) computeRow(d *dataset, e, i int, dst []byte) (int, error) {
 // Each row equals what computeRow gives. It returns the sample each row
 // holds.
 func (l *Loader) computeFused(d *dataset, epochs []int, i int, dsts [][]byte) ([]int, error) {
-	srcs := make([]int, len(epochs))
-	if !d.isBad(i) {
-		src, readErr := d.ReadFile(i)
-		if readErr == nil {
-			rngs := make([]*rand.Rand, len(epochs))
-			for k, e := range epochs {
-				rngs[k] = augment.SampleRand(l.opts.Seed, e, int64(i))
-			}
-			err := l.pipe.ApplyMulti(dsts, src, rngs)
-			if err == nil {
-				l.met.decoded.Inc()
-				for k := range srcs {
-					srcs[k] = i
-				}
-				return srcs, nil
-			}
-			if !errors.Is(err, augment.ErrDecode) {
-				return nil, fmt.Errorf("loader: sample %d: %w", i, err)
-			}
-		}
-		l.undecodable(d, i, src, readErr)
+	rngs := make([]*rand.Rand, len(epochs))
+	for k, e := range epochs {
+		rngs[k] = augment.SampleRand(l.opts.Seed, e, int64(i))
 	}
-	for k, e := range epochs { // sample i's file is bad (or odd): row by row
-		j, err := l.computeRow(d, e, i, dsts[k])
-		if err != nil {
+	ok, err := l.applyFile(d, i, dsts, rngs)
+	if err != nil {
+		return nil, err
+	}
+	srcs := make([]int, len(epochs))
+	for k, e := range epochs {
+		if ok {
+			srcs[k] = i
+			continue
+		}
+		if srcs[k], err = l.computeRow(d, e, i, dsts[k]); err != nil { // substitutes
 			return nil, err
 		}
-		srcs[k] = j
 	}
 	return srcs, nil
 }
 
-// undecodable records file j as undecodable when it cannot be read or
-// augment.Check fails on it too, logging and counting it once; it reports
-// whether it did.
-func (l *Loader) undecodable(d *dataset, j int, src []byte, readErr error) bool {
-	reason := ""
-	if readErr != nil {
-		reason = readErr.Error()
-	} else if err := augment.Check(src, augment.Limits{}); err != nil {
-		reason = err.Error()
+// File states: what this process knows of a file's decodability.
+const (
+	fileUnknown uint8 = iota
+	fileGood          // a full decode succeeded
+	fileBad           // unreadable, or a full decode failed
+)
+
+// applyFile writes file j augmented with each of rngs into dsts. A file
+// is decodable iff a full decode succeeds: its first use in the process
+// decodes it whole (ApplyMultiChecked), later uses only what the crops
+// need, which gives the same pixels. So which files count as undecodable
+// depends on the files alone, never on which rows came first. It reports
+// false for an undecodable file under the substitute policy; under the
+// fail policy that is an error wrapping arrowio.ErrDataLoss.
+func (l *Loader) applyFile(d *dataset, j int, dsts [][]byte, rngs []*rand.Rand) (bool, error) {
+	st := d.state(j)
+	if st == fileBad {
+		return false, l.undecodableError(d, j)
+	}
+	src, err := d.ReadFile(j)
+	if err != nil {
+		l.markBad(d, j, err.Error())
+		return false, l.undecodableError(d, j)
+	}
+	if st == fileGood {
+		err = l.pipe.ApplyMulti(dsts, src, rngs)
 	} else {
-		return false // Apply failed where a full decode succeeds: not memoized
+		err = l.pipe.ApplyMultiChecked(dsts, src, rngs)
+	}
+	switch {
+	case err == nil:
+		if st == fileUnknown {
+			d.setState(j, fileGood)
+		}
+		l.met.decoded.Inc()
+		return true, nil
+	case !errors.Is(err, augment.ErrDecode):
+		return false, fmt.Errorf("loader: sample %d: %w", j, err)
+	case st == fileGood:
+		return false, fmt.Errorf("loader: %s (sample %d) decoded in full but not in part: %w", d.Samples[j].Path, j, err)
+	}
+	l.markBad(d, j, err.Error())
+	return false, l.undecodableError(d, j)
+}
+
+// undecodableError is nil under the substitute policy, else the error
+// naming undecodable file j.
+func (l *Loader) undecodableError(d *dataset, j int) error {
+	if l.opts.OnError != PolicyFail {
+		return nil
 	}
 	d.mu.Lock()
-	seen := d.bad[j]
-	d.bad[j] = true
+	reason := d.errs[j].Reason
+	d.mu.Unlock()
+	return fmt.Errorf("loader: %s (sample %d): %w: %s", d.Samples[j].Path, j, arrowio.ErrDataLoss, reason)
+}
+
+// markBad records file j as undecodable, logging and counting it once.
+func (l *Loader) markBad(d *dataset, j int, reason string) {
+	d.mu.Lock()
+	seen := d.files[j] == fileBad
+	d.files[j] = fileBad
 	if !seen {
 		d.errs[j] = arrowio.SampleError{Index: int64(j), Path: d.Samples[j].Path, Reason: reason}
 	}
@@ -110,22 +128,22 @@ func (l *Loader) undecodable(d *dataset, j int, src []byte, readErr error) bool 
 		l.met.undecodable.Inc()
 		l.log.Warn("loader: undecodable sample", "dataset", d.Name, "index", j, "path", d.Samples[j].Path, "reason", reason, "policy", l.opts.OnError)
 	}
-	return true
 }
 
-// isBad reports whether file j is known undecodable.
-func (d *dataset) isBad(j int) bool {
+// state returns what is known of file j.
+func (d *dataset) state(j int) uint8 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.bad[j]
+	return d.files[j]
 }
 
-// lossError is the fail policy's error for undecodable file j.
-func (d *dataset) lossError(j int) error {
+// setState records what is known of file j.
+func (d *dataset) setState(j int, st uint8) {
 	d.mu.Lock()
-	reason := d.errs[j].Reason
-	d.mu.Unlock()
-	return fmt.Errorf("loader: %s (sample %d): %w: %s", d.Samples[j].Path, j, arrowio.ErrDataLoss, reason)
+	defer d.mu.Unlock()
+	if d.files[j] == fileUnknown {
+		d.files[j] = st
+	}
 }
 
 // sampleErrors returns the undecodable samples found so far, by index.

@@ -21,8 +21,12 @@
 // reads ahead, not by the dataset.
 //
 // Undecodable samples follow SPEC §5: row (e, i) holds the first sample j
-// in i, i+1, … (wrapping) whose file augments with sample i's random
-// stream; a file is skipped without trying once augment.Check has failed
-// on it too. Under the fail policy the stream or precompute ends with an
-// error wrapping arrowio.ErrDataLoss.
+// in i, i+1, … (wrapping) whose file is decodable, augmented with sample
+// i's random stream. A file is decodable iff it decodes in full: its first
+// use in a process decodes it whole (augment's ApplyMultiChecked), later
+// uses only the rows their crops need, and a file known undecodable is
+// skipped without trying. So a truncated JPEG whose top still decodes is
+// undecodable in every epoch, whatever rows came first. Under the fail
+// policy the stream or precompute ends with an error wrapping
+// arrowio.ErrDataLoss.
 package loader

@@ -86,9 +86,9 @@ type dataset struct {
 	*Dataset
 	pipeKey string // pipeline fingerprint + shard size: the cache key's Pipeline
 
-	mu   sync.Mutex
-	bad  map[int]bool // files known undecodable (augment.Check failed)
-	errs map[int]arrowio.SampleError
+	mu    sync.Mutex
+	files []uint8 // fileUnknown, fileGood or fileBad, by index
+	errs  map[int]arrowio.SampleError
 }
 
 // epochID names an epoch of a dataset.
@@ -162,7 +162,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 			return nil, err
 		}
 		l.names = append(l.names, spec.Name)
-		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, bad: map[int]bool{}, errs: map[int]arrowio.SampleError{}}
+		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, files: make([]uint8, d.Len()), errs: map[int]arrowio.SampleError{}}
 	}
 	l.placement = gpu.Place(o.Topology, o.Workers)
 	l.sched = newScheduler(l.placement, o.Workers, o.Topology != nil, l.log)

@@ -369,3 +369,47 @@ func TestEvict(t *testing.T) {
 		t.Fatalf("evict of unknown dataset = %v", err)
 	}
 }
+
+// TestTruncatedFileIsUndecodable truncates a JPEG so that some crops of
+// it still decode from its first rows: a file counts as decodable only if
+// it decodes in full, so its row is substituted in every epoch, whichever
+// rows a process computes first.
+func TestTruncatedFileIsUndecodable(t *testing.T) {
+	root := fxDatasetSized(t, 10, 20)
+	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
+	d, _ := probe.Dataset("train")
+	const bad = 4 // a .jpg
+	full := fxJPEG(bad, 400)
+	cut := full[:len(full)*3/4]
+	if err := os.WriteFile(d.File(bad), cut, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var partial []int
+	for e := range 8 {
+		dst := make([]byte, probe.pipe.RowBytes())
+		if probe.pipe.Apply(dst, cut, augment.SampleRand(42, e, bad)) == nil {
+			partial = append(partial, e)
+		}
+	}
+	t.Logf("epochs whose crop of the truncated file decodes in part: %v", partial)
+
+	// Epochs whose crop decodes in part come first in one process, last in
+	// the other.
+	first := append(slices.Clone(partial), 0, 1, 2, 3, 4, 5, 6, 7)
+	last := append([]int{0, 1, 2, 3, 4, 5, 6, 7}, partial...)
+	for _, order := range [][]int{first, last} {
+		l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = 1 })
+		for _, e := range order {
+			got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch, r.Shuffle = e, false }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Index[bad] != bad+1 {
+				t.Fatalf("epoch %d (order %v): row %d carries index %d, want the substitute %d", e, order, bad, got.Index[bad], bad+1)
+			}
+		}
+		if errs, _ := l.DatasetErrors(context.Background(), "train"); len(errs) != 1 || errs[0].Index != bad {
+			t.Fatalf("dataset errors %+v, want sample %d", errs, bad)
+		}
+	}
+}
