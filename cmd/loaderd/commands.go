@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"text/tabwriter"
@@ -71,7 +72,8 @@ func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	topo, err := gpu.Load(&gpu.Options{RequireGPU: requireGPU, Logger: newLogger(stderr, "warn")})
+	// The table and the JSON carry the fallback warning; no log line besides.
+	topo, err := gpu.Load(&gpu.Options{RequireGPU: requireGPU, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}

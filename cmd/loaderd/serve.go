@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ type serveFlags struct {
 	tlsKey         string
 	ticketKeyFile  string
 	drainTimeout   time.Duration
+	pprof          bool
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -51,6 +53,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
 	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`file` of the key that signs tickets (default CACHE-DIR/ticket.key)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on --metrics-listen")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -188,7 +191,7 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}
 		logger.Info("metrics", "url", "http://"+mlis.Addr().String()+"/metrics")
-		g.Go(func() error { return serveMetrics(gctx, mlis, reg) })
+		g.Go(func() error { return serveMetrics(gctx, mlis, reg, f.pprof) })
 	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -198,8 +201,14 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 	return err
 }
 
-func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry) error {
+func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, withPprof bool) error {
 	mux := http.NewServeMux()
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
