@@ -542,3 +542,39 @@ loaderd_cache_shards_written_total 2
 		t.Error("Open with a negative budget = nil error")
 	}
 }
+
+// TestWriteAt fills half a shard through the mapping and half through
+// WriteAt: both land in the same bytes, visible in Data at once and in
+// the committed file.
+func TestWriteAt(t *testing.T) {
+	c := openCache(t, t.TempDir(), nil)
+	k, size := testKey(0), shardSize(3)
+	want := pattern(k, 3, size)
+	w, err := c.Create(k, 3, size, prepareSkeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	half := size / 2
+	copy(w.Data()[:half], want[:half])
+	if n, err := w.WriteAt(want[half:], half); err != nil || n != int(size-half) {
+		t.Fatalf("WriteAt = %d, %v", n, err)
+	}
+	if !bytes.Equal(w.Data(), want) {
+		t.Fatal("Data does not show what WriteAt wrote")
+	}
+	for _, bad := range []struct{ off, n int64 }{{-1, 1}, {size, 1}, {size - 1, 2}} {
+		if _, err := w.WriteAt(make([]byte, bad.n), bad.off); err == nil {
+			t.Errorf("WriteAt(%d bytes at %d) of a %d-byte shard succeeded", bad.n, bad.off, size)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt(want[:1], 0); !errors.Is(err, ErrClosed) {
+		t.Errorf("WriteAt after Commit = %v; want ErrClosed", err)
+	}
+	if err := checkShard(c, k, 3, size); err != nil {
+		t.Fatal(err)
+	}
+}
