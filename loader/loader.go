@@ -86,6 +86,9 @@ type dataset struct {
 	*Dataset
 	pipeKey string // pipeline fingerprint + shard size: the cache key's Pipeline
 
+	sizeOnce sync.Once
+	size     int64 // bytes of an epoch's shards (epochBytes)
+
 	mu    sync.Mutex
 	files []uint8 // fileUnknown, fileGood or fileBad, by index
 	errs  map[int]arrowio.SampleError

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/shardcache"
 )
 
 // progressEvery is how often Precompute reports progress.
@@ -347,12 +348,20 @@ func (l *Loader) prefetchTarget() (*dataset, []int) {
 		}
 		return a.epoch - b.epoch
 	})
+	avail, onDisk := l.headroom(ids)
 	for _, id := range ids {
 		d := l.sets[id.set]
 		var es []int
 		for e := id.epoch + 1; e <= id.epoch+l.opts.PrefetchEpochs && e < 1<<31; e++ {
 			if evicted[epochID{id.set, e}] || l.complete(d, e) {
 				continue
+			}
+			if avail >= 0 { // a budget: prefetch only what fits beside the streams
+				need := l.epochBytes(d) - onDisk[l.key(d, e)]
+				if need > avail {
+					break
+				}
+				avail -= need
 			}
 			es = append(es, e)
 		}
@@ -361,6 +370,75 @@ func (l *Loader) prefetchTarget() (*dataset, []int) {
 		}
 	}
 	return nil, nil
+}
+
+// headroom returns the bytes of the cache budget prefetching may use (-1:
+// no budget) and the bytes each epoch has on disk. A prefetch must leave
+// the streams room to finish their epochs: a Create over budget can evict
+// only idle epochs, not one a prefetch is writing. So the headroom is the
+// budget less whole streamed epochs, the other pinned epochs and the
+// other writers' reservations; idle epochs count as free (evictable).
+func (l *Loader) headroom(live []epochID) (int64, map[shardcache.Key]int64) {
+	onDisk := map[shardcache.Key]int64{}
+	liveKeys := map[shardcache.Key]bool{}
+	avail := l.cache.Budget()
+	var reservedLive int64
+	for _, id := range live {
+		d := l.sets[id.set]
+		liveKeys[l.key(d, id.epoch)] = true
+		avail -= l.epochBytes(d)
+		reservedLive += l.reserved(id)
+	}
+	var committed int64
+	for _, info := range l.cache.Epochs() {
+		onDisk[info.Key] = info.Bytes
+		committed += info.Bytes
+		if info.Pinned && !liveKeys[info.Key] {
+			avail -= info.Bytes
+		}
+	}
+	if l.cache.Budget() == 0 {
+		return -1, onDisk
+	}
+	avail -= max(0, l.cache.Usage()-committed-reservedLive)
+	return max(0, avail), onDisk
+}
+
+// reserved returns the bytes of the writers of epoch id in production.
+func (l *Loader) reserved(id epochID) int64 {
+	l.mu.Lock()
+	ep := l.epochs[id]
+	l.mu.Unlock()
+	if ep == nil {
+		return 0
+	}
+	var n int64
+	for _, sh := range ep.shards {
+		sh.mu.Lock()
+		if sh.w != nil {
+			n += sh.layout.Size
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// epochBytes is the size of an epoch of d on disk: its shard files.
+func (l *Loader) epochBytes(d *dataset) int64 {
+	d.sizeOnce.Do(func() {
+		s, err := l.schema(d, 0)
+		if err != nil {
+			return
+		}
+		for lo := 0; lo < d.Len(); lo += l.opts.ShardSize {
+			lay, err := arrowio.NewShardLayout(s, min(l.opts.ShardSize, d.Len()-lo))
+			if err != nil {
+				return
+			}
+			d.size += lay.Size
+		}
+	})
+	return d.size
 }
 
 // complete reports whether every shard of epoch e of d is committed.

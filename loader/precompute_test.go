@@ -413,3 +413,43 @@ func TestTruncatedFileIsUndecodable(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchWithinBudget: prefetch takes only the budget the streamed
+// epoch leaves, since a stream cannot evict an epoch being prefetched.
+func TestPrefetchWithinBudget(t *testing.T) {
+	root := fxDataset(t, 32)
+	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
+	size := probe.epochBytes(probe.sets["train"])
+	if size <= 0 {
+		t.Fatalf("epoch size %d", size)
+	}
+	tests := []struct {
+		name   string
+		budget int64
+		want   []int
+	}{
+		{name: "no budget", budget: 0, want: []int{1, 2}},
+		{name: "room for one more epoch", budget: size*2 + size/2, want: []int{1}},
+		{name: "room for the streamed epoch only", budget: size + size/2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l := fxLoader(t, root, fxCache(t, "", tc.budget), func(o *Options) { o.PrefetchEpochs = 2 })
+			var got []int
+			err := l.Stream(context.Background(), fxReq(nil), func(b *arrowio.Batch) error {
+				b.Release()
+				if got == nil {
+					_, got = l.prefetchTarget()
+					got = append([]int{}, got...)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+				t.Fatalf("prefetch targets %v while streaming epoch 0, want %v", got, tc.want)
+			}
+		})
+	}
+}
