@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -120,6 +121,14 @@ func TestPrecomputeCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		fxSame(t, "after crashes", want[e], got)
+	}
+	// Nothing of the killed runs is left behind: no temporary file, no
+	// reservation, and the cache's usage is the epochs' bytes.
+	if tmps, _ := filepath.Glob(filepath.Join(dir, "*", "*.tmp")); len(tmps) != 0 {
+		t.Fatalf("temporary files left: %v", tmps)
+	}
+	if u := c.Usage(); u != sum.Bytes {
+		t.Fatalf("cache usage %d, want the epochs' %d bytes", u, sum.Bytes)
 	}
 }
 
