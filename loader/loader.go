@@ -19,10 +19,15 @@ import (
 	"github.com/loaderd/loaderd/shardcache"
 )
 
-// Errors of the loader beyond the arrowio ones it wraps.
+// ErrOptions reports Options New cannot work with. Other errors wrap the
+// arrowio ones (ErrNotFound, ErrInvalid, ErrExhausted, ErrDataLoss,
+// ErrUnavailable after Close).
+var ErrOptions = errors.New("loader: invalid options")
+
+// A Loader is what the Flight service streams from and acts on.
 var (
-	ErrOptions = errors.New("loader: invalid options")
-	ErrClosed  = errors.New("loader: closed")
+	_ arrowio.Source  = (*Loader)(nil)
+	_ arrowio.Actions = (*Loader)(nil)
 )
 
 // Error policies for undecodable samples (SPEC §5).
