@@ -84,6 +84,8 @@ type Loader struct {
 
 	pmu     sync.Mutex
 	pending map[shardID]chan struct{} // complete shards not yet committed
+
+	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
 }
 
 // dataset is a served dataset and what the loader learns about it.

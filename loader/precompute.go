@@ -178,7 +178,16 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 				finish(errAbandoned)
 				return
 			}
-			srcs, err := l.computeFused(d, es, i, bufs)
+			imgs := make([][]byte, len(bufs))
+			for k := range imgs {
+				img := l.rowScratch()
+				defer l.scratch.Put(img)
+				imgs[k] = *img
+			}
+			srcs, err := l.computeFused(d, es, i, imgs)
+			for k := 0; err == nil && k < len(shs); k++ {
+				err = shs[k].store(i-shs[k].lo, bufs[k], imgs[k])
+			}
 			if err != nil {
 				finish(err)
 				cancel(err)

@@ -101,7 +101,12 @@ func (r *runner) submit(ctx context.Context, ep *epoch, sh *shard, p int, buf []
 			sh.finish(p, 0, 0, errAbandoned)
 			return
 		}
-		j, err := l.computeRow(d, e, sh.lo+p, buf)
+		img := l.rowScratch()
+		defer l.scratch.Put(img)
+		j, err := l.computeRow(d, e, sh.lo+p, *img)
+		if err == nil {
+			err = sh.store(p, buf, *img)
+		}
 		if err != nil {
 			sh.finish(p, 0, 0, err)
 			return
