@@ -106,7 +106,7 @@ func Dial(ctx context.Context, addr string, opts *ClientOptions) (*Client, error
 		grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(windowSize),
 		grpc.WithInitialConnWindowSize(windowSize),
-		grpc.WithReadBufferSize(writeBufSize),
+		grpc.WithReadBufferSize(readBufSize),
 		experimental.WithBufferPool(&dirtyPool{}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxRecvMsgSize)),
 	}

@@ -42,6 +42,11 @@ const (
 	maxBatchBytes  = maxMsgSize - 1<<20
 	writeBufSize   = 1 << 20
 	maxRecvMsgSize = 16 << 20 // requests are small
+	// readBufSize is the client's socket read buffer. Measured on loopback,
+	// 1 client, cached photoset epoch (2 cores): 16 KiB 2.2 GB/s, 64 KiB
+	// 2.55-2.59, 256 KiB 2.0, 1 MiB 1.9-2.0, 4 MiB 1.8-1.9, none 2.0-2.1: a
+	// buffer that stays in cache between the read and gRPC's copy wins.
+	readBufSize = 64 << 10
 )
 
 // Errors of the server's lifecycle.
