@@ -22,7 +22,7 @@ type fetchFlags struct {
 	addr, tokenFile, tlsCA   string
 	useTLS, insecure, asJSON bool
 	decode                   bool
-	clients                  int
+	clients, repeat          int
 	req                      arrowio.Request
 }
 
@@ -40,6 +40,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&f.req.Shuffle, "shuffle", true, "shuffled epoch order")
 	fs.StringVar(&f.req.GPU, "gpu", "", "GPU (index, UUID or PCI bus id) to be fed by")
 	fs.IntVar(&f.clients, "clients", 1, "concurrent clients; client r fetches rank r of world size N")
+	fs.IntVar(&f.repeat, "repeat", 1, "stream the request this many times over the same connections (steady-state throughput)")
 	fs.BoolVar(&f.decode, "decode", false, "decode every batch into Arrow arrays (default: count bytes only)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "`file` with the bearer token")
 	fs.BoolVar(&f.useTLS, "tls", false, "connect with TLS (grpc+tls)")
@@ -54,6 +55,9 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if f.clients < 1 || f.clients > 1024 {
 		return usagef("--clients must be in 1..1024")
+	}
+	if f.repeat < 1 {
+		return usagef("--repeat must be at least 1")
 	}
 	copts := &flightsvc.ClientOptions{}
 	if f.tokenFile != "" {
@@ -86,8 +90,8 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Fprintf(stdout, "%s epoch %d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms\n",
-		f.req.Dataset, f.req.Epoch, res.Clients, res.Batches, res.Images, float64(res.Bytes)/1e6, res.Seconds,
+	fmt.Fprintf(stdout, "%s epoch %d ×%d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms\n",
+		f.req.Dataset, f.req.Epoch, f.repeat, res.Clients, res.Batches, res.Images, float64(res.Bytes)/1e6, res.Seconds,
 		res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
 	return nil
 }
@@ -123,8 +127,19 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 			if f.decode {
 				fn = func(arrow.Record) error { return nil }
 			}
-			stats[c], err = cl.Fetch(gctx, req, fn)
-			return err
+			for pass := range max(1, f.repeat) {
+				st, err := cl.Fetch(gctx, req, fn)
+				if err != nil {
+					return err
+				}
+				if pass == 0 {
+					stats[c].FirstBatch = st.FirstBatch
+				}
+				stats[c].Batches += st.Batches
+				stats[c].Rows += st.Rows
+				stats[c].Bytes += st.Bytes
+			}
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {

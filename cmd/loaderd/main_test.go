@@ -44,6 +44,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bad pipeline", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--pipeline", "blur(x=1)"}, want: "--pipeline"},
 		{name: "tls cert without key", args: []string{"serve", "--data", "x=" + data, "--tls-cert", "c.pem"}, want: "--tls-key"},
 		{name: "fetch without dataset", args: []string{"fetch"}, want: "--dataset"},
+		{name: "fetch zero repeat", args: []string{"fetch", "--dataset", "d", "--repeat", "0"}, want: "--repeat"},
 		{name: "scan without dir", args: []string{"scan"}, want: "scan"},
 		{name: "stray argument", args: []string{"version", "extra"}, want: "unexpected argument"},
 		{name: "bench bad peer", args: []string{"bench", "--peer", "dali"}, want: "--peer"},
@@ -200,14 +201,16 @@ func TestPrecomputeThenServe(t *testing.T) {
 		t.Fatalf("serve: %v\n%s", err, logs.String())
 	}
 	for epoch := range 2 {
-		ff := &fetchFlags{addr: addr, clients: 2, req: arrowio.Request{Dataset: "d", Epoch: epoch, BatchSize: 8, WorldSize: 1, Shuffle: true}}
+		ff := &fetchFlags{addr: addr, clients: 2, repeat: epoch + 1, req: arrowio.Request{Dataset: "d", Epoch: epoch, BatchSize: 8, WorldSize: 1, Shuffle: true}}
 		res, err := fetch(ctx, ff, &flightsvc.ClientOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 41 samples over 2 ranks without drop_last: 21 each, one wrapped around.
-		if res.Images != 42 || res.Bytes < 42*32*32*3 {
-			t.Errorf("epoch %d: %d images, %d bytes over 2 ranks; want 42 images", epoch, res.Images, res.Bytes)
+		// 41 samples over 2 ranks without drop_last: 21 each, one wrapped
+		// around; epoch 1 is streamed twice (--repeat 2).
+		want := int64(42 * (epoch + 1))
+		if res.Images != want || res.Bytes < want*32*32*3 {
+			t.Errorf("epoch %d: %d images, %d bytes over 2 ranks; want %d images", epoch, res.Images, res.Bytes, want)
 		}
 	}
 	cancel()
