@@ -11,6 +11,7 @@ const (
 	kindStream     = "stream"
 	kindPrecompute = "precompute"
 	kindPrefetch   = "prefetch"
+	kindUncached   = "uncached" // streams of epochs larger than the cache budget
 )
 
 // metrics are the loader's Prometheus collectors; they exist (unregistered)
@@ -41,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rows streamed from committed cache shards.",
 		}),
 	}
-	for _, k := range []string{kindStream, kindPrecompute, kindPrefetch} {
+	for _, k := range []string{kindStream, kindPrecompute, kindPrefetch, kindUncached} {
 		m.computed.WithLabelValues(k)
 	}
 	if reg != nil {

@@ -239,15 +239,41 @@ func TestCorruptShardRecomputed(t *testing.T) {
 	fxPoll(t, "epoch 0 complete again", func() bool { return fxStatus(t, l2)[0] == arrowio.EpochComplete })
 }
 
-func TestBudgetExhausted(t *testing.T) {
+// TestEpochLargerThanBudget: an epoch that cannot fit in the cache budget
+// is still streamed, computed batch by batch into memory, with the same
+// bytes; precomputing it is ResourceExhausted, and nothing reaches disk.
+func TestEpochLargerThanBudget(t *testing.T) {
 	root := fxDataset(t, 40)
-	l := fxLoader(t, root, fxCache(t, "", 1000), nil) // smaller than one shard
-	_, err := fxCollect(context.Background(), l, fxReq(nil))
-	if !errors.Is(err, arrowio.ErrExhausted) {
-		t.Fatalf("stream over budget = %v, want ErrExhausted", err)
+	want := fxEpoch(t, root, 0, nil)
+	c := fxCache(t, "", 1000) // smaller than one shard
+	l := fxLoader(t, root, c, nil)
+	for _, world := range []int{1, 3} {
+		var got fxRows
+		for rank := range world {
+			rows, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) {
+				r.Rank, r.WorldSize, r.BatchSize = rank, world, 7
+			}))
+			if err != nil {
+				t.Fatalf("stream of an epoch over budget, rank %d of %d: %v", rank, world, err)
+			}
+			got.Index = append(got.Index, rows.Index...)
+			got.Label = append(got.Label, rows.Label...)
+			got.Images = append(got.Images, rows.Images...)
+			got.Batches = append(got.Batches, rows.Batches...)
+		}
+		fxSame(t, "uncached stream", want, got)
+		if n := len(fxByIndex(t, got)); n != 40 {
+			t.Errorf("world size %d: the ranks cover %d of 40 samples", world, n)
+		}
+	}
+	if n := fxComputed(l, kindUncached); n < 2*40 {
+		t.Errorf("computed %d rows uncached, want at least 80", n)
 	}
 	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); !errors.Is(err, arrowio.ErrExhausted) {
 		t.Fatalf("precompute over budget = %v, want ErrExhausted", err)
+	}
+	if u := c.Usage(); u != 0 {
+		t.Errorf("cache holds %d bytes after uncached streams", u)
 	}
 }
 
@@ -451,5 +477,37 @@ func TestPrefetchWithinBudget(t *testing.T) {
 				t.Fatalf("prefetch targets %v while streaming epoch 0, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestUncachedStreamCancel: cancelling an uncached stream after its first
+// batch ends it promptly with the context's error, and every batch sent
+// is released once.
+func TestUncachedStreamCancel(t *testing.T) {
+	root := fxDataset(t, 60)
+	l := fxLoader(t, root, fxCache(t, "", 1000), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sent := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Stream(ctx, fxReq(func(r *arrowio.Request) { r.BatchSize = 4 }), func(b *arrowio.Batch) error {
+			sent++
+			b.Release()
+			b.Release() // a second call must be harmless
+			cancel()
+			return nil
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled uncached stream = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("uncached stream did not stop within 10s of cancel")
+	}
+	if sent == 0 || sent >= 15 {
+		t.Errorf("sent %d of 15 batches before stopping", sent)
 	}
 }

@@ -16,11 +16,15 @@ import (
 // nobody computes yet are claimed and computed by workers ahead of
 // background work. A producer reads up to Options.InFlightBatches batches
 // (and at least two rows per worker) ahead of the batch being sent, so
-// workers stay busy while send blocks.
+// workers stay busy while send blocks. An epoch larger than the whole
+// cache budget is streamed without the cache (streamDirect).
 func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arrowio.Batch) error) error {
 	d, o, pool, err := l.resolve(req)
 	if err != nil {
 		return err
+	}
+	if b := l.cache.Budget(); b > 0 && l.epochBytes(d) > b {
+		return l.streamDirect(ctx, d, o, pool, send)
 	}
 	ep, release, err := l.acquire(d, req.Epoch, userStream)
 	if err != nil {
