@@ -55,6 +55,7 @@ func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer)
 // progress shows precompute progress as a bar on a terminal and as a log
 // line every few seconds otherwise.
 type progress struct {
+	w      io.Writer
 	name   string
 	bar    *progressbar.ProgressBar
 	logger *slog.Logger
@@ -62,7 +63,7 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, name string, logger *slog.Logger) *progress {
-	p := &progress{name: name, logger: logger, last: time.Now()}
+	p := &progress{w: w, name: name, logger: logger, last: time.Now()}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		p.bar = progressbar.NewOptions64(-1,
 			progressbar.OptionSetWriter(w),
@@ -89,7 +90,7 @@ func (p *progress) update(pr arrowio.PrecomputeProgress) error {
 		p.last = time.Now()
 		eta := "?"
 		if pr.ImagesPerSec > 0 {
-			eta = (time.Duration(float64(pr.Total-pr.Done)/pr.ImagesPerSec) * time.Second).Round(time.Second).String()
+			eta = time.Duration(float64(pr.Total-pr.Done) / pr.ImagesPerSec * float64(time.Second)).Round(time.Second).String()
 		}
 		p.logger.Info("precompute", "dataset", p.name, "done", pr.Done, "total", pr.Total,
 			"images_per_sec", int(pr.ImagesPerSec), "eta", eta)
@@ -100,6 +101,6 @@ func (p *progress) update(pr arrowio.PrecomputeProgress) error {
 func (p *progress) finish() {
 	if p.bar != nil {
 		p.bar.Finish()
-		fmt.Fprintln(os.Stderr)
+		fmt.Fprintln(p.w)
 	}
 }
