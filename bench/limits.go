@@ -132,3 +132,14 @@ func loopbackOnce(ctx context.Context, streams int, total int64) (time.Duration,
 	}
 	return time.Since(start), nil
 }
+
+// Loopback measures loopback TCP throughput in this process: streams
+// connections on 127.0.0.1 each moving total bytes, repeat times after a
+// warm-up (median reported). `loaderd fetch --vs-loopback` uses it to put a
+// Flight figure beside the machine's limit in the same run.
+func Loopback(ctx context.Context, streams int, total int64, repeat int) (Rate, error) {
+	if streams < 1 || total < 1 || repeat < 1 {
+		return Rate{}, fmt.Errorf("%w: loopback of %d streams × %d bytes × %d", ErrOptions, streams, total, repeat)
+	}
+	return measureLoopback(ctx, streams, total, repeat)
+}

@@ -16,11 +16,13 @@ import (
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
+	"github.com/loaderd/loaderd/bench"
 )
 
 type fetchFlags struct {
 	addr, tokenFile, tlsCA   string
 	useTLS, insecure, asJSON bool
+	vsLoopback               bool
 	decode                   bool
 	clients, repeat          int
 	req                      arrowio.Request
@@ -47,6 +49,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate `file` (PEM) to verify the server")
 	fs.BoolVar(&f.insecure, "tls-insecure", false, "with --tls, do not verify the server certificate")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&f.vsLoopback, "vs-loopback", false, "then measure loopback TCP with as many streams as clients, in this process, and print the ratio")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -85,6 +88,16 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	if f.vsLoopback {
+		lb, err := bench.Loopback(ctx, f.clients, 1<<30, 3)
+		if err != nil {
+			return err
+		}
+		res.LoopbackGBPerSec = lb.GBPerSec
+		if lb.GBPerSec > 0 {
+			res.VsLoopback = res.MBPerSec / 1e3 / lb.GBPerSec
+		}
+	}
 	if f.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -93,6 +106,10 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "%s epoch %d ×%d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms\n",
 		f.req.Dataset, f.req.Epoch, f.repeat, res.Clients, res.Batches, res.Images, float64(res.Bytes)/1e6, res.Seconds,
 		res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
+	if f.vsLoopback {
+		fmt.Fprintf(stdout, "loopback TCP, %d stream(s), same run: %.2f GB/s; served/loopback %.2f\n",
+			f.clients, res.LoopbackGBPerSec, res.VsLoopback)
+	}
 	return nil
 }
 
@@ -106,6 +123,9 @@ type fetchResult struct {
 	ImagesPerSec float64 `json:"images_per_sec"`
 	MBPerSec     float64 `json:"mb_per_sec"`
 	FirstBatchMs float64 `json:"first_batch_ms"` // the slowest client's
+
+	LoopbackGBPerSec float64 `json:"loopback_gb_per_sec,omitempty"` // with --vs-loopback
+	VsLoopback       float64 `json:"vs_loopback,omitempty"`         // served GB/s over loopback GB/s
 }
 
 func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (*fetchResult, error) {

@@ -213,6 +213,15 @@ func TestPrecomputeThenServe(t *testing.T) {
 			t.Errorf("epoch %d: %d images, %d bytes over 2 ranks; want %d images", epoch, res.Images, res.Bytes, want)
 		}
 	}
+	// The command line, with the loopback limit measured in the same run.
+	code, out, stderr = runCLI(t, "fetch", "--addr", addr, "--dataset", "d", "--batch-size", "16", "--json", "--vs-loopback")
+	var res fetchResult
+	if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil {
+		t.Fatalf("fetch --vs-loopback: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	if res.Images != 41 || res.LoopbackGBPerSec <= 0 || res.VsLoopback <= 0 {
+		t.Errorf("fetch --vs-loopback = %+v; want 41 images and a loopback figure", res)
+	}
 	cancel()
 	select {
 	case err := <-done:
