@@ -62,7 +62,8 @@ type Cache struct {
 	epochs    map[Key]*epoch
 	committed int64            // bytes of committed shards
 	reserved  int64            // bytes reserved by writers in progress
-	verified  map[string]stamp // files whose checksum this Cache has checked
+	verified  map[string]stamp // files whose checksum has been checked (this boot; see verified.go)
+	boot      string           // the kernel's boot id; "" keeps the memo in memory only
 	trashSeq  int
 }
 
@@ -84,24 +85,6 @@ type epoch struct {
 type shardFile struct {
 	name string
 	size int64
-}
-
-// stamp identifies a file's content for the verification memo: a file
-// replaced or rewritten since it was verified gets checked again.
-type stamp struct {
-	ino   uint64
-	size  int64
-	mtime int64
-}
-
-func stampOf(fi fs.FileInfo) stamp {
-	s := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if st, ok := fi.Sys().(*unix.Stat_t); ok {
-		s.ino = st.Ino
-	} else if st, ok := fi.Sys().(interface{ Ino() uint64 }); ok {
-		s.ino = st.Ino()
-	}
-	return s
 }
 
 // Open opens the cache in dir, creating dir if needed. It takes an exclusive
@@ -145,6 +128,7 @@ func Open(dir string, opts *Options) (*Cache, error) {
 		_ = lf.Close()
 		return nil, err
 	}
+	c.loadVerified()
 	c.m, err = newMetrics(o.Registerer, func() float64 { return float64(c.Usage()) })
 	if err != nil {
 		_ = lf.Close()
@@ -559,9 +543,11 @@ func (c *Cache) Open(k Key, shard int) (*Mapping, error) {
 			_ = unix.Munmap(data)
 			return nil, c.corrupt(ep, shard, sf, fi, fmt.Sprintf("crc32c %08x, want %08x", got, want))
 		}
+		c.m.checksums.Inc()
 		c.mu.Lock()
 		if c.epochs[k] == ep && ep.shards[shard] == sf {
 			c.verified[path] = st
+			c.recordVerified(path, st)
 		}
 		c.mu.Unlock()
 	}

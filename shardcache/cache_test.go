@@ -518,6 +518,9 @@ func TestMetrics(t *testing.T) {
 # HELP loaderd_cache_bytes Bytes of committed shards plus space reserved by shards being written.
 # TYPE loaderd_cache_bytes gauge
 loaderd_cache_bytes 4000
+# HELP loaderd_cache_checksums_total Shards read and checksummed before their first use (once per file per boot).
+# TYPE loaderd_cache_checksums_total counter
+loaderd_cache_checksums_total 1
 # HELP loaderd_cache_hits_total Shard opens served from the cache.
 # TYPE loaderd_cache_hits_total counter
 loaderd_cache_hits_total 2
@@ -529,11 +532,11 @@ loaderd_cache_misses_total 1
 loaderd_cache_shards_written_total 2
 `
 	if err := testutil.GatherAndCompare(reg, bytes.NewBufferString(want),
-		"loaderd_cache_bytes", "loaderd_cache_hits_total", "loaderd_cache_misses_total", "loaderd_cache_shards_written_total"); err != nil {
+		"loaderd_cache_bytes", "loaderd_cache_checksums_total", "loaderd_cache_hits_total", "loaderd_cache_misses_total", "loaderd_cache_shards_written_total"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n != 6 {
-		t.Errorf("gathered %d series (%v), want 6", n, err)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 7 {
+		t.Errorf("gathered %d series (%v), want 7", n, err)
 	}
 	if _, err := Open(t.TempDir(), &Options{Registerer: reg}); err == nil {
 		t.Error("second cache on one registry: Open = nil error, want a registration error")
@@ -576,5 +579,68 @@ func TestWriteAt(t *testing.T) {
 	}
 	if err := checkShard(c, k, 3, size); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerifiedAcrossRestart: a shard checksummed once is not read again by
+// a restarted process of the same boot, but is after a reboot (a new boot
+// id) or when the file was rewritten since; a corrupt file is still caught.
+func TestVerifiedAcrossRestart(t *testing.T) {
+	boot := filepath.Join(t.TempDir(), "boot_id")
+	old := bootIDPath
+	bootIDPath = boot
+	t.Cleanup(func() { bootIDPath = old })
+	setBoot := func(id string) {
+		if err := os.WriteFile(boot, []byte(id+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checksums := func(c *Cache) int { return int(testutil.ToFloat64(c.m.checksums)) }
+	dir := t.TempDir()
+	k, size := testKey(0), shardSize(0)
+	setBoot("boot-a")
+	c := openCache(t, dir, nil)
+	mustWrite(t, c, k, 0, size)
+	mustWrite(t, c, k, 1, size)
+	for range 2 {
+		if err := checkShard(c, k, 0, size); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := checksums(c); n != 1 {
+		t.Fatalf("first process: %d checksums, want 1", n)
+	}
+	c.Close()
+
+	restart := func(what string, want int) *Cache {
+		t.Helper()
+		c := openCache(t, dir, nil)
+		if err := checkShard(c, k, 0, size); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := checksums(c); n != want {
+			t.Fatalf("%s: %d checksums of shard 0, want %d", what, n, want)
+		}
+		c.Close()
+		return c
+	}
+	restart("restart, same boot", 0)
+	setBoot("boot-b")
+	restart("after a reboot", 1)
+	restart("restart after the reboot", 0)
+
+	// Rewrite shard 0 with other bytes: the stamp no longer matches.
+	files, _ := filepath.Glob(filepath.Join(dir, "e-*", "shard-000000.*.arrow"))
+	if len(files) != 1 {
+		t.Fatalf("shard 0 files: %v", files)
+	}
+	b, _ := os.ReadFile(files[0])
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(files[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c = openCache(t, dir, nil)
+	if _, err := c.Open(k, 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("rewritten shard after restart: Open = %v, want ErrCorrupt", err)
 	}
 }

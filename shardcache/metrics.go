@@ -14,6 +14,7 @@ type metrics struct {
 	hits          prometheus.Counter
 	misses        prometheus.Counter
 	corrupt       prometheus.Counter
+	checksums     prometheus.Counter
 	evictions     prometheus.Counter
 	shardsWritten prometheus.Counter
 	bytes         prometheus.GaugeFunc
@@ -31,6 +32,9 @@ func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, erro
 		}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_cache_corrupt_total", Help: "Shards that failed their checksum or size check and were deleted.",
+		}),
+		checksums: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_checksums_total", Help: "Shards read and checksummed before their first use (once per file per boot).",
 		}),
 		evictions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_cache_evictions_total", Help: "Epochs removed from the cache.",
@@ -60,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, erro
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.evictions, m.shardsWritten, m.bytes}
+	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.checksums, m.evictions, m.shardsWritten, m.bytes}
 }
 
 // unregister removes the collectors, so that a later Cache may register its
