@@ -232,3 +232,24 @@ func TestPrecomputeThenServe(t *testing.T) {
 		t.Fatal("serve did not stop within 10s of cancel")
 	}
 }
+
+// TestBenchCommand runs `loaderd bench` end to end on a tiny dataset (no
+// peer) and checks it writes the table, the JSON and the plot.
+func TestBenchCommand(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(t, "bench", "--data", smallData(t, 12, false), "--max-images", "12",
+		"--repeat", "1", "--max-workers", "1", "--epochs", "2", "--clients", "1,2", "--out", out)
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"COLD", "PRECOMPUTE", "WARM", "LIMITS", "served/loopback"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("bench table lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, f := range []string{"bench.json", "bench.png"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("bench wrote no %s: %v", f, err)
+		}
+	}
+}
