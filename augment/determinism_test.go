@@ -138,7 +138,7 @@ func TestWorkersSameBytes(t *testing.T) {
 // rows a sample needs gives the bytes of a full decode.
 func TestRegionDecodeSameBytes(t *testing.T) {
 	if !libjpegAvailable {
-		t.Skip("region decoding is a libjpeg-turbo path; not built (cgo off or -tags nolibjpeg)")
+		t.Skip("region decoding needs libjpeg-turbo, not available in this build (cgo off or -tags nolibjpeg)")
 	}
 	srcs := map[string][]byte{
 		"4:2:0": encodeJPEG(t, natural(500, 375, 31), 90),
