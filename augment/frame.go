@@ -90,29 +90,11 @@ func frameFromImage(img image.Image) *frame {
 	r, g, bl := f.p[0].pix, f.p[1].pix, f.p[2].pix
 	switch m := img.(type) {
 	case *image.NRGBA: // alpha dropped, as PIL's convert("RGB") does
-		for y := range h {
-			row := m.Pix[y*m.Stride:]
-			for x := range w {
-				o := y*w + x
-				r[o], g[o], bl[o] = row[4*x], row[4*x+1], row[4*x+2]
-			}
-		}
+		splitPixels(r, g, bl, m.Pix, m.Stride, w, h, 4, 1)
 	case *image.RGBA:
-		for y := range h {
-			row := m.Pix[y*m.Stride:]
-			for x := range w {
-				o := y*w + x
-				r[o], g[o], bl[o] = row[4*x], row[4*x+1], row[4*x+2]
-			}
-		}
-	case *image.NRGBA64:
-		for y := range h {
-			row := m.Pix[y*m.Stride:]
-			for x := range w {
-				o := y*w + x
-				r[o], g[o], bl[o] = row[8*x], row[8*x+2], row[8*x+4]
-			}
-		}
+		splitPixels(r, g, bl, m.Pix, m.Stride, w, h, 4, 1)
+	case *image.NRGBA64: // the high byte of each 16-bit sample
+		splitPixels(r, g, bl, m.Pix, m.Stride, w, h, 8, 2)
 	case *image.CMYK:
 		for y := range h {
 			row := m.Pix[y*m.Stride:]
@@ -265,4 +247,16 @@ func exifOrientation(t []byte) int {
 		}
 	}
 	return 0
+}
+
+// splitPixels copies the first three channels of interleaved pixels (bpp
+// bytes per pixel, channels step bytes apart) into the planes r, g, bl.
+func splitPixels(r, g, bl, pix []byte, stride, w, h, bpp, step int) {
+	for y := range h {
+		row := pix[y*stride:]
+		for x := range w {
+			o, i := y*w+x, bpp*x
+			r[o], g[o], bl[o] = row[i], row[i+step], row[i+2*step]
+		}
+	}
 }
