@@ -236,7 +236,7 @@ type slot struct {
 	index   uint64
 	label   int64
 	release func()          // ready: drops the reference that keeps img valid
-	claimed []byte          // claim granted: where to write the row's image
+	claimed bool            // claim granted: the caller computes the row
 	wait    <-chan struct{} // neither: closed when the shard changes
 	cached  bool            // ready and served from a committed shard
 }
@@ -280,7 +280,7 @@ func (sh *shard) acquire(p int, claim, serve bool) (slot, error) {
 	case rowAbsent:
 		if claim {
 			sh.rows[p] = rowClaimed
-			return slot{claimed: sh.layout.Row(sh.w.Data(), p)}, nil
+			return slot{claimed: true}, nil
 		}
 	}
 	return slot{wait: sh.changed}, nil

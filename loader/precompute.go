@@ -149,17 +149,15 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 		}
 		fused = fused[:0]
 		var shs []*shard
-		var bufs [][]byte
 		for _, ep := range eps {
 			sh, p := ep.shardOf(i)
-			buf, err := sh.request(p, false)
+			claimed, err := sh.request(p, false)
 			if err != nil {
 				return err
 			}
-			if buf != nil {
+			if claimed {
 				fused = append(fused, ep.id.epoch)
 				shs = append(shs, sh)
-				bufs = append(bufs, buf)
 			}
 		}
 		if len(shs) == 0 {
@@ -178,7 +176,7 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 				finish(errAbandoned)
 				return
 			}
-			imgs := make([][]byte, len(bufs))
+			imgs := make([][]byte, len(shs))
 			for k := range imgs {
 				img := l.rowScratch()
 				defer l.scratch.Put(img)
@@ -186,7 +184,7 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 			}
 			srcs, err := l.computeFused(d, es, i, imgs)
 			for k := 0; err == nil && k < len(shs); k++ {
-				err = shs[k].store(i-shs[k].lo, bufs[k], imgs[k])
+				err = shs[k].store(i-shs[k].lo, imgs[k])
 			}
 			if err != nil {
 				finish(err)
@@ -222,13 +220,13 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 					// Rows went missing (a stream gave them up, or the
 					// budget evicted the epoch): leave them to streams
 					// rather than fight the budget.
-					for _, c := range claims {
-						sh.finish(c.p, 0, 0, errAbandoned)
+					for _, p := range claims {
+						sh.finish(p, 0, 0, errAbandoned)
 					}
 					return errEvicted
 				}
-				for _, c := range claims {
-					if !r.submit(ctx, ep, sh, c.p, c.buf) {
+				for _, p := range claims {
+					if !r.submit(ctx, ep, sh, p) {
 						return r.stopped(ctx)
 					}
 				}
@@ -243,15 +241,9 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 	return nil
 }
 
-// A claim is a row claimed for computing and where to write it.
-type claim struct {
-	p   int
-	buf []byte
-}
-
 // settle reports whether sh is committed; if not, it claims its absent
-// rows for the caller and returns what to wait on.
-func (sh *shard) settle() (bool, []claim, <-chan struct{}, error) {
+// rows (returned as row numbers) for the caller and returns what to wait on.
+func (sh *shard) settle() (bool, []int, <-chan struct{}, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if wait, err := sh.lookup(false); err != nil || wait != nil {
@@ -270,12 +262,12 @@ func (sh *shard) settle() (bool, []claim, <-chan struct{}, error) {
 			return false, nil, nil, err
 		}
 	}
-	var claims []claim
+	var claims []int
 	for p, st := range sh.rows {
 		switch st {
 		case rowAbsent:
 			sh.rows[p] = rowClaimed
-			claims = append(claims, claim{p: p, buf: sh.layout.Row(sh.w.Data(), p)})
+			claims = append(claims, p)
 		case rowFailed:
 			return false, nil, nil, sh.errs[p]
 		}

@@ -50,11 +50,11 @@ func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arr
 			}
 			for _, i := range o.Batch(k) {
 				sh, p := ep.shardOf(i)
-				buf, err := sh.request(p, true)
+				claimed, err := sh.request(p, true)
 				if err != nil {
 					return err
 				}
-				if buf != nil && !st.submit(gctx, ep, sh, p, buf) {
+				if claimed && !st.submit(gctx, ep, sh, p) {
 					return st.stopped(gctx)
 				}
 			}
@@ -96,7 +96,7 @@ type runner struct {
 
 // submit hands the claimed row p of sh to a worker; if it cannot (ctx
 // done, loader closed) it gives the claim back and reports false.
-func (r *runner) submit(ctx context.Context, ep *epoch, sh *shard, p int, buf []byte) bool {
+func (r *runner) submit(ctx context.Context, ep *epoch, sh *shard, p int) bool {
 	l, d, e := r.l, ep.d, ep.id.epoch
 	r.tasks.Add(1)
 	ok := l.sched.submit(ctx, r.pool, r.high, func() {
@@ -109,7 +109,7 @@ func (r *runner) submit(ctx context.Context, ep *epoch, sh *shard, p int, buf []
 		defer l.scratch.Put(img)
 		j, err := l.computeRow(d, e, sh.lo+p, *img)
 		if err == nil {
-			err = sh.store(p, buf, *img)
+			err = sh.store(p, *img)
 		}
 		if err != nil {
 			sh.finish(p, 0, 0, err)
@@ -163,8 +163,8 @@ func (r *runner) gather(ctx context.Context, idx []int) (*arrowio.Batch, error) 
 				}
 				break
 			}
-			if s.claimed != nil { // nobody computes it (its claimer left): we do
-				if !r.submit(ctx, r.ep, sh, p, s.claimed) {
+			if s.claimed { // nobody computes it (its claimer left): we do
+				if !r.submit(ctx, r.ep, sh, p) {
 					drop()
 					return nil, r.stopped(ctx)
 				}
@@ -184,29 +184,29 @@ func (r *runner) gather(ctx context.Context, idx []int) (*arrowio.Batch, error) 
 	return b, nil
 }
 
-// request claims row p of sh for the caller when nobody has it yet,
-// returning where to write it; nil when it is cached, ready or claimed.
-// A committed shard is mapped here, ahead of its rows being gathered.
-func (sh *shard) request(p int, open bool) ([]byte, error) {
+// request claims row p of sh for the caller when nobody has it yet; it
+// reports false when the row is cached, ready or claimed by another. A
+// committed shard is mapped here, ahead of its rows being gathered.
+func (sh *shard) request(p int, open bool) (bool, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if wait, err := sh.lookup(open); err != nil || wait != nil {
-		return nil, err // being committed: the consumer waits for it
+		return false, err // being committed: the consumer waits for it
 	}
 	switch sh.mode {
 	case modeCached, modeMapped, modeCommitting:
-		return nil, nil
+		return false, nil
 	case modeUnknown:
 		if err := sh.startWriter(); err != nil {
-			return nil, err
+			return false, err
 		}
 	}
 	switch sh.rows[p] {
 	case rowAbsent:
 		sh.rows[p] = rowClaimed
-		return sh.layout.Row(sh.w.Data(), p), nil
+		return true, nil
 	case rowFailed:
-		return nil, sh.errs[p]
+		return false, sh.errs[p]
 	}
-	return nil, nil
+	return false, nil
 }
