@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +18,7 @@ import (
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
+	f.register(flag.NewFlagSet("defaults", flag.ContinueOnError)) // serve's defaults, then demo's own
 	var dir string
 	var n int
 	var keep bool
@@ -47,9 +49,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	f.data = datasetFlag{{Name: "sample", Path: data}}
-	f.decoder, f.onError, f.logLevel = "auto", "substitute", "warn"
-	f.cacheDir = filepath.Join(dir, "cache")
-	f.shardSize, f.prefetchEpochs, f.maxStreams = 256, 1, 64
+	f.cacheDir, f.shardSize, f.logLevel = filepath.Join(dir, "cache"), 256, "warn"
 	f.drainTimeout = 5 * time.Second
 	logger := newLogger(stderr, f.logLevel)
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -44,16 +45,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f serveFlags
 	fs := newFlags("serve", "--data NAME=PATH [--data ...] [flags]", stderr)
 	f.register(fs)
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:8815", "Flight `address` to listen on")
-	fs.StringVar(&f.metricsListen, "metrics-listen", "", "`address` for Prometheus /metrics and /healthz (empty = off)")
-	fs.IntVar(&f.prefetchEpochs, "prefetch-epochs", 1, "epochs after the one streamed to precompute in the background")
-	fs.IntVar(&f.maxStreams, "max-streams", 64, "concurrent DoGet streams before ResourceExhausted")
-	fs.StringVar(&f.authTokenFile, "auth-token-file", "", "`file` holding the bearer token every call must carry")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key serves grpc+tls")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
-	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`file` of the key that signs tickets (default CACHE-DIR/ticket.key)")
-	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
-	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on --metrics-listen")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -68,6 +59,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger := newLogger(stderr, f.logLevel)
 	return serve(ctx, &f, logger, nil)
+}
+
+// register adds serve's flags to fs; their defaults land in f at once.
+func (f *serveFlags) register(fs *flag.FlagSet) {
+	f.pipelineFlags.register(fs)
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8815", "Flight `address` to listen on")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "`address` for Prometheus /metrics and /healthz (empty = off)")
+	fs.IntVar(&f.prefetchEpochs, "prefetch-epochs", 1, "epochs after the one streamed to precompute in the background")
+	fs.IntVar(&f.maxStreams, "max-streams", 64, "concurrent DoGet streams before ResourceExhausted")
+	fs.StringVar(&f.authTokenFile, "auth-token-file", "", "`file` holding the bearer token every call must carry")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key serves grpc+tls")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
+	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`file` of the key that signs tickets (default CACHE-DIR/ticket.key)")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on --metrics-listen")
 }
 
 // stack is what serve, precompute and demo build from the pipeline flags.
