@@ -14,16 +14,16 @@ func BenchmarkBatchMessage(b *testing.B) {
 	schema := testSchema(b, spec)
 	const rows = 256
 	pixels := make([]byte, rows*spec.RowBytes())
-	batch := &arrowio.Batch{Index: make([]uint64, rows), Label: make([]int64, rows)}
+	batch := &testRows{Index: make([]uint64, rows), Label: make([]int64, rows)}
 	for p := range rows {
 		batch.Images = append(batch.Images, pixels[p*spec.RowBytes():(p+1)*spec.RowBytes()])
 	}
-	if _, err := arrowio.BatchMessage(schema, batch); err != nil {
+	if _, err := batchMessage(schema, batch); err != nil {
 		b.Fatal(err)
 	}
 	n := 0
 	for b.Loop() {
-		if _, err := arrowio.BatchMessage(schema, batch); err != nil {
+		if _, err := batchMessage(schema, batch); err != nil {
 			b.Fatal(err)
 		}
 		n += rows

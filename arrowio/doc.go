@@ -1,7 +1,8 @@
-// Package arrowio holds loaderd's Arrow formats and its Flight service: the
-// fixed_shape_tensor extension type, the record schema, the fixed-layout
-// shard files of the cache, the IPC messages sent as Flight data, and the
-// Flight server that streams batches from a Source.
+// Package arrowio holds loaderd's Arrow formats: the fixed_shape_tensor
+// extension type, the record schema, the fixed-layout shard files of the
+// cache and the IPC messages sent as Flight data. It knows nothing of the
+// service: the Flight transport is arrowio/flightsvc, and the requests and
+// batches it serves are package service's.
 //
 // A record has three non-nullable columns: index uint64, label int64 and
 // image, Arrow's canonical "arrow.fixed_shape_tensor" extension over
@@ -14,9 +15,9 @@
 // in any order, and read back in place by OpenShard, which rejects any file
 // whose bytes outside the values differ from the layout.
 //
-// The send path never re-encodes pixels: BatchMessage turns a Batch into
-// the IPC record batch message header (cached per row count) and a list of
-// body pieces that alias the Batch's rows; SchemaMessage is the schema
+// The send path never re-encodes pixels: BatchMessage turns a batch's
+// columns into the IPC record batch message header (cached per row count)
+// and a list of body pieces that alias the rows; SchemaMessage is the schema
 // message sent first. They are the DataHeader and DataBody of Flight data,
 // byte for byte what flight.NewRecordWriter would send.
 //

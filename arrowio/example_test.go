@@ -34,11 +34,10 @@ func Example() {
 	}
 	fmt.Println(v.Rows(), v.Index(2), v.Label(2), v.Row(2)[:4])
 
-	m, err := arrowio.BatchMessage(schema, &arrowio.Batch{
-		Index:  []uint64{v.Index(0), v.Index(2)},
-		Label:  []int64{v.Label(0), v.Label(2)},
-		Images: [][]byte{v.Row(0), v.Row(2)},
-	})
+	m, err := arrowio.BatchMessage(schema,
+		[]uint64{v.Index(0), v.Index(2)},
+		[]int64{v.Label(0), v.Label(2)},
+		[][]byte{v.Row(0), v.Row(2)})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -21,10 +21,25 @@ func image(rowBytes int, i uint64) []byte {
 	return b
 }
 
+// testRows are the columns of a record batch.
+type testRows struct {
+	Index  []uint64
+	Label  []int64
+	Images [][]byte
+}
+
+// batchMessage is arrowio.BatchMessage of b's columns; a nil b has none.
+func batchMessage(schema *arrow.Schema, b *testRows) (arrowio.Message, error) {
+	if b == nil {
+		b = &testRows{}
+	}
+	return arrowio.BatchMessage(schema, b.Index, b.Label, b.Images)
+}
+
 // testBatch returns a batch of rows rows of the pattern; row p holds sample
 // first+p with label -p.
-func testBatch(spec arrowio.RowSpec, rows int, first uint64) *arrowio.Batch {
-	b := &arrowio.Batch{}
+func testBatch(spec arrowio.RowSpec, rows int, first uint64) *testRows {
+	b := &testRows{}
 	for p := range rows {
 		i := first + uint64(p)
 		b.Index = append(b.Index, i)

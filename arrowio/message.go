@@ -14,14 +14,14 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 )
 
-// ErrBatch reports a Batch that does not fit its schema.
+// ErrBatch reports rows that do not fit their schema.
 var ErrBatch = errors.New("arrowio: invalid batch")
 
 // A Message is one encapsulated IPC message split for Flight: Header is the
 // flatbuffer Message (FlightData.DataHeader) and the concatenation of Body
 // is the message body (FlightData.DataBody), BodyLen bytes long. Header and
 // the padding pieces of Body are shared and must not be modified; the other
-// pieces alias the Batch they were made from.
+// pieces alias the columns they were made from.
 type Message struct {
 	Header  []byte
 	Body    [][]byte
@@ -174,24 +174,24 @@ func SchemaMessage(schema *arrow.Schema) ([]byte, error) {
 	return c.schemaMsg, nil
 }
 
-// BatchMessage returns the IPC record batch message of b: the header, the
-// same for every batch of the schema with as many rows, is cached, and the
-// body pieces are b's index and label values and b.Images as they are, with
-// padding; no pixel is copied. b.Index, b.Label and b.Images must have the
-// same length and every image must be RowBytes long.
-func BatchMessage(schema *arrow.Schema, b *Batch) (Message, error) {
-	if b == nil {
-		return Message{}, fmt.Errorf("%w: nil batch", ErrBatch)
-	}
+// BatchMessage returns the IPC record batch message of the rows given by
+// their columns: index, label and images[i], the image tensor of row i
+// (RowBytes long, in the layout of the schema's image column). The header,
+// the same for every batch of the schema with as many rows, is cached; the
+// body pieces are the index and label values and images as they are, with
+// padding: no pixel is copied, and the pieces alias the arguments. The
+// three columns must have the same length and every image must be RowBytes
+// long.
+func BatchMessage(schema *arrow.Schema, index []uint64, label []int64, images [][]byte) (Message, error) {
 	c, err := codecOf(schema)
 	if err != nil {
 		return Message{}, err
 	}
-	rows := len(b.Index)
-	if len(b.Label) != rows || len(b.Images) != rows {
-		return Message{}, fmt.Errorf("%w: %d indexes, %d labels, %d images", ErrBatch, rows, len(b.Label), len(b.Images))
+	rows := len(index)
+	if len(label) != rows || len(images) != rows {
+		return Message{}, fmt.Errorf("%w: %d indexes, %d labels, %d images", ErrBatch, rows, len(label), len(images))
 	}
-	for i, img := range b.Images {
+	for i, img := range images {
 		if len(img) != c.rowBytes {
 			return Message{}, fmt.Errorf("%w: image %d has %d bytes, want %d", ErrBatch, i, len(img), c.rowBytes)
 		}
@@ -206,11 +206,11 @@ func BatchMessage(schema *arrow.Schema, b *Batch) (Message, error) {
 		case s.lit != nil:
 			body = append(body, s.lit)
 		case s.buf == bufIndex:
-			body = append(body, u64Bytes(b.Index))
+			body = append(body, u64Bytes(index))
 		case s.buf == bufLabel:
-			body = append(body, i64Bytes(b.Label))
+			body = append(body, i64Bytes(label))
 		case s.buf == bufImage:
-			body = append(body, b.Images...)
+			body = append(body, images...)
 		}
 	}
 	return Message{Header: m.header, Body: body, BodyLen: m.bodyLen}, nil

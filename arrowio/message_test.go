@@ -16,7 +16,7 @@ import (
 
 // ourStream frames the schema message and the messages of batches as an IPC
 // stream with its end-of-stream marker.
-func ourStream(t *testing.T, schema *arrow.Schema, batches ...*arrowio.Batch) []byte {
+func ourStream(t *testing.T, schema *arrow.Schema, batches ...*testRows) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	sm, err := arrowio.SchemaMessage(schema)
@@ -27,7 +27,7 @@ func ourStream(t *testing.T, schema *arrow.Schema, batches ...*arrowio.Batch) []
 		t.Fatal(err)
 	}
 	for _, b := range batches {
-		m, err := arrowio.BatchMessage(schema, b)
+		m, err := batchMessage(schema, b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +63,7 @@ func TestBatchMessageIsIPC(t *testing.T) {
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
 			schema := testSchema(t, tc.spec)
-			var batches []*arrowio.Batch
+			var batches []*testRows
 			var want bytes.Buffer
 			w := ipc.NewWriter(&want, ipc.WithSchema(schema), ipc.WithAllocator(mem))
 			first := uint64(0)
@@ -152,7 +152,7 @@ func TestBatchMessageIsFlightData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := arrowio.BatchMessage(schema, testBatch(spec, 6, 10))
+	m, err := batchMessage(schema, testBatch(spec, 6, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestBatchMessageZeroCopy(t *testing.T) {
 	spec := arrowio.ImageSpec(4, 4, false)
 	schema := testSchema(t, spec)
 	b := testBatch(spec, 5, 0)
-	m, err := arrowio.BatchMessage(schema, b)
+	m, err := batchMessage(schema, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestBatchMessageZeroCopy(t *testing.T) {
 	if found != len(b.Images) {
 		t.Errorf("%d of %d images passed in place", found, len(b.Images))
 	}
-	m2, err := arrowio.BatchMessage(schema, testBatch(spec, 5, 99))
+	m2, err := batchMessage(schema, testBatch(spec, 5, 99))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,26 +207,26 @@ func TestBatchMessageZeroCopy(t *testing.T) {
 func TestBatchMessageInvalid(t *testing.T) {
 	spec := arrowio.ImageSpec(2, 2, false)
 	schema := testSchema(t, spec)
-	good := func() *arrowio.Batch { return testBatch(spec, 3, 0) }
+	good := func() *testRows { return testBatch(spec, 3, 0) }
 	bad := arrow.NewSchema([]arrow.Field{{Name: "x", Type: arrow.PrimitiveTypes.Int8}}, nil)
 	tests := []struct {
 		name   string
 		schema *arrow.Schema
-		batch  *arrowio.Batch
+		batch  *testRows
 		want   error
 	}{
-		{name: "nil batch", schema: schema, want: arrowio.ErrBatch},
-		{name: "short image", schema: schema, batch: func() *arrowio.Batch { b := good(); b.Images[1] = b.Images[1][1:]; return b }(), want: arrowio.ErrBatch},
-		{name: "long image", schema: schema, batch: func() *arrowio.Batch { b := good(); b.Images[2] = append(b.Images[2], 0); return b }(), want: arrowio.ErrBatch},
-		{name: "missing label", schema: schema, batch: func() *arrowio.Batch { b := good(); b.Label = b.Label[:2]; return b }(), want: arrowio.ErrBatch},
-		{name: "missing image", schema: schema, batch: func() *arrowio.Batch { b := good(); b.Images = b.Images[:2]; return b }(), want: arrowio.ErrBatch},
-		{name: "nil image", schema: schema, batch: func() *arrowio.Batch { b := good(); b.Images[0] = nil; return b }(), want: arrowio.ErrBatch},
+		{name: "missing index", schema: schema, batch: func() *testRows { b := good(); b.Index = b.Index[:2]; return b }(), want: arrowio.ErrBatch},
+		{name: "short image", schema: schema, batch: func() *testRows { b := good(); b.Images[1] = b.Images[1][1:]; return b }(), want: arrowio.ErrBatch},
+		{name: "long image", schema: schema, batch: func() *testRows { b := good(); b.Images[2] = append(b.Images[2], 0); return b }(), want: arrowio.ErrBatch},
+		{name: "missing label", schema: schema, batch: func() *testRows { b := good(); b.Label = b.Label[:2]; return b }(), want: arrowio.ErrBatch},
+		{name: "missing image", schema: schema, batch: func() *testRows { b := good(); b.Images = b.Images[:2]; return b }(), want: arrowio.ErrBatch},
+		{name: "nil image", schema: schema, batch: func() *testRows { b := good(); b.Images[0] = nil; return b }(), want: arrowio.ErrBatch},
 		{name: "foreign schema", schema: bad, batch: good(), want: arrowio.ErrSchema},
 		{name: "nil schema", batch: good(), want: arrowio.ErrSchema},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := arrowio.BatchMessage(tc.schema, tc.batch); !errors.Is(err, tc.want) {
+			if _, err := batchMessage(tc.schema, tc.batch); !errors.Is(err, tc.want) {
 				t.Errorf("err = %v, want %v", err, tc.want)
 			}
 		})
@@ -246,7 +246,7 @@ func TestBatchMessageConcurrent(t *testing.T) {
 	for g := range errs {
 		wg.Go(func() {
 			for rows := 1; rows <= 16; rows++ {
-				m, err := arrowio.BatchMessage(schema, testBatch(spec, (rows+g)%16+1, 0))
+				m, err := batchMessage(schema, testBatch(spec, (rows+g)%16+1, 0))
 				if err != nil {
 					errs[g] = err
 					return

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/loader"
+	"github.com/loaderd/loaderd/service"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -67,7 +67,7 @@ func checkCached(ctx context.Context, l *loader.Loader, epoch int) error {
 	}
 	for _, d := range st.Datasets {
 		for _, e := range d.Epochs {
-			if e.Epoch == epoch && e.State == arrowio.EpochComplete {
+			if e.Epoch == epoch && e.State == service.EpochComplete {
 				return nil
 			}
 		}
@@ -82,7 +82,7 @@ type precomputed struct {
 
 func precomputeOnce(ctx context.Context, l *loader.Loader, epochs []int) (precomputed, error) {
 	start := time.Now()
-	sum, err := l.Precompute(ctx, datasetName, epochs, func(arrowio.PrecomputeProgress) error { return nil })
+	sum, err := l.Precompute(ctx, datasetName, epochs, func(service.PrecomputeProgress) error { return nil })
 	d := time.Since(start)
 	if err != nil {
 		return precomputed{}, fmt.Errorf("bench: precompute %v: %w", epochs, err)
@@ -149,7 +149,7 @@ func fetchAll(ctx context.Context, conns []*flightsvc.Client, batchSize, passes 
 	start := time.Now()
 	for k, cl := range conns {
 		g.Go(func() error {
-			req := arrowio.Request{Dataset: datasetName, Epoch: 0, BatchSize: batchSize, Rank: k,
+			req := service.Request{Dataset: datasetName, Epoch: 0, BatchSize: batchSize, Rank: k,
 				WorldSize: len(conns), Shuffle: true}
 			for range passes {
 				st, err := cl.Fetch(gctx, req, nil)

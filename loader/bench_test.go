@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/service"
 )
 
 // benchLoader serves LOADERD_BENCH_DATA (an ImageFolder, e.g.
@@ -34,7 +34,7 @@ func benchLoader(b *testing.B) (*Loader, int) {
 // benchStream streams epoch e in batches of 64 and counts the rows.
 func benchStream(b *testing.B, l *Loader, e int) int {
 	rows := 0
-	err := l.Stream(context.Background(), fxReq(func(r *arrowio.Request) { r.Epoch, r.BatchSize = e, 64 }), func(bt *arrowio.Batch) error {
+	err := l.Stream(context.Background(), fxReq(func(r *service.Request) { r.Epoch, r.BatchSize = e, 64 }), func(bt *service.Batch) error {
 		rows += bt.Rows()
 		bt.Release()
 		return nil

@@ -7,8 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/service"
 )
 
 // rowScratch returns a row-sized buffer from the pool; Put it back after.
@@ -38,7 +38,7 @@ func (sh *shard) store(p int, img []byte) error {
 // computeRow writes row (e, i) into dst and returns the sample it holds:
 // the first j in i, i+1, ... (wrapping) whose file is decodable, augmented
 // with sample i's random stream (SPEC §5). Under the fail policy the first
-// undecodable file ends it with an error wrapping arrowio.ErrDataLoss.
+// undecodable file ends it with an error wrapping service.ErrDataLoss.
 func (l *Loader) computeRow(d *dataset, e, i int, dst []byte) (int, error) {
 	n := d.Len()
 	rngs := make([]*rand.Rand, 1)
@@ -53,7 +53,7 @@ func (l *Loader) computeRow(d *dataset, e, i int, dst []byte) (int, error) {
 			return j, nil
 		}
 	}
-	return 0, fmt.Errorf("loader: dataset %s: %w: no sample decodes", d.Name, arrowio.ErrDataLoss)
+	return 0, fmt.Errorf("loader: dataset %s: %w: no sample decodes", d.Name, service.ErrDataLoss)
 }
 
 // computeFused writes the rows of sample i for several epochs from one
@@ -95,7 +95,7 @@ const (
 // need, which gives the same pixels. So which files count as undecodable
 // depends on the files alone, never on which rows came first. It reports
 // false for an undecodable file under the substitute policy; under the
-// fail policy that is an error wrapping arrowio.ErrDataLoss.
+// fail policy that is an error wrapping service.ErrDataLoss.
 func (l *Loader) applyFile(d *dataset, j int, dsts [][]byte, rngs []*rand.Rand) (bool, error) {
 	st := d.state(j)
 	if st == fileBad {
@@ -136,7 +136,7 @@ func (l *Loader) undecodableError(d *dataset, j int) error {
 	d.mu.Lock()
 	reason := d.errs[j].Reason
 	d.mu.Unlock()
-	return fmt.Errorf("loader: %s (sample %d): %w: %s", d.Samples[j].Path, j, arrowio.ErrDataLoss, reason)
+	return fmt.Errorf("loader: %s (sample %d): %w: %s", d.Samples[j].Path, j, service.ErrDataLoss, reason)
 }
 
 // markBad records file j as undecodable, logging and counting it once.
@@ -145,7 +145,7 @@ func (l *Loader) markBad(d *dataset, j int, reason string) {
 	seen := d.files[j] == fileBad
 	d.files[j] = fileBad
 	if !seen {
-		d.errs[j] = arrowio.SampleError{Index: int64(j), Path: d.Samples[j].Path, Reason: reason}
+		d.errs[j] = service.SampleError{Index: int64(j), Path: d.Samples[j].Path, Reason: reason}
 	}
 	d.mu.Unlock()
 	if !seen {
@@ -171,13 +171,13 @@ func (d *dataset) setState(j int, st uint8) {
 }
 
 // sampleErrors returns the undecodable samples found so far, by index.
-func (d *dataset) sampleErrors() []arrowio.SampleError {
+func (d *dataset) sampleErrors() []service.SampleError {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]arrowio.SampleError, 0, len(d.errs))
+	out := make([]service.SampleError, 0, len(d.errs))
 	for _, e := range d.errs {
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b arrowio.SampleError) int { return cmp.Compare(a.Index, b.Index) })
+	slices.SortFunc(out, func(a, b service.SampleError) int { return cmp.Compare(a.Index, b.Index) })
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -116,7 +117,7 @@ func TestPrecomputeCrash(t *testing.T) {
 		t.Fatalf("final run %+v after %d committed shards", sum, committed)
 	}
 	for _, e := range crashEpochs {
-		got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = e }))
+		got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = e }))
 		if err != nil {
 			t.Fatal(err)
 		}

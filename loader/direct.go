@@ -7,13 +7,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // A directBatch is a batch computed straight into memory: its rows are
 // pooled row buffers, filled by workers, never written to the cache.
 type directBatch struct {
-	b    *arrowio.Batch
+	b    *service.Batch
 	bufs []*[]byte
 	wg   sync.WaitGroup // rows still being computed
 
@@ -35,7 +35,7 @@ func (db *directBatch) fail(err error) {
 // computed into row buffers (the same bytes as the cached path: the same
 // computeRow) and sent; at most InFlightBatches batches are computed ahead
 // of the one being sent, so memory stays bounded.
-func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool int, send func(*arrowio.Batch) error) error {
+func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool int, send func(*service.Batch) error) error {
 	e := o.Epoch
 	queue := make(chan *directBatch, l.opts.InFlightBatches)
 	var tasks sync.WaitGroup
@@ -45,7 +45,7 @@ func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool in
 		defer close(queue)
 		for k := range o.Batches() {
 			idx := o.Batch(k)
-			db := &directBatch{b: &arrowio.Batch{
+			db := &directBatch{b: &service.Batch{
 				Index:  make([]uint64, len(idx)),
 				Label:  make([]int64, len(idx)),
 				Images: make([][]byte, len(idx)),
@@ -77,7 +77,7 @@ func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool in
 					if err := context.Cause(gctx); err != nil {
 						return err
 					}
-					return fmt.Errorf("loader: %w", arrowio.ErrUnavailable) // closed
+					return fmt.Errorf("loader: %w", service.ErrUnavailable) // closed
 				}
 			}
 			select {

@@ -1,8 +1,8 @@
 // Package loader turns datasets into augmented epochs: it lists datasets,
 // orders epochs across ranks, computes samples on a bounded pool of workers,
 // writes them into fixed-layout Arrow shards of the cache and serves
-// batches from those shards. A Loader implements arrowio.Source and
-// arrowio.Actions.
+// batches from those shards. A Loader implements service.Source and
+// service.Actions.
 //
 // Shard s of an epoch holds samples [s*S, min(N,(s+1)*S)) in index order
 // (docs/DESIGN.md). Any request is a gather of rows, cached or computed:
@@ -28,5 +28,5 @@
 // skipped without trying. So a truncated JPEG whose top still decodes is
 // undecodable in every epoch, whatever rows came first. Under the fail
 // policy the stream or precompute ends with an error wrapping
-// arrowio.ErrDataLoss.
+// service.ErrDataLoss.
 package loader

@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -111,7 +112,7 @@ func (l *Loader) acquire(d *dataset, e int, user userKind) (*epoch, func(), erro
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return nil, nil, fmt.Errorf("loader: %w", arrowio.ErrUnavailable)
+		return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
 	}
 	id := epochID{d.Name, e}
 	ep := l.epochs[id]
@@ -215,7 +216,7 @@ func (sh *shard) lookup(open bool) (<-chan struct{}, error) {
 func (sh *shard) startWriter() error {
 	w, err := sh.ep.l.cache.Create(sh.ep.key, sh.num, sh.layout.Size, sh.layout.WriteSkeleton)
 	if errors.Is(err, shardcache.ErrBudget) {
-		return fmt.Errorf("loader: shard %d of epoch %d: %w: %w", sh.num, sh.ep.id.epoch, arrowio.ErrExhausted, err)
+		return fmt.Errorf("loader: shard %d of epoch %d: %w: %w", sh.num, sh.ep.id.epoch, service.ErrExhausted, err)
 	} else if err != nil {
 		return fmt.Errorf("loader: shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, err)
 	}

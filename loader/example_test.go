@@ -9,9 +9,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/loader"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -78,8 +78,8 @@ func Example() {
 	}
 	fmt.Println("computed", sum.Computed, "cached", sum.Cached)
 
-	req := arrowio.Request{Dataset: "toy", Epoch: 1, BatchSize: 4, WorldSize: 1}
-	err = l.Stream(ctx, req, func(b *arrowio.Batch) error {
+	req := service.Request{Dataset: "toy", Epoch: 1, BatchSize: 4, WorldSize: 1}
+	err = l.Stream(ctx, req, func(b *service.Batch) error {
 		defer b.Release()
 		fmt.Println("index", b.Index, "label", b.Label, "row bytes", len(b.Images[0]))
 		return nil

@@ -15,8 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -130,9 +130,9 @@ type fxRows struct {
 }
 
 // fxCollect streams req, copying every row and releasing each batch.
-func fxCollect(ctx context.Context, l *Loader, req arrowio.Request) (fxRows, error) {
+func fxCollect(ctx context.Context, l *Loader, req service.Request) (fxRows, error) {
 	var got fxRows
-	err := l.Stream(ctx, req, func(b *arrowio.Batch) error {
+	err := l.Stream(ctx, req, func(b *service.Batch) error {
 		got.Batches = append(got.Batches, b.Rows())
 		got.Index = append(got.Index, b.Index...)
 		got.Label = append(got.Label, b.Label...)
@@ -148,8 +148,8 @@ func fxCollect(ctx context.Context, l *Loader, req arrowio.Request) (fxRows, err
 }
 
 // fxReq is a request for dataset "train" with defaults filled in.
-func fxReq(mod func(*arrowio.Request)) arrowio.Request {
-	r := arrowio.Request{Dataset: "train", BatchSize: 7, WorldSize: 1, Shuffle: true}
+func fxReq(mod func(*service.Request)) service.Request {
+	r := service.Request{Dataset: "train", BatchSize: 7, WorldSize: 1, Shuffle: true}
 	if mod != nil {
 		mod(&r)
 	}
@@ -166,7 +166,7 @@ func fxEpoch(t testing.TB, root string, e int, mod func(*Options)) map[uint64][]
 			mod(o)
 		}
 	})
-	got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = e; r.BatchSize = 1000; r.Shuffle = false }))
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = e; r.BatchSize = 1000; r.Shuffle = false }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,18 +16,19 @@ import (
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/gpu"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
 // ErrOptions reports Options New cannot work with. Other errors wrap the
-// arrowio ones (ErrNotFound, ErrInvalid, ErrExhausted, ErrDataLoss,
+// service ones (ErrNotFound, ErrInvalid, ErrExhausted, ErrDataLoss,
 // ErrUnavailable after Close).
 var ErrOptions = errors.New("loader: invalid options")
 
 // A Loader is what the Flight service streams from and acts on.
 var (
-	_ arrowio.Source  = (*Loader)(nil)
-	_ arrowio.Actions = (*Loader)(nil)
+	_ service.Source  = (*Loader)(nil)
+	_ service.Actions = (*Loader)(nil)
 )
 
 // Error policies for undecodable samples (SPEC §5).
@@ -98,7 +99,7 @@ type dataset struct {
 
 	mu    sync.Mutex
 	files []uint8 // fileUnknown, fileGood or fileBad, by index
-	errs  map[int]arrowio.SampleError
+	errs  map[int]service.SampleError
 }
 
 // epochID names an epoch of a dataset.
@@ -172,7 +173,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 			return nil, err
 		}
 		l.names = append(l.names, spec.Name)
-		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, files: make([]uint8, d.Len()), errs: map[int]arrowio.SampleError{}}
+		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, files: make([]uint8, d.Len()), errs: map[int]service.SampleError{}}
 	}
 	l.placement = gpu.Place(o.Topology, o.Workers)
 	l.sched = newScheduler(l.placement, o.Workers, o.Topology != nil, l.log)
@@ -203,11 +204,11 @@ func (l *Loader) Dataset(name string) (*Dataset, bool) {
 	return d.Dataset, true
 }
 
-// lookup returns a served dataset or an error wrapping arrowio.ErrNotFound.
+// lookup returns a served dataset or an error wrapping service.ErrNotFound.
 func (l *Loader) lookup(name string) (*dataset, error) {
 	d, ok := l.sets[name]
 	if !ok {
-		return nil, fmt.Errorf("loader: dataset %q: %w", name, arrowio.ErrNotFound)
+		return nil, fmt.Errorf("loader: dataset %q: %w", name, service.ErrNotFound)
 	}
 	return d, nil
 }
@@ -229,17 +230,17 @@ func (l *Loader) schema(d *dataset, e int) (*arrow.Schema, error) {
 	})
 }
 
-// Datasets lists the served datasets (arrowio.Source).
-func (l *Loader) Datasets(ctx context.Context) ([]arrowio.DatasetInfo, error) {
+// Datasets lists the served datasets (service.Source).
+func (l *Loader) Datasets(ctx context.Context) ([]service.DatasetInfo, error) {
 	status := l.cacheStatus()
-	var out []arrowio.DatasetInfo
+	var out []service.DatasetInfo
 	for _, name := range l.names {
 		d := l.sets[name]
 		s, err := l.schema(d, 0)
 		if err != nil {
 			return nil, err
 		}
-		info := arrowio.DatasetInfo{
+		info := service.DatasetInfo{
 			Name:         name,
 			Samples:      int64(d.Len()),
 			Classes:      append([]string(nil), d.Classes...),
@@ -250,7 +251,7 @@ func (l *Loader) Datasets(ctx context.Context) ([]arrowio.DatasetInfo, error) {
 			Fingerprint:  d.Fingerprint,
 		}
 		for _, st := range status[name] {
-			if st.State == arrowio.EpochComplete {
+			if st.State == service.EpochComplete {
 				info.CachedEpochs = append(info.CachedEpochs, st.Epoch)
 			}
 		}
@@ -259,22 +260,22 @@ func (l *Loader) Datasets(ctx context.Context) ([]arrowio.DatasetInfo, error) {
 	return out, nil
 }
 
-// Plan validates req and describes its stream (arrowio.Source).
-func (l *Loader) Plan(ctx context.Context, req arrowio.Request) (arrowio.Plan, error) {
+// Plan validates req and describes its stream (service.Source).
+func (l *Loader) Plan(ctx context.Context, req service.Request) (service.Plan, error) {
 	d, o, _, err := l.resolve(req)
 	if err != nil {
-		return arrowio.Plan{}, err
+		return service.Plan{}, err
 	}
 	s, err := l.schema(d, req.Epoch)
 	if err != nil {
-		return arrowio.Plan{}, err
+		return service.Plan{}, err
 	}
-	return arrowio.Plan{Schema: s, Records: o.Records(), Batches: int64(o.Batches()), Fingerprint: d.Fingerprint}, nil
+	return service.Plan{Schema: s, Records: o.Records(), Batches: int64(o.Batches()), Fingerprint: d.Fingerprint}, nil
 }
 
 // resolve checks req: its dataset, order and GPU; it returns the pool
 // serving it.
-func (l *Loader) resolve(req arrowio.Request) (*dataset, *Order, int, error) {
+func (l *Loader) resolve(req service.Request) (*dataset, *Order, int, error) {
 	d, err := l.lookup(req.Dataset)
 	if err != nil {
 		return nil, nil, 0, err
@@ -286,11 +287,11 @@ func (l *Loader) resolve(req arrowio.Request) (*dataset, *Order, int, error) {
 	pool := l.placement.PoolFor(-1)
 	if req.GPU != "" {
 		if l.opts.Topology == nil {
-			return nil, nil, 0, &arrowio.FieldError{Field: "gpu", Reason: fmt.Sprintf("no GPU %q on this node", req.GPU)}
+			return nil, nil, 0, &service.FieldError{Field: "gpu", Reason: fmt.Sprintf("no GPU %q on this node", req.GPU)}
 		}
 		dev, err := l.opts.Topology.FindGPU(req.GPU)
 		if err != nil {
-			return nil, nil, 0, &arrowio.FieldError{Field: "gpu", Reason: err.Error()}
+			return nil, nil, 0, &service.FieldError{Field: "gpu", Reason: err.Error()}
 		}
 		pool = l.placement.PoolFor(dev)
 	}

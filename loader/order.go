@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // Perm returns perm_e, the shuffled order of epoch e over [0, n) (SPEC §3):
@@ -48,20 +48,20 @@ type Order struct {
 // NewOrder checks req against a dataset of n samples and returns its order.
 // Field ranges are the caller's to check (flightsvc.ParseRequest); NewOrder
 // only rejects what would make the order meaningless.
-func NewOrder(n int, seed uint64, req arrowio.Request) (*Order, error) {
+func NewOrder(n int, seed uint64, req service.Request) (*Order, error) {
 	switch {
 	case n <= 0:
 		return nil, fmt.Errorf("loader: order over %d samples", n)
 	case req.BatchSize <= 0:
-		return nil, &arrowio.FieldError{Field: "batch_size", Reason: "must be at least 1"}
+		return nil, &service.FieldError{Field: "batch_size", Reason: "must be at least 1"}
 	case req.WorldSize <= 0:
-		return nil, &arrowio.FieldError{Field: "world_size", Reason: "must be at least 1"}
+		return nil, &service.FieldError{Field: "world_size", Reason: "must be at least 1"}
 	case req.Rank < 0 || req.Rank >= req.WorldSize:
-		return nil, &arrowio.FieldError{Field: "rank", Reason: fmt.Sprintf("must be in [0, world_size=%d)", req.WorldSize)}
+		return nil, &service.FieldError{Field: "rank", Reason: fmt.Sprintf("must be in [0, world_size=%d)", req.WorldSize)}
 	case req.StartBatch < 0:
-		return nil, &arrowio.FieldError{Field: "start_batch", Reason: "must not be negative"}
+		return nil, &service.FieldError{Field: "start_batch", Reason: "must not be negative"}
 	case req.Epoch < 0:
-		return nil, &arrowio.FieldError{Field: "epoch", Reason: "must not be negative"}
+		return nil, &service.FieldError{Field: "epoch", Reason: "must not be negative"}
 	}
 	o := &Order{
 		N: n, Rank: req.Rank, WorldSize: req.WorldSize, BatchSize: req.BatchSize,

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // referenceBatches is DistributedSampler + DataLoader written out the way
@@ -57,7 +57,7 @@ func TestOrderMatchesReference(t *testing.T) {
 						for rank := range world {
 							want := referenceBatches(perm, rank, world, batch, dropLast)
 							for start := range []int{0, 1, 2} {
-								req := arrowio.Request{Dataset: "d", Epoch: 3, BatchSize: batch, Rank: rank,
+								req := service.Request{Dataset: "d", Epoch: 3, BatchSize: batch, Rank: rank,
 									WorldSize: world, DropLast: dropLast, StartBatch: start, Shuffle: shuffle}
 								o, err := NewOrder(n, 7, req)
 								if err != nil {
@@ -91,7 +91,7 @@ func TestOrderEqualBatchesAcrossRanks(t *testing.T) {
 		var counts []int
 		covered := map[int]bool{}
 		for rank := range 3 {
-			o, err := NewOrder(10, 1, arrowio.Request{BatchSize: 2, Rank: rank, WorldSize: 3, DropLast: dropLast, Shuffle: true})
+			o, err := NewOrder(10, 1, service.Request{BatchSize: 2, Rank: rank, WorldSize: 3, DropLast: dropLast, Shuffle: true})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -139,19 +139,19 @@ func TestPerm(t *testing.T) {
 func TestNewOrderRejects(t *testing.T) {
 	tests := []struct {
 		name  string
-		req   arrowio.Request
+		req   service.Request
 		field string
 	}{
-		{name: "rank beyond world", req: arrowio.Request{BatchSize: 1, Rank: 2, WorldSize: 2}, field: "rank"},
-		{name: "zero batch", req: arrowio.Request{BatchSize: 0, WorldSize: 1}, field: "batch_size"},
-		{name: "zero world", req: arrowio.Request{BatchSize: 1, WorldSize: 0}, field: "world_size"},
-		{name: "negative start", req: arrowio.Request{BatchSize: 1, WorldSize: 1, StartBatch: -1}, field: "start_batch"},
+		{name: "rank beyond world", req: service.Request{BatchSize: 1, Rank: 2, WorldSize: 2}, field: "rank"},
+		{name: "zero batch", req: service.Request{BatchSize: 0, WorldSize: 1}, field: "batch_size"},
+		{name: "zero world", req: service.Request{BatchSize: 1, WorldSize: 0}, field: "world_size"},
+		{name: "negative start", req: service.Request{BatchSize: 1, WorldSize: 1, StartBatch: -1}, field: "start_batch"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := NewOrder(10, 0, tc.req)
-			var fe *arrowio.FieldError
-			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, arrowio.ErrInvalid) {
+			var fe *service.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field || !errors.Is(err, service.ErrInvalid) {
 				t.Fatalf("NewOrder(%+v) = %v; want a FieldError on %q", tc.req, err, tc.field)
 			}
 		})

@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/gpu"
+	"github.com/loaderd/loaderd/service"
 )
 
 // TestSchedulerStreamsFirst puts a background task and a stream task in
@@ -41,14 +41,14 @@ func TestCloseDuringStream(t *testing.T) {
 	root := fxDataset(t, 60)
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
 	sent := 0
-	err := l.Stream(context.Background(), fxReq(func(r *arrowio.Request) { r.BatchSize = 3 }), func(b *arrowio.Batch) error {
+	err := l.Stream(context.Background(), fxReq(func(r *service.Request) { r.BatchSize = 3 }), func(b *service.Batch) error {
 		b.Release()
 		if sent++; sent == 2 {
 			l.Close()
 		}
 		return nil
 	})
-	if !errors.Is(err, arrowio.ErrUnavailable) {
+	if !errors.Is(err, service.ErrUnavailable) {
 		t.Fatalf("stream across Close = %v after %d batches, want ErrUnavailable", err, sent)
 	}
 }

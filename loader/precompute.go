@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -20,19 +21,19 @@ const progressEvery = 500 * time.Millisecond
 var errEvicted = errors.New("loader: epoch evicted")
 
 // Precompute computes the epochs of a dataset into the cache and returns
-// when all are committed (arrowio.Actions). Each image is decoded once
+// when all are committed (service.Actions). Each image is decoded once
 // for all its epochs. Cached shards are skipped and counted, so it is
 // idempotent and resumes where a killed run stopped. progress, when not
 // nil, is called about every half second and once at the end; its error
 // stops the work.
-func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, progress func(arrowio.PrecomputeProgress) error) (arrowio.PrecomputeSummary, error) {
+func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
 	d, err := l.lookup(dataset)
 	if err != nil {
-		return arrowio.PrecomputeSummary{}, err
+		return service.PrecomputeSummary{}, err
 	}
 	es, err := epochList(epochs)
 	if err != nil {
-		return arrowio.PrecomputeSummary{}, err
+		return service.PrecomputeSummary{}, err
 	}
 	return l.precompute(ctx, d, es, kindPrecompute, progress)
 }
@@ -40,22 +41,22 @@ func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, p
 // epochList checks and sorts epochs, dropping repeats.
 func epochList(epochs []int) ([]int, error) {
 	if len(epochs) == 0 {
-		return nil, &arrowio.FieldError{Field: "epochs", Reason: "no epoch named"}
+		return nil, &service.FieldError{Field: "epochs", Reason: "no epoch named"}
 	}
 	es := slices.Clone(epochs)
 	slices.Sort(es)
 	es = slices.Compact(es)
 	if es[0] < 0 || es[len(es)-1] >= 1<<31 {
-		return nil, &arrowio.FieldError{Field: "epochs", Reason: "an epoch is out of [0, 2^31)"}
+		return nil, &service.FieldError{Field: "epochs", Reason: "an epoch is out of [0, 2^31)"}
 	}
 	return es, nil
 }
 
 // precompute fills the epochs es of d in index order, the rows of one
 // sample for every epoch in one task, at background priority.
-func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind string, progress func(arrowio.PrecomputeProgress) error) (arrowio.PrecomputeSummary, error) {
+func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind string, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
 	start := time.Now()
-	sum := arrowio.PrecomputeSummary{Dataset: d.Name, Epochs: es}
+	sum := service.PrecomputeSummary{Dataset: d.Name, Epochs: es}
 	eps := make([]*epoch, 0, len(es))
 	user := userPrecompute
 	if kind == kindPrefetch {
@@ -93,7 +94,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 			return nil
 		}
 		done := r.done.Load()
-		return progress(arrowio.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: done, Total: total, ImagesPerSec: rate(done, time.Since(start))})
+		return progress(service.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: done, Total: total, ImagesPerSec: rate(done, time.Since(start))})
 	}
 	var ticker sync.WaitGroup
 	ticker.Go(func() {
@@ -129,7 +130,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 		}
 	}
 	if progress != nil {
-		if err := progress(arrowio.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: total, Total: total, ImagesPerSec: sum.ImagesPerSec}); err != nil {
+		if err := progress(service.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: total, Total: total, ImagesPerSec: sum.ImagesPerSec}); err != nil {
 			return sum, err
 		}
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/service"
 )
 
 func TestPrecomputeFusedMatchesStream(t *testing.T) {
@@ -19,9 +19,9 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 	root := fxDataset(t, n)
 	dir := t.TempDir()
 	l := fxLoader(t, root, fxCache(t, dir, 0), func(o *Options) { o.Workers = 3 })
-	var last arrowio.PrecomputeProgress
+	var last service.PrecomputeProgress
 	calls := 0
-	sum, err := l.Precompute(context.Background(), "train", []int{2, 0, 1, 2}, func(p arrowio.PrecomputeProgress) error {
+	sum, err := l.Precompute(context.Background(), "train", []int{2, 0, 1, 2}, func(p service.PrecomputeProgress) error {
 		calls++
 		last = p
 		return nil
@@ -43,7 +43,7 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ep := range st.Datasets[0].Epochs {
-		if ep.State != arrowio.EpochComplete || ep.Samples != n {
+		if ep.State != service.EpochComplete || ep.Samples != n {
 			t.Fatalf("epoch status %+v, want complete with %d samples", ep, n)
 		}
 	}
@@ -59,7 +59,7 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 
 	for e := range 3 {
 		want := fxEpoch(t, root, e, nil)
-		got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = e }))
+		got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = e }))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,19 +84,19 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 func TestPrecomputeErrors(t *testing.T) {
 	root := fxDataset(t, 5)
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
-	if _, err := l.Precompute(context.Background(), "nope", []int{0}, nil); !errors.Is(err, arrowio.ErrNotFound) {
+	if _, err := l.Precompute(context.Background(), "nope", []int{0}, nil); !errors.Is(err, service.ErrNotFound) {
 		t.Fatalf("unknown dataset: %v, want ErrNotFound", err)
 	}
-	if _, err := l.Precompute(context.Background(), "train", nil, nil); !errors.Is(err, arrowio.ErrInvalid) {
+	if _, err := l.Precompute(context.Background(), "train", nil, nil); !errors.Is(err, service.ErrInvalid) {
 		t.Fatalf("no epochs: %v, want ErrInvalid", err)
 	}
-	if _, err := l.Precompute(context.Background(), "train", []int{-1}, nil); !errors.Is(err, arrowio.ErrInvalid) {
+	if _, err := l.Precompute(context.Background(), "train", []int{-1}, nil); !errors.Is(err, service.ErrInvalid) {
 		t.Fatalf("negative epoch: %v, want ErrInvalid", err)
 	}
 	stop := errors.New("stop")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.Precompute(ctx, "train", []int{0}, func(arrowio.PrecomputeProgress) error { return stop }); err == nil {
+	if _, err := l.Precompute(ctx, "train", []int{0}, func(service.PrecomputeProgress) error { return stop }); err == nil {
 		t.Fatal("precompute with a cancelled context succeeded")
 	}
 }
@@ -121,7 +121,7 @@ func TestSubstitutePolicy(t *testing.T) {
 	}
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
 	d, _ := l.Dataset("train")
-	got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Shuffle = false; r.Epoch = 4 }))
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Shuffle = false; r.Epoch = 4 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestSubstitutePolicy(t *testing.T) {
 	if _, err := l2.Precompute(context.Background(), "train", []int{3, 4}, nil); err != nil {
 		t.Fatal(err)
 	}
-	again, err := fxCollect(context.Background(), l2, fxReq(func(r *arrowio.Request) { r.Shuffle = false; r.Epoch = 4 }))
+	again, err := fxCollect(context.Background(), l2, fxReq(func(r *service.Request) { r.Shuffle = false; r.Epoch = 4 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,12 +189,12 @@ func TestFailPolicy(t *testing.T) {
 	path := fxCorrupt(t, root, probe, 5)
 	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.OnError = PolicyFail })
 	_, err := fxCollect(context.Background(), l, fxReq(nil))
-	if !errors.Is(err, arrowio.ErrDataLoss) || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, service.ErrDataLoss) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("stream under fail policy = %v; want ErrDataLoss naming %s", err, path)
 	}
 	l2 := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.OnError = PolicyFail })
 	_, err = l2.Precompute(context.Background(), "train", []int{0, 1}, nil)
-	if !errors.Is(err, arrowio.ErrDataLoss) || !strings.Contains(err.Error(), path) {
+	if !errors.Is(err, service.ErrDataLoss) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("precompute under fail policy = %v; want ErrDataLoss naming %s", err, path)
 	}
 	if errs, _ := l2.DatasetErrors(context.Background(), "train"); len(errs) != 1 || errs[0].Index != 5 {
@@ -236,7 +236,7 @@ func TestCorruptShardRecomputed(t *testing.T) {
 	}
 	// The recomputed shard is committed once the last batch holding it is
 	// released, in the background.
-	fxPoll(t, "epoch 0 complete again", func() bool { return fxStatus(t, l2)[0] == arrowio.EpochComplete })
+	fxPoll(t, "epoch 0 complete again", func() bool { return fxStatus(t, l2)[0] == service.EpochComplete })
 }
 
 // TestEpochLargerThanBudget: an epoch that cannot fit in the cache budget
@@ -250,7 +250,7 @@ func TestEpochLargerThanBudget(t *testing.T) {
 	for _, world := range []int{1, 3} {
 		var got fxRows
 		for rank := range world {
-			rows, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) {
+			rows, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) {
 				r.Rank, r.WorldSize, r.BatchSize = rank, world, 7
 			}))
 			if err != nil {
@@ -269,7 +269,7 @@ func TestEpochLargerThanBudget(t *testing.T) {
 	if n := fxComputed(l, kindUncached); n < 2*40 {
 		t.Errorf("computed %d rows uncached, want at least 80", n)
 	}
-	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); !errors.Is(err, arrowio.ErrExhausted) {
+	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); !errors.Is(err, service.ErrExhausted) {
 		t.Fatalf("precompute over budget = %v, want ErrExhausted", err)
 	}
 	if u := c.Usage(); u != 0 {
@@ -315,18 +315,18 @@ func TestPrefetch(t *testing.T) {
 			t.Errorf("Run = %v", err)
 		}
 	}()
-	if _, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 5 })); err != nil {
+	if _, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = 5 })); err != nil {
 		t.Fatal(err)
 	}
 	fxPoll(t, "epochs 6 and 7 prefetched", func() bool {
 		st := fxStatus(t, l)
-		return st[6] == arrowio.EpochComplete && st[7] == arrowio.EpochComplete
+		return st[6] == service.EpochComplete && st[7] == service.EpochComplete
 	})
 	if c := fxComputed(l, kindPrefetch); c != 60 {
 		t.Fatalf("prefetch computed %d rows, want 60", c)
 	}
 	want := fxEpoch(t, root, 7, nil)
-	got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 7 }))
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = 7 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func TestEvict(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		first := true
-		done <- l.Stream(context.Background(), fxReq(func(r *arrowio.Request) { r.BatchSize = 5 }), func(b *arrowio.Batch) error {
+		done <- l.Stream(context.Background(), fxReq(func(r *service.Request) { r.BatchSize = 5 }), func(b *service.Batch) error {
 			b.Release()
 			if first {
 				first = false
@@ -367,7 +367,7 @@ func TestEvict(t *testing.T) {
 	if _, err := l.Evict(context.Background(), "train", []int{0}); err != nil {
 		t.Fatal(err)
 	}
-	if s := fxStatus(t, l)[0]; s != arrowio.EpochEvicting {
+	if s := fxStatus(t, l)[0]; s != service.EpochEvicting {
 		t.Fatalf("streamed epoch after evict is %q, want evicting", s)
 	}
 	// Epoch 1 was evicted explicitly: the stream of 0 does not bring it back.
@@ -382,7 +382,7 @@ func TestEvict(t *testing.T) {
 		t.Fatalf("cache after the stream ended: %v, want empty", st)
 	}
 	// A stream asking for epoch 1 makes it prefetchable again, from epoch 0.
-	if _, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 1 })); err != nil {
+	if _, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = 1 })); err != nil {
 		t.Fatal(err)
 	}
 	l.mu.Lock()
@@ -391,7 +391,7 @@ func TestEvict(t *testing.T) {
 	if evicted {
 		t.Fatal("epoch 1 still marked evicted after a stream asked for it")
 	}
-	if _, err := l.Evict(context.Background(), "nope", []int{0}); !errors.Is(err, arrowio.ErrNotFound) {
+	if _, err := l.Evict(context.Background(), "nope", []int{0}); !errors.Is(err, service.ErrNotFound) {
 		t.Fatalf("evict of unknown dataset = %v", err)
 	}
 }
@@ -426,7 +426,7 @@ func TestTruncatedFileIsUndecodable(t *testing.T) {
 	for _, order := range [][]int{first, last} {
 		l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = 1 })
 		for _, e := range order {
-			got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch, r.Shuffle = e, false }))
+			got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch, r.Shuffle = e, false }))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -462,7 +462,7 @@ func TestPrefetchWithinBudget(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := fxLoader(t, root, fxCache(t, "", tc.budget), func(o *Options) { o.PrefetchEpochs = 2 })
 			var got []int
-			err := l.Stream(context.Background(), fxReq(nil), func(b *arrowio.Batch) error {
+			err := l.Stream(context.Background(), fxReq(nil), func(b *service.Batch) error {
 				b.Release()
 				if got == nil {
 					_, got = l.prefetchTarget()
@@ -491,7 +491,7 @@ func TestUncachedStreamCancel(t *testing.T) {
 	sent := 0
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Stream(ctx, fxReq(func(r *arrowio.Request) { r.BatchSize = 4 }), func(b *arrowio.Batch) error {
+		done <- l.Stream(ctx, fxReq(func(r *service.Request) { r.BatchSize = 4 }), func(b *service.Batch) error {
 			sent++
 			b.Release()
 			b.Release() // a second call must be harmless

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
+	"github.com/loaderd/loaderd/service"
 )
 
 // ScanOptions tunes Scan. The zero value checks with GOMAXPROCS workers and
@@ -24,7 +24,7 @@ type ScanOptions struct {
 // Scan decodes every sample of d in full and reports those that cannot be
 // decoded, sorted by index. It reads one file per worker at a time, so its
 // memory does not grow with the dataset.
-func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]arrowio.SampleError, error) {
+func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleError, error) {
 	var o ScanOptions
 	if opts != nil {
 		o = *opts
@@ -32,7 +32,7 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]arrowio.SampleE
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
-	bad := make([]*arrowio.SampleError, d.Len()) // one slot per index: order never depends on scheduling
+	bad := make([]*service.SampleError, d.Len()) // one slot per index: order never depends on scheduling
 	var done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Workers)
@@ -51,7 +51,7 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]arrowio.SampleE
 				reason = err.Error()
 			}
 			if reason != "" {
-				bad[i] = &arrowio.SampleError{Index: int64(i), Path: d.Samples[i].Path, Reason: reason}
+				bad[i] = &service.SampleError{Index: int64(i), Path: d.Samples[i].Path, Reason: reason}
 			}
 			if o.Progress != nil {
 				o.Progress(int(done.Add(1)), d.Len())
@@ -65,12 +65,12 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]arrowio.SampleE
 	if err := ctx.Err(); err != nil { // cancelled between files: the report would be partial
 		return nil, fmt.Errorf("loader: scan %s: %w", d.Name, err)
 	}
-	var out []arrowio.SampleError
+	var out []service.SampleError
 	for _, e := range bad {
 		if e != nil {
 			out = append(out, *e)
 		}
 	}
-	slices.SortFunc(out, func(a, b arrowio.SampleError) int { return int(a.Index - b.Index) })
+	slices.SortFunc(out, func(a, b service.SampleError) int { return int(a.Index - b.Index) })
 	return out, nil
 }

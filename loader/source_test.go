@@ -15,6 +15,7 @@ import (
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/gpu"
+	"github.com/loaderd/loaderd/service"
 )
 
 func TestPlan(t *testing.T) {
@@ -23,25 +24,25 @@ func TestPlan(t *testing.T) {
 	d, _ := l.Dataset("train")
 	tests := []struct {
 		name    string
-		req     arrowio.Request
+		req     service.Request
 		wantErr error
 		field   string
 	}{
-		{name: "full epoch", req: fxReq(func(r *arrowio.Request) { r.Epoch = 9; r.BatchSize = 5 })},
-		{name: "rank with start_batch", req: fxReq(func(r *arrowio.Request) { r.Rank, r.WorldSize, r.BatchSize, r.StartBatch = 1, 2, 4, 1 })},
-		{name: "unknown dataset", req: fxReq(func(r *arrowio.Request) { r.Dataset = "val" }), wantErr: arrowio.ErrNotFound},
-		{name: "rank beyond world", req: fxReq(func(r *arrowio.Request) { r.Rank = 1 }), wantErr: arrowio.ErrInvalid, field: "rank"},
-		{name: "gpu without topology", req: fxReq(func(r *arrowio.Request) { r.GPU = "0" }), wantErr: arrowio.ErrInvalid, field: "gpu"},
+		{name: "full epoch", req: fxReq(func(r *service.Request) { r.Epoch = 9; r.BatchSize = 5 })},
+		{name: "rank with start_batch", req: fxReq(func(r *service.Request) { r.Rank, r.WorldSize, r.BatchSize, r.StartBatch = 1, 2, 4, 1 })},
+		{name: "unknown dataset", req: fxReq(func(r *service.Request) { r.Dataset = "val" }), wantErr: service.ErrNotFound},
+		{name: "rank beyond world", req: fxReq(func(r *service.Request) { r.Rank = 1 }), wantErr: service.ErrInvalid, field: "rank"},
+		{name: "gpu without topology", req: fxReq(func(r *service.Request) { r.GPU = "0" }), wantErr: service.ErrInvalid, field: "gpu"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := l.Plan(context.Background(), tc.req)
 			if tc.wantErr != nil {
-				var fe *arrowio.FieldError
+				var fe *service.FieldError
 				if !errors.Is(err, tc.wantErr) || (tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field)) {
 					t.Fatalf("Plan = %v; want %v on field %q", err, tc.wantErr, tc.field)
 				}
-				if serr := l.Stream(context.Background(), tc.req, func(*arrowio.Batch) error { return nil }); !errors.Is(serr, tc.wantErr) {
+				if serr := l.Stream(context.Background(), tc.req, func(*service.Batch) error { return nil }); !errors.Is(serr, tc.wantErr) {
 					t.Fatalf("Stream = %v; want %v", serr, tc.wantErr)
 				}
 				return
@@ -90,14 +91,14 @@ func TestDatasetsInfo(t *testing.T) {
 		!slices.Equal(in.CachedEpochs, []int{1, 3}) || in.Seed != 42 || in.Pipeline != l.pipe.String() || in.Schema == nil {
 		t.Fatalf("dataset info %+v", in)
 	}
-	if _, err := l.CacheStatus(context.Background(), "val"); !errors.Is(err, arrowio.ErrNotFound) {
+	if _, err := l.CacheStatus(context.Background(), "val"); !errors.Is(err, service.ErrNotFound) {
 		t.Fatalf("cache status of unknown dataset = %v", err)
 	}
 	all, err := l.CacheStatus(context.Background(), "")
 	if err != nil || len(all.Datasets) != 1 || len(all.Datasets[0].Epochs) != 2 {
 		t.Fatalf("cache status of all = %+v, %v", all, err)
 	}
-	if _, err := l.DatasetErrors(context.Background(), "val"); !errors.Is(err, arrowio.ErrNotFound) {
+	if _, err := l.DatasetErrors(context.Background(), "val"); !errors.Is(err, service.ErrNotFound) {
 		t.Fatalf("dataset errors of unknown dataset = %v", err)
 	}
 }
@@ -151,7 +152,7 @@ func TestGPUPlacement(t *testing.T) {
 	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Topology = fxTopology(t); o.Workers = 2 })
 	for _, id := range []string{"1", "GPU-aaaa", "0000:86:00.0", ""} {
 		_, pool, _, err := func() (*dataset, int, *Order, error) {
-			d, o, pool, err := l.resolve(fxReq(func(r *arrowio.Request) { r.GPU = id }))
+			d, o, pool, err := l.resolve(fxReq(func(r *service.Request) { r.GPU = id }))
 			return d, pool, o, err
 		}()
 		if err != nil {
@@ -167,7 +168,7 @@ func TestGPUPlacement(t *testing.T) {
 		if pool != wantPool {
 			t.Fatalf("gpu %q served by pool %d, want %d", id, pool, wantPool)
 		}
-		got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.GPU = id }))
+		got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.GPU = id }))
 		if err != nil {
 			t.Fatalf("gpu %q: %v", id, err)
 		}
@@ -187,9 +188,9 @@ func TestGPUPlacement(t *testing.T) {
 			t.Fatalf("worker of GPU %d runs on CPUs %v, want %v", tc.gpu, cpus, tc.want)
 		}
 	}
-	_, err := l.Plan(context.Background(), fxReq(func(r *arrowio.Request) { r.GPU = "7" }))
-	var fe *arrowio.FieldError
-	if !errors.Is(err, arrowio.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "gpu" {
+	_, err := l.Plan(context.Background(), fxReq(func(r *service.Request) { r.GPU = "7" }))
+	var fe *service.FieldError
+	if !errors.Is(err, service.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "gpu" {
 		t.Fatalf("unknown GPU: %v, want invalid field gpu", err)
 	}
 	topo, err := l.Topology(context.Background())
@@ -209,7 +210,7 @@ func TestBatchesAsRecords(t *testing.T) {
 	defer mem.AssertSize(t, 0)
 	root := fxDataset(t, 12)
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
-	req := fxReq(func(r *arrowio.Request) { r.BatchSize = 5 })
+	req := fxReq(func(r *service.Request) { r.BatchSize = 5 })
 	p, err := l.Plan(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +221,7 @@ func TestBatchesAsRecords(t *testing.T) {
 	}
 	defer bb.Release()
 	rows := 0
-	err = l.Stream(context.Background(), req, func(b *arrowio.Batch) error {
+	err = l.Stream(context.Background(), req, func(b *service.Batch) error {
 		defer b.Release()
 		for r := range b.Rows() {
 			if err := bb.Append(b.Index[r], b.Label[r], b.Images[r]); err != nil {

@@ -8,17 +8,17 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
-// Stream sends the batches of req in order (arrowio.Source). Rows come
+// Stream sends the batches of req in order (service.Source). Rows come
 // from committed shards or from shards in production once written; rows
 // nobody computes yet are claimed and computed by workers ahead of
 // background work. A producer reads up to Options.InFlightBatches batches
 // (and at least two rows per worker) ahead of the batch being sent, so
 // workers stay busy while send blocks. An epoch larger than the whole
 // cache budget is streamed without the cache (streamDirect).
-func (l *Loader) Stream(ctx context.Context, req arrowio.Request, send func(*arrowio.Batch) error) error {
+func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*service.Batch) error) error {
 	d, o, pool, err := l.resolve(req)
 	if err != nil {
 		return err
@@ -131,13 +131,13 @@ func (r *runner) stopped(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	return fmt.Errorf("loader: %w", arrowio.ErrUnavailable)
+	return fmt.Errorf("loader: %w", service.ErrUnavailable)
 }
 
 // gather waits for the rows of samples idx and returns them as a batch
 // holding references to the mappings they live in.
-func (r *runner) gather(ctx context.Context, idx []int) (*arrowio.Batch, error) {
-	b := &arrowio.Batch{Index: make([]uint64, len(idx)), Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
+func (r *runner) gather(ctx context.Context, idx []int) (*service.Batch, error) {
+	b := &service.Batch{Index: make([]uint64, len(idx)), Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
 	var refs []func()
 	drop := func() {
 		for _, rel := range refs {

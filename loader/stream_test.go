@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 func TestStreamDeterminism(t *testing.T) {
@@ -22,19 +22,19 @@ func TestStreamDeterminism(t *testing.T) {
 	tests := []struct {
 		name    string
 		workers int
-		req     func(*arrowio.Request)
+		req     func(*service.Request)
 	}{
-		{name: "1 worker, index order", workers: 1, req: func(r *arrowio.Request) { r.Shuffle = false }},
+		{name: "1 worker, index order", workers: 1, req: func(r *service.Request) { r.Shuffle = false }},
 		{name: "4 workers, shuffled, batch 7", workers: 4},
-		{name: "batch 1", workers: 3, req: func(r *arrowio.Request) { r.BatchSize = 1 }},
-		{name: "batch larger than the epoch", workers: 2, req: func(r *arrowio.Request) { r.BatchSize = 500 }},
-		{name: "rank 2 of 3", workers: 2, req: func(r *arrowio.Request) { r.Rank, r.WorldSize = 2, 3 }},
-		{name: "rank 0 of 4, drop_last", workers: 4, req: func(r *arrowio.Request) { r.WorldSize, r.DropLast = 4, true }},
+		{name: "batch 1", workers: 3, req: func(r *service.Request) { r.BatchSize = 1 }},
+		{name: "batch larger than the epoch", workers: 2, req: func(r *service.Request) { r.BatchSize = 500 }},
+		{name: "rank 2 of 3", workers: 2, req: func(r *service.Request) { r.Rank, r.WorldSize = 2, 3 }},
+		{name: "rank 0 of 4, drop_last", workers: 4, req: func(r *service.Request) { r.WorldSize, r.DropLast = 4, true }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = tc.workers })
-			req := fxReq(func(r *arrowio.Request) {
+			req := fxReq(func(r *service.Request) {
 				r.Epoch = 3
 				if tc.req != nil {
 					tc.req(r)
@@ -69,7 +69,7 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 	if got := fxComputed(l, kindStream); got != 40 {
 		t.Fatalf("cold stream computed %d rows, want 40", got)
 	}
-	got, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.BatchSize = 9 }))
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 9 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 
 	// A new process: new cache handle (checksums verified again), new loader.
 	l2 := fxLoader(t, root, fxCache(t, dir, 0), func(o *Options) { o.Workers = 3 })
-	got, err = fxCollect(context.Background(), l2, fxReq(func(r *arrowio.Request) { r.Rank, r.WorldSize = 1, 2 }))
+	got, err = fxCollect(context.Background(), l2, fxReq(func(r *service.Request) { r.Rank, r.WorldSize = 1, 2 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestStreamRanksCoverEpoch(t *testing.T) {
 			seen := map[uint64]int{}
 			total, batches := 0, -1
 			for rank := range tc.world {
-				req := fxReq(func(r *arrowio.Request) {
+				req := fxReq(func(r *service.Request) {
 					r.Rank, r.WorldSize, r.BatchSize, r.DropLast = rank, tc.world, tc.batch, tc.dropLast
 				})
 				got, err := fxCollect(context.Background(), l, req)
@@ -151,11 +151,11 @@ func TestStreamRanksCoverEpoch(t *testing.T) {
 func TestStreamStartBatch(t *testing.T) {
 	root := fxDataset(t, 30)
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
-	full, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 1; r.BatchSize = 4 }))
+	full, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = 1; r.BatchSize = 4 }))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tail, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch = 1; r.BatchSize = 4; r.StartBatch = 3 }))
+	tail, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch = 1; r.BatchSize = 4; r.StartBatch = 3 }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestStreamStartBatch(t *testing.T) {
 			t.Fatalf("row %d differs after start_batch", r)
 		}
 	}
-	past, err := fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.BatchSize = 4; r.StartBatch = 99 }))
+	past, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 4; r.StartBatch = 99 }))
 	if err != nil || len(past.Index) != 0 {
 		t.Fatalf("start_batch past the end: %d rows, %v; want none", len(past.Index), err)
 	}
@@ -190,7 +190,7 @@ func TestStreamConcurrentRanksComputeEachRowOnce(t *testing.T) {
 	errs := make([]error, 4)
 	for rank := range 4 {
 		wg.Go(func() {
-			got[rank], errs[rank] = fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) {
+			got[rank], errs[rank] = fxCollect(context.Background(), l, fxReq(func(r *service.Request) {
 				r.Epoch, r.Rank, r.WorldSize, r.BatchSize = 2, rank, 4, 3
 			}))
 		})
@@ -216,7 +216,7 @@ func TestStreamCancel(t *testing.T) {
 	batches := 0
 	done := make(chan error, 1)
 	go func() {
-		done <- l.Stream(ctx, fxReq(func(r *arrowio.Request) { r.BatchSize = 2 }), func(b *arrowio.Batch) error {
+		done <- l.Stream(ctx, fxReq(func(r *service.Request) { r.BatchSize = 2 }), func(b *service.Batch) error {
 			b.Release()
 			if batches++; batches == 2 {
 				cancel()
@@ -247,7 +247,7 @@ func TestStreamSendError(t *testing.T) {
 	root := fxDataset(t, 20)
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
 	boom := errors.New("client gone")
-	err := l.Stream(context.Background(), fxReq(nil), func(b *arrowio.Batch) error {
+	err := l.Stream(context.Background(), fxReq(nil), func(b *service.Batch) error {
 		b.Release()
 		return boom
 	})
@@ -261,7 +261,7 @@ func TestStreamAfterClose(t *testing.T) {
 	l := fxLoader(t, root, fxCache(t, "", 0), nil)
 	l.Close()
 	_, err := fxCollect(context.Background(), l, fxReq(nil))
-	if !errors.Is(err, arrowio.ErrUnavailable) {
+	if !errors.Is(err, service.ErrUnavailable) {
 		t.Fatalf("Stream after Close = %v, want ErrUnavailable", err)
 	}
 }
@@ -281,7 +281,7 @@ func TestStreamDuringPrecompute(t *testing.T) {
 	errs := make([]error, 2)
 	for e := range 2 {
 		wg.Go(func() {
-			got[e], errs[e] = fxCollect(context.Background(), l, fxReq(func(r *arrowio.Request) { r.Epoch, r.BatchSize = e, 4 }))
+			got[e], errs[e] = fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Epoch, r.BatchSize = e, 4 }))
 		})
 	}
 	wg.Wait()
@@ -297,7 +297,7 @@ func TestStreamDuringPrecompute(t *testing.T) {
 	if s, p := fxComputed(l, kindStream), fxComputed(l, kindPrecompute); s+p != 2*n {
 		t.Fatalf("stream computed %d rows and precompute %d; want %d in all", s, p, 2*n)
 	}
-	if st := fxStatus(t, l); st[0] != arrowio.EpochComplete || st[1] != arrowio.EpochComplete {
+	if st := fxStatus(t, l); st[0] != service.EpochComplete || st[1] != service.EpochComplete {
 		t.Fatalf("cache status %v, want epochs 0 and 1 complete", st)
 	}
 }

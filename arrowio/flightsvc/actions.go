@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // The DoAction verbs (SPEC §4).
@@ -30,7 +30,7 @@ var actionTypes = []*flight.ActionType{
 }
 
 // ListActions lists the DoAction verbs, none when Options.Actions is nil.
-func (v *service) ListActions(_ *flight.Empty, st flight.FlightService_ListActionsServer) error {
+func (v *handler) ListActions(_ *flight.Empty, st flight.FlightService_ListActionsServer) error {
 	if v.s.opts.Actions == nil {
 		return nil
 	}
@@ -66,17 +66,17 @@ func parseActionBody(body []byte, needDataset, allowEpochs bool) (actionBody, er
 		case name == "epochs" && allowEpochs:
 			out.epochs, err = intListField(name, fields[name], 0, maxEpoch)
 		default:
-			err = &arrowio.FieldError{Field: name, Reason: "unknown field"}
+			err = &service.FieldError{Field: name, Reason: "unknown field"}
 		}
 		if err != nil {
 			return out, err
 		}
 	}
 	if needDataset && out.dataset == "" {
-		return out, &arrowio.FieldError{Field: "dataset", Reason: "required"}
+		return out, &service.FieldError{Field: "dataset", Reason: "required"}
 	}
 	if allowEpochs && len(out.epochs) == 0 {
-		return out, &arrowio.FieldError{Field: "epochs", Reason: "required, a non-empty list"}
+		return out, &service.FieldError{Field: "epochs", Reason: "required, a non-empty list"}
 	}
 	return out, nil
 }
@@ -89,7 +89,7 @@ func sendJSON(st flight.FlightService_DoActionServer, v any) error {
 	return st.Send(&flight.Result{Body: b})
 }
 
-func (v *service) DoAction(a *flight.Action, st flight.FlightService_DoActionServer) error {
+func (v *handler) DoAction(a *flight.Action, st flight.FlightService_DoActionServer) error {
 	acts := v.s.opts.Actions
 	if acts == nil {
 		return status.Errorf(codes.Unimplemented, "flightsvc: actions are not served here")
@@ -98,14 +98,14 @@ func (v *service) DoAction(a *flight.Action, st flight.FlightService_DoActionSer
 	return StatusOf(v.doAction(ctx, acts, a, st))
 }
 
-func (v *service) doAction(ctx context.Context, acts arrowio.Actions, a *flight.Action, st flight.FlightService_DoActionServer) error {
+func (v *handler) doAction(ctx context.Context, acts service.Actions, a *flight.Action, st flight.FlightService_DoActionServer) error {
 	switch a.GetType() {
 	case ActionPrecompute:
 		b, err := parseActionBody(a.GetBody(), true, true)
 		if err != nil {
 			return err
 		}
-		sum, err := acts.Precompute(ctx, b.dataset, b.epochs, func(p arrowio.PrecomputeProgress) error {
+		sum, err := acts.Precompute(ctx, b.dataset, b.epochs, func(p service.PrecomputeProgress) error {
 			return sendJSON(st, p)
 		})
 		if err != nil {
@@ -122,7 +122,7 @@ func (v *service) doAction(ctx context.Context, acts arrowio.Actions, a *flight.
 			return err
 		}
 		if cs.Datasets == nil {
-			cs.Datasets = []arrowio.DatasetCache{}
+			cs.Datasets = []service.DatasetCache{}
 		}
 		return sendJSON(st, cs)
 	case ActionEvict:
@@ -135,7 +135,7 @@ func (v *service) doAction(ctx context.Context, acts arrowio.Actions, a *flight.
 			return err
 		}
 		if cs.Datasets == nil {
-			cs.Datasets = []arrowio.DatasetCache{}
+			cs.Datasets = []service.DatasetCache{}
 		}
 		return sendJSON(st, cs)
 	case ActionDatasetErrors:
@@ -148,7 +148,7 @@ func (v *service) doAction(ctx context.Context, acts arrowio.Actions, a *flight.
 			return err
 		}
 		if errs == nil {
-			errs = []arrowio.SampleError{}
+			errs = []service.SampleError{}
 		}
 		return sendJSON(st, errs)
 	case ActionTopology:
@@ -163,6 +163,6 @@ func (v *service) doAction(ctx context.Context, acts arrowio.Actions, a *flight.
 		}
 		return sendJSON(st, topo)
 	default:
-		return fmt.Errorf("flightsvc: unknown action %q (ListActions lists them): %w", a.GetType(), arrowio.ErrInvalid)
+		return fmt.Errorf("flightsvc: unknown action %q (ListActions lists them): %w", a.GetType(), service.ErrInvalid)
 	}
 }

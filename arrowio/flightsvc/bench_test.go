@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // BenchmarkDoGet measures DoGet throughput on loopback with 256-row batches
@@ -30,7 +30,7 @@ func BenchmarkDoGet(b *testing.B) {
 			f.rows[i][j] = byte(i + j)
 		}
 	}
-	req := arrowio.Request{Dataset: "train", BatchSize: batch, WorldSize: 1}
+	req := service.Request{Dataset: "train", BatchSize: batch, WorldSize: 1}
 
 	b.Run("flight", func(b *testing.B) {
 		s, err := New(&Options{Source: f})

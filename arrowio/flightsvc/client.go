@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // ErrBadAddr reports an address Dial cannot use.
@@ -137,7 +137,7 @@ func (c *Client) Close() error {
 func (c *Client) Flight() flight.FlightServiceClient { return c.fc }
 
 // Descriptor is the CMD descriptor of req.
-func Descriptor(req arrowio.Request) (*flight.FlightDescriptor, error) {
+func Descriptor(req service.Request) (*flight.FlightDescriptor, error) {
 	cmd, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("flightsvc: request: %w", err)
@@ -146,7 +146,7 @@ func Descriptor(req arrowio.Request) (*flight.FlightDescriptor, error) {
 }
 
 // Info asks for the FlightInfo of req.
-func (c *Client) Info(ctx context.Context, req arrowio.Request) (*flight.FlightInfo, error) {
+func (c *Client) Info(ctx context.Context, req service.Request) (*flight.FlightInfo, error) {
 	d, err := Descriptor(req)
 	if err != nil {
 		return nil, err
@@ -197,7 +197,7 @@ func (c *Client) Action(ctx context.Context, typ string, body []byte) ([][]byte,
 // record, valid only during the call (Retain it to keep it). With fn nil,
 // Fetch runs raw: it counts rows and body bytes without building records
 // (for throughput measurements).
-func (c *Client) Fetch(ctx context.Context, req arrowio.Request, fn func(arrow.Record) error) (FetchStats, error) {
+func (c *Client) Fetch(ctx context.Context, req service.Request, fn func(arrow.Record) error) (FetchStats, error) {
 	start := time.Now()
 	var stats FetchStats
 	info, err := c.Info(ctx, req)

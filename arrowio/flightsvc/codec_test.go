@@ -122,7 +122,7 @@ func TestRecordBatchRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := make([]byte, 12)
-	m, err := arrowio.BatchMessage(schema, &arrowio.Batch{Index: []uint64{1, 2, 3}, Label: []int64{0, 0, 0}, Images: [][]byte{img, img, img}})
+	m, err := arrowio.BatchMessage(schema, []uint64{1, 2, 3}, []int64{0, 0, 0}, [][]byte{img, img, img})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func FuzzRecordBatchRows(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	m, err := arrowio.BatchMessage(schema, &arrowio.Batch{Index: []uint64{1}, Label: []int64{0}, Images: [][]byte{make([]byte, 12)}})
+	m, err := arrowio.BatchMessage(schema, []uint64{1}, []int64{0}, [][]byte{make([]byte, 12)})
 	if err != nil {
 		f.Fatal(err)
 	}

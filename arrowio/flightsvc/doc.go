@@ -1,11 +1,11 @@
-// Package flightsvc serves arrowio.Source streams over Arrow Flight (SPEC §4)
+// Package flightsvc serves service.Source streams over Arrow Flight (SPEC §4)
 // and provides the matching client used by `loaderd fetch` and the benchmarks.
 //
 // A descriptor is the strict JSON request of SPEC §4 (see ParseRequest).
 // GetFlightInfo answers with one ordered endpoint whose ticket is the request
 // and the dataset fingerprint, signed with HMAC-SHA256 under a key that
 // survives restarts (LoadOrCreateKey). DoGet checks the signature, asks the
-// Source for the stream and forwards each arrowio.Batch as one FlightData
+// Source for the stream and forwards each service.Batch as one FlightData
 // without decoding or re-encoding the rows: a gRPC codec writes the
 // protobuf framing by hand and hands the row slices to gRPC as separate
 // mem.Buffers, so the only copy of a row is the one gRPC's framer makes.

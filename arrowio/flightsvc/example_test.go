@@ -6,8 +6,8 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
+	"github.com/loaderd/loaderd/service"
 )
 
 func ExampleParseRequest() {
@@ -15,7 +15,7 @@ func ExampleParseRequest() {
 	fmt.Printf("%+v %v\n", req, err)
 
 	_, err = flightsvc.ParseRequest([]byte(`{"dataset":"train","rank":8,"world_size":8}`))
-	var fe *arrowio.FieldError
+	var fe *service.FieldError
 	fmt.Println(errors.As(err, &fe), fe.Field, status.Code(flightsvc.StatusOf(err)))
 	// Output:
 	// {Dataset:train Epoch:3 BatchSize:256 Rank:1 WorldSize:8 DropLast:false StartBatch:0 Shuffle:true GPU:} <nil>
@@ -23,7 +23,7 @@ func ExampleParseRequest() {
 }
 
 func ExampleStatusOf() {
-	err := fmt.Errorf("loader: cat/7.jpg: %w", arrowio.ErrDataLoss)
+	err := fmt.Errorf("loader: cat/7.jpg: %w", service.ErrDataLoss)
 	fmt.Println(status.Code(flightsvc.StatusOf(err)))
 	// Output: DataLoss
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // fakeSource serves datasets of n deterministic samples, sharded as SPEC §3
@@ -64,10 +65,10 @@ func (f *fakeSource) setFingerprint(fp string) {
 	f.mu.Unlock()
 }
 
-func (f *fakeSource) Datasets(context.Context) ([]arrowio.DatasetInfo, error) {
+func (f *fakeSource) Datasets(context.Context) ([]service.DatasetInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return []arrowio.DatasetInfo{{
+	return []service.DatasetInfo{{
 		Name: f.name, Samples: int64(f.n), Classes: []string{"cat", "dog"},
 		Pipeline: "center_crop(size=4)", Seed: 7, CachedEpochs: []int{0, 2},
 		Schema: f.schema, Fingerprint: f.fingerprint,
@@ -76,7 +77,7 @@ func (f *fakeSource) Datasets(context.Context) ([]arrowio.DatasetInfo, error) {
 
 // positions returns the sample indexes of req's rank, from StartBatch on,
 // cut into batches.
-func (f *fakeSource) batches(req arrowio.Request) [][]uint64 {
+func (f *fakeSource) batches(req service.Request) [][]uint64 {
 	n, w := f.n, req.WorldSize
 	l := (n + w - 1) / w * w
 	if req.DropLast {
@@ -104,33 +105,33 @@ func (f *fakeSource) batches(req arrowio.Request) [][]uint64 {
 	return out[req.StartBatch:]
 }
 
-func (f *fakeSource) Plan(_ context.Context, req arrowio.Request) (arrowio.Plan, error) {
+func (f *fakeSource) Plan(_ context.Context, req service.Request) (service.Plan, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.panicPlan {
 		panic("fake: plan panics")
 	}
 	if f.planErr != nil {
-		return arrowio.Plan{}, f.planErr
+		return service.Plan{}, f.planErr
 	}
 	if req.Dataset != f.name {
-		return arrowio.Plan{}, fmt.Errorf("fake: dataset %q: %w", req.Dataset, arrowio.ErrNotFound)
+		return service.Plan{}, fmt.Errorf("fake: dataset %q: %w", req.Dataset, service.ErrNotFound)
 	}
 	if req.GPU != "" && req.GPU != "0" {
-		return arrowio.Plan{}, &arrowio.FieldError{Field: "gpu", Reason: "no such GPU"}
+		return service.Plan{}, &service.FieldError{Field: "gpu", Reason: "no such GPU"}
 	}
 	bs := f.batches(req)
 	var recs int64
 	for _, b := range bs {
 		recs += int64(len(b))
 	}
-	return arrowio.Plan{Schema: f.schema, Records: recs, Batches: int64(len(bs)), Fingerprint: f.fingerprint}, nil
+	return service.Plan{Schema: f.schema, Records: recs, Batches: int64(len(bs)), Fingerprint: f.fingerprint}, nil
 }
 
 // pixel is the deterministic image byte j of sample i.
 func pixel(i uint64, j int) byte { return byte(int(i)*31 + j*7) }
 
-func (f *fakeSource) Stream(ctx context.Context, req arrowio.Request, send func(*arrowio.Batch) error) error {
+func (f *fakeSource) Stream(ctx context.Context, req service.Request, send func(*service.Batch) error) error {
 	f.mu.Lock()
 	streamErr := f.streamErr
 	f.mu.Unlock()
@@ -138,7 +139,7 @@ func (f *fakeSource) Stream(ctx context.Context, req arrowio.Request, send func(
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		b := &arrowio.Batch{Index: idx, Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
+		b := &service.Batch{Index: idx, Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
 		for r, i := range idx {
 			b.Label[r] = int64(i % 5)
 			if f.rows != nil {

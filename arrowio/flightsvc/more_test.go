@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // selfSigned returns a server certificate for 127.0.0.1 and a pool trusting it.
@@ -65,7 +65,7 @@ func TestTLS(t *testing.T) {
 	f := newFakeSource(t, 30, 16, 16)
 	addr, _ := startServer(t, &Options{Source: f, AuthToken: "tok",
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
-	req := arrowio.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}
+	req := service.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}
 	cl, err := Dial(testCtx(t), "grpc+tls://"+addr, &ClientOptions{Token: "tok", TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
 	if err != nil {
 		t.Fatal(err)
@@ -110,38 +110,38 @@ func (a *fakeActions) record(s string) {
 	a.mu.Unlock()
 }
 
-func (a *fakeActions) Precompute(_ context.Context, ds string, epochs []int, progress func(arrowio.PrecomputeProgress) error) (arrowio.PrecomputeSummary, error) {
+func (a *fakeActions) Precompute(_ context.Context, ds string, epochs []int, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
 	a.record(fmt.Sprintf("precompute %s %v", ds, epochs))
 	if ds != "train" {
-		return arrowio.PrecomputeSummary{}, fmt.Errorf("fake: %q: %w", ds, arrowio.ErrNotFound)
+		return service.PrecomputeSummary{}, fmt.Errorf("fake: %q: %w", ds, service.ErrNotFound)
 	}
 	for done := int64(5); done <= 10; done += 5 {
-		if err := progress(arrowio.PrecomputeProgress{Dataset: ds, Epochs: epochs, Done: done, Total: 10}); err != nil {
-			return arrowio.PrecomputeSummary{}, err
+		if err := progress(service.PrecomputeProgress{Dataset: ds, Epochs: epochs, Done: done, Total: 10}); err != nil {
+			return service.PrecomputeSummary{}, err
 		}
 	}
-	return arrowio.PrecomputeSummary{Dataset: ds, Epochs: epochs, Computed: 10, Bytes: 1234}, nil
+	return service.PrecomputeSummary{Dataset: ds, Epochs: epochs, Computed: 10, Bytes: 1234}, nil
 }
 
-func (a *fakeActions) CacheStatus(_ context.Context, ds string) (arrowio.CacheStatus, error) {
+func (a *fakeActions) CacheStatus(_ context.Context, ds string) (service.CacheStatus, error) {
 	a.record("cache-status " + ds)
-	return arrowio.CacheStatus{Datasets: []arrowio.DatasetCache{{Dataset: "train",
-		Epochs: []arrowio.EpochStatus{{Epoch: 0, State: arrowio.EpochComplete, Bytes: 100, Samples: 10}}}}}, nil
+	return service.CacheStatus{Datasets: []service.DatasetCache{{Dataset: "train",
+		Epochs: []service.EpochStatus{{Epoch: 0, State: service.EpochComplete, Bytes: 100, Samples: 10}}}}}, nil
 }
 
-func (a *fakeActions) Evict(_ context.Context, ds string, epochs []int) (arrowio.CacheStatus, error) {
+func (a *fakeActions) Evict(_ context.Context, ds string, epochs []int) (service.CacheStatus, error) {
 	a.record(fmt.Sprintf("evict %s %v", ds, epochs))
-	return arrowio.CacheStatus{}, nil
+	return service.CacheStatus{}, nil
 }
 
-func (a *fakeActions) DatasetErrors(_ context.Context, ds string) ([]arrowio.SampleError, error) {
+func (a *fakeActions) DatasetErrors(_ context.Context, ds string) ([]service.SampleError, error) {
 	a.record("dataset-errors " + ds)
-	return []arrowio.SampleError{{Index: 3, Path: "cat/3.jpg", Reason: "truncated"}}, nil
+	return []service.SampleError{{Index: 3, Path: "cat/3.jpg", Reason: "truncated"}}, nil
 }
 
-func (a *fakeActions) Topology(context.Context) (any, error) {
+func (a *fakeActions) Topology(context.Context) (service.Topology, error) {
 	a.record("topology")
-	return map[string]any{"gpus": []string{}}, nil
+	return service.Topology{Topology: json.RawMessage(`{"gpus":[]}`), Placement: json.RawMessage(`{}`)}, nil
 }
 
 func TestActions(t *testing.T) {
@@ -222,7 +222,7 @@ func TestActions(t *testing.T) {
 		{name: "dataset-errors", typ: ActionDatasetErrors, body: `{"dataset":"train"}`, call: "dataset-errors train",
 			want: []string{`[{"index":3,"path":"cat/3.jpg","reason":"truncated"}]`}},
 		{name: "dataset-errors malformed", typ: ActionDatasetErrors, body: `{"dataset":`, code: codes.InvalidArgument},
-		{name: "topology", typ: ActionTopology, call: "topology", want: []string{`{"gpus":[]}`}},
+		{name: "topology", typ: ActionTopology, call: "topology", want: []string{`{"topology":{"gpus":[]},"placement":{}}`}},
 		{name: "unknown action", typ: "reboot", code: codes.InvalidArgument, contains: "reboot"},
 	}
 	for _, tc := range tests {
@@ -410,7 +410,7 @@ func TestLocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	req := arrowio.Request{Dataset: "train", BatchSize: 5, WorldSize: 1}
+	req := service.Request{Dataset: "train", BatchSize: 5, WorldSize: 1}
 	info, err := cl.Info(testCtx(t), req)
 	if err != nil || len(info.Endpoint) != 1 || len(info.Endpoint[0].Location) != 1 || info.Endpoint[0].Location[0].Uri != loc {
 		t.Fatalf("Info = %v, %v; want one endpoint at %s", info, err, loc)

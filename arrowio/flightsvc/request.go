@@ -8,7 +8,7 @@ import (
 	"sort"
 	"unicode/utf8"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // Limits of a request (SPEC §4).
@@ -22,13 +22,13 @@ const (
 // only "dataset" is required; the other fields take their defaults
 // (epoch 0, batch_size 256, rank 0, world_size 1, drop_last false,
 // start_batch 0, shuffle true). Unknown fields, wrong types and values out
-// of range are reported as a *arrowio.FieldError naming the field ("rank"
-// when rank ≥ world_size); malformed JSON wraps arrowio.ErrInvalid.
-func ParseRequest(cmd []byte) (arrowio.Request, error) {
-	req := arrowio.Request{BatchSize: 256, WorldSize: 1, Shuffle: true}
+// of range are reported as a *service.FieldError naming the field ("rank"
+// when rank ≥ world_size); malformed JSON wraps service.ErrInvalid.
+func ParseRequest(cmd []byte) (service.Request, error) {
+	req := service.Request{BatchSize: 256, WorldSize: 1, Shuffle: true}
 	fields, err := strictObject(cmd, "descriptor")
 	if err != nil {
-		return arrowio.Request{}, err
+		return service.Request{}, err
 	}
 	for _, name := range sortedKeys(fields) {
 		raw := fields[name]
@@ -52,20 +52,20 @@ func ParseRequest(cmd []byte) (arrowio.Request, error) {
 		case "gpu":
 			req.GPU, err = stringField(name, raw)
 		default:
-			err = &arrowio.FieldError{Field: name, Reason: "unknown field"}
+			err = &service.FieldError{Field: name, Reason: "unknown field"}
 		}
 		if err != nil {
-			return arrowio.Request{}, err
+			return service.Request{}, err
 		}
 	}
 	if _, ok := fields["dataset"]; !ok {
-		return arrowio.Request{}, &arrowio.FieldError{Field: "dataset", Reason: "required"}
+		return service.Request{}, &service.FieldError{Field: "dataset", Reason: "required"}
 	}
 	if req.Dataset == "" {
-		return arrowio.Request{}, &arrowio.FieldError{Field: "dataset", Reason: "must not be empty"}
+		return service.Request{}, &service.FieldError{Field: "dataset", Reason: "must not be empty"}
 	}
 	if req.Rank >= req.WorldSize {
-		return arrowio.Request{}, &arrowio.FieldError{Field: "rank",
+		return service.Request{}, &service.FieldError{Field: "rank",
 			Reason: fmt.Sprintf("%d is not below world_size %d", req.Rank, req.WorldSize)}
 	}
 	return req, nil
@@ -75,15 +75,15 @@ func ParseRequest(cmd []byte) (arrowio.Request, error) {
 // errors.
 func strictObject(data []byte, what string) (map[string]json.RawMessage, error) {
 	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("flightsvc: %s is not UTF-8: %w", what, arrowio.ErrInvalid)
+		return nil, fmt.Errorf("flightsvc: %s is not UTF-8: %w", what, service.ErrInvalid)
 	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, fmt.Errorf("flightsvc: %s is not a JSON object: %w", what, arrowio.ErrInvalid)
+		return nil, fmt.Errorf("flightsvc: %s is not a JSON object: %w", what, service.ErrInvalid)
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
-		return nil, fmt.Errorf("flightsvc: %s is malformed JSON (%s): %w", what, err.Error(), arrowio.ErrInvalid)
+		return nil, fmt.Errorf("flightsvc: %s is malformed JSON (%s): %w", what, err.Error(), service.ErrInvalid)
 	}
 	return fields, nil
 }
@@ -102,7 +102,7 @@ func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "
 func stringField(name string, raw json.RawMessage) (string, error) {
 	var s string
 	if isNull(raw) || json.Unmarshal(raw, &s) != nil {
-		return "", &arrowio.FieldError{Field: name, Reason: "must be a string"}
+		return "", &service.FieldError{Field: name, Reason: "must be a string"}
 	}
 	return s, nil
 }
@@ -110,7 +110,7 @@ func stringField(name string, raw json.RawMessage) (string, error) {
 func boolField(name string, raw json.RawMessage) (bool, error) {
 	var b bool
 	if isNull(raw) || json.Unmarshal(raw, &b) != nil {
-		return false, &arrowio.FieldError{Field: name, Reason: "must be true or false"}
+		return false, &service.FieldError{Field: name, Reason: "must be true or false"}
 	}
 	return b, nil
 }
@@ -120,18 +120,18 @@ func intField(name string, raw json.RawMessage, lo, hi int64) (int, error) {
 	var n json.Number
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || (t[0] != '-' && (t[0] < '0' || t[0] > '9')) || json.Unmarshal(t, &n) != nil {
-		return 0, &arrowio.FieldError{Field: name, Reason: "must be an integer"}
+		return 0, &service.FieldError{Field: name, Reason: "must be an integer"}
 	}
 	v, err := n.Int64()
 	if err != nil {
 		if _, ferr := n.Float64(); ferr == nil && bytes.IndexAny([]byte(n), ".eE") < 0 {
 			// An integer too large for int64: out of range, not a wrong type.
-			return 0, &arrowio.FieldError{Field: name, Reason: fmt.Sprintf("must be in [%d, %d]", lo, hi)}
+			return 0, &service.FieldError{Field: name, Reason: fmt.Sprintf("must be in [%d, %d]", lo, hi)}
 		}
-		return 0, &arrowio.FieldError{Field: name, Reason: "must be an integer"}
+		return 0, &service.FieldError{Field: name, Reason: "must be an integer"}
 	}
 	if v < lo || v > hi {
-		return 0, &arrowio.FieldError{Field: name, Reason: fmt.Sprintf("%d is not in [%d, %d]", v, lo, hi)}
+		return 0, &service.FieldError{Field: name, Reason: fmt.Sprintf("%d is not in [%d, %d]", v, lo, hi)}
 	}
 	return int(v), nil
 }
@@ -140,7 +140,7 @@ func intField(name string, raw json.RawMessage, lo, hi int64) (int, error) {
 func intListField(name string, raw json.RawMessage, lo, hi int64) ([]int, error) {
 	var items []json.RawMessage
 	if isNull(raw) || json.Unmarshal(raw, &items) != nil {
-		return nil, &arrowio.FieldError{Field: name, Reason: "must be a list of integers"}
+		return nil, &service.FieldError{Field: name, Reason: "must be a list of integers"}
 	}
 	out := make([]int, len(items))
 	for i, it := range items {

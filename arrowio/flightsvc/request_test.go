@@ -5,23 +5,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 func TestParseRequest(t *testing.T) {
-	def := arrowio.Request{Dataset: "train", BatchSize: 256, WorldSize: 1, Shuffle: true}
+	def := service.Request{Dataset: "train", BatchSize: 256, WorldSize: 1, Shuffle: true}
 	tests := []struct {
 		name      string
 		cmd       string
-		want      arrowio.Request
+		want      service.Request
 		wantField string // "" with wantErr: malformed
 		wantErr   bool
 	}{
 		{name: "defaults", cmd: `{"dataset":"train"}`, want: def},
 		{name: "all fields", cmd: `{"dataset":"val","epoch":3,"batch_size":32,"rank":1,"world_size":4,"drop_last":true,"start_batch":5,"shuffle":false,"gpu":"GPU-1"}`,
-			want: arrowio.Request{Dataset: "val", Epoch: 3, BatchSize: 32, Rank: 1, WorldSize: 4, DropLast: true, StartBatch: 5, GPU: "GPU-1"}},
+			want: service.Request{Dataset: "val", Epoch: 3, BatchSize: 32, Rank: 1, WorldSize: 4, DropLast: true, StartBatch: 5, GPU: "GPU-1"}},
 		{name: "limits", cmd: `{"dataset":"d","epoch":2147483647,"batch_size":65536,"rank":65535,"world_size":65536}`,
-			want: arrowio.Request{Dataset: "d", Epoch: 2147483647, BatchSize: 65536, Rank: 65535, WorldSize: 65536, Shuffle: true}},
+			want: service.Request{Dataset: "d", Epoch: 2147483647, BatchSize: 65536, Rank: 65535, WorldSize: 65536, Shuffle: true}},
 		{name: "whitespace", cmd: " \n{ \"dataset\" : \"train\" }\t", want: def},
 		{name: "missing dataset", cmd: `{"epoch":1}`, wantErr: true, wantField: "dataset"},
 		{name: "empty dataset", cmd: `{"dataset":""}`, wantErr: true, wantField: "dataset"},
@@ -62,10 +62,10 @@ func TestParseRequest(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, arrowio.ErrInvalid) {
+			if !errors.Is(err, service.ErrInvalid) {
 				t.Fatalf("ParseRequest(%s) error = %v; want ErrInvalid", tc.cmd, err)
 			}
-			var fe *arrowio.FieldError
+			var fe *service.FieldError
 			if tc.wantField == "" {
 				return
 			}
@@ -86,7 +86,7 @@ func FuzzParseRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req, err := ParseRequest(b)
 		if err != nil {
-			if !errors.Is(err, arrowio.ErrInvalid) {
+			if !errors.Is(err, service.ErrInvalid) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)
 			}
 			return

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // Flow-control windows and message limits. A 256×224×224×3 batch is 38 MB.
@@ -58,8 +59,8 @@ var (
 // Options configure a Server. The zero value of each field means its
 // default; New copies the struct.
 type Options struct {
-	Source  arrowio.Source  // required
-	Actions arrowio.Actions // nil: DoAction answers Unimplemented
+	Source  service.Source  // required
+	Actions service.Actions // nil: DoAction answers Unimplemented
 	// TicketKey signs tickets (see LoadOrCreateKey); nil means a random key,
 	// so tickets do not survive a restart. At least 32 bytes otherwise.
 	TicketKey  []byte
@@ -151,7 +152,7 @@ func New(opts *Options) (*Server, error) {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(o.TLSConfig.Clone())))
 	}
 	s.grpc = grpc.NewServer(gopts...)
-	flight.RegisterFlightServiceServer(s.grpc, &service{s: s})
+	flight.RegisterFlightServiceServer(s.grpc, &handler{s: s})
 	return s, nil
 }
 
@@ -231,7 +232,7 @@ func (s *Server) authorize(ctx context.Context) error {
 // admit is the common gate of every call: draining, then auth.
 func (s *Server) admit(ctx context.Context) error {
 	if s.draining.Load() {
-		return status.Error(codes.Unavailable, "flightsvc: "+arrowio.ErrUnavailable.Error())
+		return status.Error(codes.Unavailable, "flightsvc: "+service.ErrUnavailable.Error())
 	}
 	return s.authorize(ctx)
 }
@@ -284,15 +285,15 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 	return h(srv, ss)
 }
 
-// service implements the Flight RPCs; methods not defined here answer
+// handler implements the Flight RPCs; methods not defined here answer
 // Unimplemented.
-type service struct {
+type handler struct {
 	flight.BaseFlightServer
 	s *Server
 }
 
 // Handshake answers one handshake request (auth is the interceptor's).
-func (v *service) Handshake(st flight.FlightService_HandshakeServer) error {
+func (v *handler) Handshake(st flight.FlightService_HandshakeServer) error {
 	req, err := st.Recv()
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
@@ -300,22 +301,22 @@ func (v *service) Handshake(st flight.FlightService_HandshakeServer) error {
 	return st.Send(&flight.HandshakeResponse{ProtocolVersion: req.GetProtocolVersion()})
 }
 
-func parseDescriptor(d *flight.FlightDescriptor) (arrowio.Request, error) {
+func parseDescriptor(d *flight.FlightDescriptor) (service.Request, error) {
 	if d == nil {
-		return arrowio.Request{}, &arrowio.FieldError{Field: "descriptor", Reason: "missing"}
+		return service.Request{}, &service.FieldError{Field: "descriptor", Reason: "missing"}
 	}
 	if d.GetType() != flight.DescriptorCMD {
-		return arrowio.Request{}, &arrowio.FieldError{Field: "descriptor.type",
+		return service.Request{}, &service.FieldError{Field: "descriptor.type",
 			Reason: fmt.Sprintf("%s, want CMD with a JSON request", d.GetType())}
 	}
 	return ParseRequest(d.GetCmd())
 }
 
 // plan parses a descriptor and asks the Source for its plan.
-func (v *service) plan(ctx context.Context, d *flight.FlightDescriptor) (arrowio.Request, arrowio.Plan, error) {
+func (v *handler) plan(ctx context.Context, d *flight.FlightDescriptor) (service.Request, service.Plan, error) {
 	req, err := parseDescriptor(d)
 	if err != nil {
-		return req, arrowio.Plan{}, err
+		return req, service.Plan{}, err
 	}
 	p, err := v.s.opts.Source.Plan(ctx, req)
 	if err != nil {
@@ -329,19 +330,19 @@ func (v *service) plan(ctx context.Context, d *flight.FlightDescriptor) (arrowio
 
 // checkBatchBytes refuses a batch size whose batches cannot be one gRPC
 // message (4 GiB): 65536 rows of 224×224×3 are 9.9 GB.
-func checkBatchBytes(req arrowio.Request, schema *arrow.Schema) error {
+func checkBatchBytes(req service.Request, schema *arrow.Schema) error {
 	spec, err := arrowio.SpecOf(schema)
 	if err != nil {
 		return fmt.Errorf("flightsvc: Source schema: %w", err)
 	}
 	if rb := int64(spec.RowBytes()) + 16; int64(req.BatchSize)*rb > maxBatchBytes {
-		return &arrowio.FieldError{Field: "batch_size",
+		return &service.FieldError{Field: "batch_size",
 			Reason: fmt.Sprintf("%d rows of %d bytes exceed a gRPC message; at most %d", req.BatchSize, rb, maxBatchBytes/rb)}
 	}
 	return nil
 }
 
-func (v *service) endpoint(req arrowio.Request, fingerprint string) (*flight.FlightEndpoint, error) {
+func (v *handler) endpoint(req service.Request, fingerprint string) (*flight.FlightEndpoint, error) {
 	t, err := signTicket(v.s.opts.TicketKey, req, fingerprint)
 	if err != nil {
 		return nil, err
@@ -353,7 +354,7 @@ func (v *service) endpoint(req arrowio.Request, fingerprint string) (*flight.Fli
 	return ep, nil
 }
 
-func (v *service) GetFlightInfo(ctx context.Context, d *flight.FlightDescriptor) (*flight.FlightInfo, error) {
+func (v *handler) GetFlightInfo(ctx context.Context, d *flight.FlightDescriptor) (*flight.FlightInfo, error) {
 	req, p, err := v.plan(ctx, d)
 	if err != nil {
 		return nil, StatusOf(err)
@@ -372,7 +373,7 @@ func (v *service) GetFlightInfo(ctx context.Context, d *flight.FlightDescriptor)
 	}, nil
 }
 
-func (v *service) GetSchema(ctx context.Context, d *flight.FlightDescriptor) (*flight.SchemaResult, error) {
+func (v *handler) GetSchema(ctx context.Context, d *flight.FlightDescriptor) (*flight.SchemaResult, error) {
 	_, p, err := v.plan(ctx, d)
 	if err != nil {
 		return nil, StatusOf(err)
@@ -388,7 +389,7 @@ type datasetMeta struct {
 	CachedEpochs []int    `json:"cached_epochs"`
 }
 
-func (v *service) ListFlights(_ *flight.Criteria, st flight.FlightService_ListFlightsServer) error {
+func (v *handler) ListFlights(_ *flight.Criteria, st flight.FlightService_ListFlightsServer) error {
 	ds, err := v.s.opts.Source.Datasets(st.Context())
 	if err != nil {
 		return StatusOf(err)
@@ -428,12 +429,12 @@ func (v *service) ListFlights(_ *flight.Criteria, st flight.FlightService_ListFl
 	return nil
 }
 
-func (v *service) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) error {
+func (v *handler) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) error {
 	s := v.s
 	if n := s.streams.Add(1); n > int64(s.opts.MaxStreams) {
 		s.streams.Add(-1)
 		return status.Errorf(codes.ResourceExhausted, "flightsvc: %d streams already running (max %d): %s",
-			n-1, s.opts.MaxStreams, arrowio.ErrExhausted)
+			n-1, s.opts.MaxStreams, service.ErrExhausted)
 	}
 	defer s.streams.Add(-1)
 	s.metrics.streamsActive.Inc()
@@ -465,7 +466,7 @@ func (v *service) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) e
 		return err
 	}
 	last := time.Now()
-	err = s.opts.Source.Stream(ctx, req, func(b *arrowio.Batch) error {
+	err = s.opts.Source.Stream(ctx, req, func(b *service.Batch) error {
 		s.metrics.streamWait.Observe(time.Since(last).Seconds())
 		err := v.sendBatch(st, p.Schema, b)
 		last = time.Now()
@@ -482,7 +483,7 @@ func (v *service) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) e
 
 // sendBatch sends b as one FlightData; b.Release runs exactly once, when
 // gRPC no longer reads the rows, or here if they never reached gRPC.
-func (v *service) sendBatch(st grpc.ServerStream, schema *arrow.Schema, b *arrowio.Batch) error {
+func (v *handler) sendBatch(st grpc.ServerStream, schema *arrow.Schema, b *service.Batch) error {
 	if b == nil {
 		return errors.New("flightsvc: Source sent a nil batch")
 	}
@@ -490,7 +491,7 @@ func (v *service) sendBatch(st grpc.ServerStream, schema *arrow.Schema, b *arrow
 	if release == nil {
 		release = func() {}
 	}
-	msg, err := arrowio.BatchMessage(schema, b)
+	msg, err := arrowio.BatchMessage(schema, b.Index, b.Label, b.Images)
 	if err != nil {
 		release()
 		return err

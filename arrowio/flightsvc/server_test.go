@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // arrowClient is arrow-go's own Flight client on addr.
@@ -241,7 +242,7 @@ func TestTickets(t *testing.T) {
 	good := info.Endpoint[0].Ticket.Ticket
 	modified := append([]byte(nil), good...)
 	modified[5] ^= 1
-	forged, err := signTicket(testKey(8), arrowio.Request{Dataset: "train", BatchSize: 4, WorldSize: 1}, "fp1")
+	forged, err := signTicket(testKey(8), service.Request{Dataset: "train", BatchSize: 4, WorldSize: 1}, "fp1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestClientFetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	req := arrowio.Request{Dataset: "train", BatchSize: 8, WorldSize: 2, Rank: 1, Shuffle: true}
+	req := service.Request{Dataset: "train", BatchSize: 8, WorldSize: 2, Rank: 1, Shuffle: true}
 	var idx []uint64
 	rec, err := cl.Fetch(testCtx(t), req, func(r arrow.Record) error {
 		idx = append(idx, r.Column(0).(*array.Uint64).Uint64Values()...)
@@ -473,7 +474,7 @@ func TestAuth(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		if _, err := cl.Fetch(testCtx(t), arrowio.Request{Dataset: "train", BatchSize: 4, WorldSize: 1}, nil); err != nil {
+		if _, err := cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 4, WorldSize: 1}, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -485,13 +486,13 @@ func TestErrorMapping(t *testing.T) {
 		err  error
 		code codes.Code
 	}{
-		{name: "invalid", err: fmt.Errorf("x: %w", arrowio.ErrInvalid), code: codes.InvalidArgument},
-		{name: "field", err: &arrowio.FieldError{Field: "gpu", Reason: "none"}, code: codes.InvalidArgument},
-		{name: "not found", err: fmt.Errorf("x: %w", arrowio.ErrNotFound), code: codes.NotFound},
-		{name: "stale", err: fmt.Errorf("x: %w", arrowio.ErrStale), code: codes.FailedPrecondition},
-		{name: "exhausted", err: fmt.Errorf("x: %w", arrowio.ErrExhausted), code: codes.ResourceExhausted},
-		{name: "unavailable", err: fmt.Errorf("x: %w", arrowio.ErrUnavailable), code: codes.Unavailable},
-		{name: "data loss", err: fmt.Errorf("x: bad.jpg: %w", arrowio.ErrDataLoss), code: codes.DataLoss},
+		{name: "invalid", err: fmt.Errorf("x: %w", service.ErrInvalid), code: codes.InvalidArgument},
+		{name: "field", err: &service.FieldError{Field: "gpu", Reason: "none"}, code: codes.InvalidArgument},
+		{name: "not found", err: fmt.Errorf("x: %w", service.ErrNotFound), code: codes.NotFound},
+		{name: "stale", err: fmt.Errorf("x: %w", service.ErrStale), code: codes.FailedPrecondition},
+		{name: "exhausted", err: fmt.Errorf("x: %w", service.ErrExhausted), code: codes.ResourceExhausted},
+		{name: "unavailable", err: fmt.Errorf("x: %w", service.ErrUnavailable), code: codes.Unavailable},
+		{name: "data loss", err: fmt.Errorf("x: bad.jpg: %w", service.ErrDataLoss), code: codes.DataLoss},
 		{name: "other", err: errors.New("disk on fire"), code: codes.Internal},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -560,11 +561,11 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	st, err := cl.Fetch(testCtx(t), arrowio.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}, nil)
+	st, err := cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = cl.Info(testCtx(t), arrowio.Request{Dataset: "nope", BatchSize: 8, WorldSize: 1})
+	_, _ = cl.Info(testCtx(t), service.Request{Dataset: "nope", BatchSize: 8, WorldSize: 1})
 	for _, tc := range []struct {
 		name string
 		c    prometheus.Collector
@@ -661,16 +662,16 @@ func (s *twoSources) pick(name string) *fakeSource {
 	return s.a
 }
 
-func (s *twoSources) Datasets(ctx context.Context) ([]arrowio.DatasetInfo, error) {
+func (s *twoSources) Datasets(ctx context.Context) ([]service.DatasetInfo, error) {
 	a, _ := s.a.Datasets(ctx)
 	b, _ := s.b.Datasets(ctx)
 	return append(a, b...), nil
 }
 
-func (s *twoSources) Plan(ctx context.Context, req arrowio.Request) (arrowio.Plan, error) {
+func (s *twoSources) Plan(ctx context.Context, req service.Request) (service.Plan, error) {
 	return s.pick(req.Dataset).Plan(ctx, req)
 }
 
-func (s *twoSources) Stream(ctx context.Context, req arrowio.Request, send func(*arrowio.Batch) error) error {
+func (s *twoSources) Stream(ctx context.Context, req service.Request, send func(*service.Batch) error) error {
 	return s.pick(req.Dataset).Stream(ctx, req, send)
 }

@@ -7,11 +7,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // StatusOf maps err to the gRPC status the service answers with (SPEC §4):
-// arrowio.ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrStale →
+// service.ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrStale →
 // FailedPrecondition, ErrExhausted → ResourceExhausted, ErrUnavailable →
 // Unavailable, ErrDataLoss → DataLoss, context cancellation → Canceled or
 // DeadlineExceeded. An error that already carries a gRPC status keeps it;
@@ -24,12 +24,12 @@ func StatusOf(err error) error {
 		err  error
 		code codes.Code
 	}{
-		{err: arrowio.ErrInvalid, code: codes.InvalidArgument},
-		{err: arrowio.ErrNotFound, code: codes.NotFound},
-		{err: arrowio.ErrStale, code: codes.FailedPrecondition},
-		{err: arrowio.ErrExhausted, code: codes.ResourceExhausted},
-		{err: arrowio.ErrUnavailable, code: codes.Unavailable},
-		{err: arrowio.ErrDataLoss, code: codes.DataLoss},
+		{err: service.ErrInvalid, code: codes.InvalidArgument},
+		{err: service.ErrNotFound, code: codes.NotFound},
+		{err: service.ErrStale, code: codes.FailedPrecondition},
+		{err: service.ErrExhausted, code: codes.ResourceExhausted},
+		{err: service.ErrUnavailable, code: codes.Unavailable},
+		{err: service.ErrDataLoss, code: codes.DataLoss},
 		{err: context.Canceled, code: codes.Canceled},
 		{err: context.DeadlineExceeded, code: codes.DeadlineExceeded},
 	} {

@@ -10,16 +10,16 @@ import (
 	"io/fs"
 	"os"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 // ErrBadTicket reports a ticket that was not issued by this server's key,
-// was modified, or cannot be parsed. It wraps arrowio.ErrInvalid.
-var ErrBadTicket = fmt.Errorf("flightsvc: bad ticket: %w", arrowio.ErrInvalid)
+// was modified, or cannot be parsed. It wraps service.ErrInvalid.
+var ErrBadTicket = fmt.Errorf("flightsvc: bad ticket: %w", service.ErrInvalid)
 
 // ErrStaleTicket reports a ticket for a dataset that changed since it was
-// issued. It wraps arrowio.ErrStale.
-var ErrStaleTicket = fmt.Errorf("flightsvc: ticket for an older dataset, call GetFlightInfo again: %w", arrowio.ErrStale)
+// issued. It wraps service.ErrStale.
+var ErrStaleTicket = fmt.Errorf("flightsvc: ticket for an older dataset, call GetFlightInfo again: %w", service.ErrStale)
 
 const (
 	ticketVersion = 1
@@ -80,7 +80,7 @@ func createKey(path string) ([]byte, error) {
 
 // signTicket makes the opaque ticket for req planned against fingerprint:
 // version byte, JSON body, HMAC-SHA256 of both.
-func signTicket(key []byte, req arrowio.Request, fingerprint string) ([]byte, error) {
+func signTicket(key []byte, req service.Request, fingerprint string) ([]byte, error) {
 	rj, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("flightsvc: ticket: %w", err)
@@ -99,27 +99,27 @@ func signTicket(key []byte, req arrowio.Request, fingerprint string) ([]byte, er
 
 // openTicket checks the signature of t and returns the request and the
 // fingerprint it carries. Every failure wraps ErrBadTicket.
-func openTicket(key []byte, t []byte) (arrowio.Request, string, error) {
+func openTicket(key []byte, t []byte) (service.Request, string, error) {
 	if len(t) < 1+macLen || len(t) > maxTicketLen {
-		return arrowio.Request{}, "", fmt.Errorf("%w: %d bytes", ErrBadTicket, len(t))
+		return service.Request{}, "", fmt.Errorf("%w: %d bytes", ErrBadTicket, len(t))
 	}
 	if t[0] != ticketVersion {
-		return arrowio.Request{}, "", fmt.Errorf("%w: version %d", ErrBadTicket, t[0])
+		return service.Request{}, "", fmt.Errorf("%w: version %d", ErrBadTicket, t[0])
 	}
 	signed, mac := t[:len(t)-macLen], t[len(t)-macLen:]
 	m := hmac.New(sha256.New, key)
 	m.Write(signed)
 	if !hmac.Equal(m.Sum(nil), mac) {
-		return arrowio.Request{}, "", fmt.Errorf("%w: signature mismatch", ErrBadTicket)
+		return service.Request{}, "", fmt.Errorf("%w: signature mismatch", ErrBadTicket)
 	}
 	var body ticketBody
 	if err := json.Unmarshal(signed[1:], &body); err != nil {
-		return arrowio.Request{}, "", fmt.Errorf("%w: %s", ErrBadTicket, err.Error())
+		return service.Request{}, "", fmt.Errorf("%w: %s", ErrBadTicket, err.Error())
 	}
 	// Signed by us, but parse it as strictly as a descriptor anyway.
 	req, err := ParseRequest(body.Request)
 	if err != nil {
-		return arrowio.Request{}, "", fmt.Errorf("%w: %s", ErrBadTicket, err.Error())
+		return service.Request{}, "", fmt.Errorf("%w: %s", ErrBadTicket, err.Error())
 	}
 	return req, body.Fingerprint, nil
 }

@@ -7,13 +7,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, keyLen) }
 
 func TestTicketRoundTrip(t *testing.T) {
-	req := arrowio.Request{Dataset: "train", Epoch: 4, BatchSize: 8, Rank: 1, WorldSize: 2, StartBatch: 3, GPU: "0"}
+	req := service.Request{Dataset: "train", Epoch: 4, BatchSize: 8, Rank: 1, WorldSize: 2, StartBatch: 3, GPU: "0"}
 	tk, err := signTicket(testKey(1), req, "fp")
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +25,7 @@ func TestTicketRoundTrip(t *testing.T) {
 }
 
 func TestTicketRejects(t *testing.T) {
-	req := arrowio.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}
+	req := service.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}
 	good, err := signTicket(testKey(1), req, "fp")
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +54,7 @@ func TestTicketRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := openTicket(tc.key, tc.ticket); !errors.Is(err, ErrBadTicket) || !errors.Is(err, arrowio.ErrInvalid) {
+			if _, _, err := openTicket(tc.key, tc.ticket); !errors.Is(err, ErrBadTicket) || !errors.Is(err, service.ErrInvalid) {
 				t.Fatalf("openTicket error = %v; want ErrBadTicket", err)
 			}
 		})
@@ -62,7 +62,7 @@ func TestTicketRejects(t *testing.T) {
 }
 
 func FuzzOpenTicket(f *testing.F) {
-	good, err := signTicket(testKey(1), arrowio.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}, "fp")
+	good, err := signTicket(testKey(1), service.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}, "fp")
 	if err != nil {
 		f.Fatal(err)
 	}

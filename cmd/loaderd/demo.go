@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
+	"github.com/loaderd/loaderd/service"
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,7 +66,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return nil
 		}
 		fmt.Fprintf(stdout, "loaderd serving dataset %q at grpc://%s\n", "sample", addr)
-		ff := fetchFlags{addr: addr, clients: 1, req: arrowio.Request{Dataset: "sample", BatchSize: 64, WorldSize: 1, Shuffle: true}}
+		ff := fetchFlags{addr: addr, clients: 1, req: service.Request{Dataset: "sample", BatchSize: 64, WorldSize: 1, Shuffle: true}}
 		for _, step := range []struct {
 			what  string
 			epoch int

@@ -14,9 +14,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
+	"github.com/loaderd/loaderd/service"
 )
 
 type fetchFlags struct {
@@ -25,7 +25,7 @@ type fetchFlags struct {
 	vsLoopback               bool
 	decode                   bool
 	clients, repeat          int
-	req                      arrowio.Request
+	req                      service.Request
 }
 
 func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
+	"github.com/loaderd/loaderd/service"
 )
 
 // runCLI runs the command line in-process and returns its exit status.
@@ -201,7 +201,7 @@ func TestPrecomputeThenServe(t *testing.T) {
 		t.Fatalf("serve: %v\n%s", err, logs.String())
 	}
 	for epoch := range 2 {
-		ff := &fetchFlags{addr: addr, clients: 2, repeat: epoch + 1, req: arrowio.Request{Dataset: "d", Epoch: epoch, BatchSize: 8, WorldSize: 1, Shuffle: true}}
+		ff := &fetchFlags{addr: addr, clients: 2, repeat: epoch + 1, req: service.Request{Dataset: "d", Epoch: epoch, BatchSize: 8, WorldSize: 1, Shuffle: true}}
 		res, err := fetch(ctx, ff, &flightsvc.ClientOptions{})
 		if err != nil {
 			t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
-	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
 )
 
 func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -79,7 +79,7 @@ func newProgress(w io.Writer, name string, logger *slog.Logger) *progress {
 	return p
 }
 
-func (p *progress) update(pr arrowio.PrecomputeProgress) error {
+func (p *progress) update(pr service.PrecomputeProgress) error {
 	if p.bar != nil {
 		if p.bar.GetMax64() != pr.Total {
 			p.bar.ChangeMax64(pr.Total)

@@ -1,7 +1,8 @@
-package arrowio
+package service
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -57,7 +58,7 @@ type Batch struct {
 // Rows returns the number of rows in b.
 func (b *Batch) Rows() int { return len(b.Index) }
 
-// Source is what the Flight service streams from. loader.Loader implements it.
+// Source is what a transport streams from. loader.Loader implements it.
 type Source interface {
 	// Datasets lists the served datasets.
 	Datasets(ctx context.Context) ([]DatasetInfo, error)
@@ -79,7 +80,18 @@ type Actions interface {
 	CacheStatus(ctx context.Context, dataset string) (CacheStatus, error)
 	Evict(ctx context.Context, dataset string, epochs []int) (CacheStatus, error)
 	DatasetErrors(ctx context.Context, dataset string) ([]SampleError, error)
-	Topology(ctx context.Context) (any, error)
+	Topology(ctx context.Context) (Topology, error)
+}
+
+// Topology is the result of the topology action: the node's GPUs, NUMA
+// nodes and CPU sets, and the placement of the workers. The fields hold the
+// JSON of a *gpu.Topology (null when the server has none) and of a
+// gpu.Placement; decode them with the gpu package's types. They stay JSON
+// here so that this package, which every other imports, imports none of
+// loaderd's.
+type Topology struct {
+	Topology  json.RawMessage `json:"topology"`
+	Placement json.RawMessage `json:"placement"`
 }
 
 // PrecomputeProgress is one progress result of the precompute action.
@@ -138,12 +150,12 @@ type SampleError struct {
 // Errors a Source or Actions returns, wrapped with %w, and the gRPC codes
 // the service answers with.
 var (
-	ErrInvalid     = errors.New("invalid argument")           // InvalidArgument
-	ErrNotFound    = errors.New("not found")                  // NotFound
-	ErrStale       = errors.New("dataset changed")            // FailedPrecondition
-	ErrExhausted   = errors.New("resource exhausted")         // ResourceExhausted
-	ErrUnavailable = errors.New("unavailable: shutting down") // Unavailable
-	ErrDataLoss    = errors.New("undecodable sample")         // DataLoss
+	ErrInvalid     = errors.New("service: invalid argument")           // InvalidArgument
+	ErrNotFound    = errors.New("service: not found")                  // NotFound
+	ErrStale       = errors.New("service: dataset changed")            // FailedPrecondition
+	ErrExhausted   = errors.New("service: resource exhausted")         // ResourceExhausted
+	ErrUnavailable = errors.New("service: unavailable: shutting down") // Unavailable
+	ErrDataLoss    = errors.New("service: undecodable sample")         // DataLoss
 )
 
 // A FieldError reports an invalid request field. It wraps ErrInvalid.
@@ -153,7 +165,7 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	return fmt.Sprintf("arrowio: invalid %q: %s", e.Field, e.Reason)
+	return fmt.Sprintf("service: invalid %q: %s", e.Field, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, ErrInvalid) hold.
