@@ -138,6 +138,9 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 	o := &opened{orient: 1}
 	if f.name == "jpeg" {
 		o.orient = jpegOrientation(src)
+		if err := checkJPEGCost(src, lim); err != nil {
+			return nil, err
+		}
 		if useLibjpeg && libjpegAvailable {
 			lj, lay, err := ljOpen(src, lim)
 			if err != nil {

@@ -8,8 +8,10 @@
 // and without the nolibjpeg tag, else through image/jpeg; PNG, GIF, BMP and
 // WebP go through the Go decoders. Every input becomes 8-bit RGB; the JPEG
 // EXIF orientation is applied. The image size is checked against
-// Limits.MaxPixels before any pixel buffer is allocated. A bad image never
-// panics: it returns an error wrapping ErrDecode.
+// Limits.MaxPixels before any pixel buffer is allocated, and a JPEG's scans
+// against Limits.MaxScans and Limits.MaxScanSamples before any of them is
+// decoded (a progressive "scan bomb" of a few kilobytes can otherwise cost
+// seconds). A bad image never panics: it returns an error wrapping ErrDecode.
 //
 // JPEGs are decoded to their native Y/Cb/Cr planes (no chroma upsampling,
 // no colour conversion); the resampler reads each plane at its own

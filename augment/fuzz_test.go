@@ -20,6 +20,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(small)
 	f.Add(withOrientation(small, 6, true))
 	f.Add(small[:len(small)/2])
+	f.Add(progressiveJPEG(16, 8, 1, 600)) // over the scan limit
+	f.Add(progressiveJPEG(16, 8, 3, 40))
 	lim := Limits{MaxPixels: 1 << 20}
 	var pipes []*Pipeline
 	for _, dec := range []string{"go", "auto"} {

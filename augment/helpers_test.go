@@ -120,7 +120,12 @@ func decodeFull(t testing.TB, src []byte, useLJ bool) *image.NRGBA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, h := o.size()
+	return decodeFullFrame(f)
+}
+
+// decodeFullFrame renders a decoded, upright frame at its own size.
+func decodeFullFrame(f *frame) *image.NRGBA {
+	w, h := f.w, f.h
 	var s sample
 	s.g = geom{rw: float64(w), rh: float64(h), vw: w, vh: h, ow: w, oh: h}
 	rgb := make([]byte, w*h*3)
