@@ -345,7 +345,11 @@ func parseOp(s string) (op, error) {
 			}
 		}
 	default:
-		return op{}, fmt.Errorf("%w: unknown op %q (see Ops)", ErrPipeline, name)
+		names := make([]string, 0, len(opInfo)-1)
+		for _, o := range opInfo[1:] {
+			names = append(names, o.name)
+		}
+		return op{}, fmt.Errorf("%w: unknown op %q; the ops are %s", ErrPipeline, name, strings.Join(names, ", "))
 	}
 	for k := range a.args {
 		if !a.used[k] {

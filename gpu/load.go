@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 )
 
 // Load discovers the node's topology through the system's NVML. When NVML
 // is unavailable (ErrNoNVML: no library, no driver, no cgo) or sees no GPU
 // (ErrNoGPU), it returns CPUOnly's sysfs layout with Topology.Warning saying
-// why, logged once at Warn, unless opts.RequireGPU, which makes that an
-// error. Other NVML failures are returned as errors.
+// why, unless opts.RequireGPU, which makes that an error. That is logged
+// once: at Info when sysfs shows no NVIDIA GPU either (a machine without
+// one), at Warn when it does (GPUs NVML cannot see: a driver or build
+// problem). Other NVML failures are returned as errors.
 //
 // Every CPU set is then narrowed to the CPUs this process may run on
 // (sched_getaffinity), so placement never names a CPU a container's cpuset
@@ -22,6 +25,12 @@ func Load(opts *Options) (*Topology, error) {
 		o = *opts
 	}
 	return load(&o, loadNVML)
+}
+
+// cause is the first clause of a Topology.Warning: why NVML was not used.
+func cause(warning string) string {
+	c, _, _ := strings.Cut(warning, ";")
+	return c
 }
 
 // load is Load with the NVML discovery passed in, for tests.
@@ -46,7 +55,12 @@ func load(o *Options, discover func(*Options) (*Topology, error)) (*Topology, er
 	if allowed, err := allowedCPUs(); err == nil {
 		t = restrict(t, allowed)
 	}
-	if t.Warning != "" {
+	switch {
+	case t.Warning == "":
+	case len(t.Devices) == 0:
+		// A machine without an NVIDIA GPU is not degraded: say so once, as information.
+		o.Logger.Info("no NVIDIA GPU found; workers placed on the CPUs", "source", t.Source, "nvml", cause(t.Warning))
+	default:
 		o.Logger.Warn("gpu topology incomplete", "source", t.Source, "warning", t.Warning)
 	}
 	for _, d := range t.Devices {

@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,12 +20,16 @@ func TestLoadFallback(t *testing.T) {
 		requireGPU bool
 		wantSource string
 		wantErr    error
+		sys        string // fake sysfs tree; "" → sysfs-2node (two NVIDIA GPUs)
 		wantWarn   string // in Topology.Warning and logged once
+		wantLevel  string // of that log line: WARN with GPUs in sysfs, INFO without
 	}{
 		{name: "NVML works", wantSource: SourceNVML},
-		{name: "no NVML", discover: fmt.Errorf("%w: nvml Init: ERROR_LIBRARY_NOT_FOUND", ErrNoNVML),
-			wantSource: SourceSysfs, wantWarn: "NVML not available"},
-		{name: "no GPU", discover: ErrNoGPU, wantSource: SourceSysfs, wantWarn: "no GPU found"},
+		{name: "no NVML, GPUs in sysfs", discover: fmt.Errorf("%w: nvml Init: ERROR_LIBRARY_NOT_FOUND", ErrNoNVML),
+			wantSource: SourceSysfs, wantWarn: "NVML not available", wantLevel: "WARN"},
+		{name: "no GPU, GPUs in sysfs", discover: ErrNoGPU, wantSource: SourceSysfs, wantWarn: "no GPU found", wantLevel: "WARN"},
+		{name: "no NVML, no GPU anywhere", discover: fmt.Errorf("%w: nvml Init: ERROR_LIBRARY_NOT_FOUND", ErrNoNVML),
+			sys: "sysfs-nogpu", wantSource: SourceSysfs, wantWarn: "NVML not available", wantLevel: "INFO"},
 		{name: "no NVML, GPU required", discover: ErrNoNVML, requireGPU: true, wantErr: ErrNoNVML},
 		{name: "no GPU, GPU required", discover: ErrNoGPU, requireGPU: true, wantErr: ErrNoGPU},
 		{name: "other NVML failure", discover: other, wantErr: other},
@@ -32,7 +37,8 @@ func TestLoadFallback(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			o := &Options{SysRoot: fakeSys(t, "sysfs-2node"), RequireGPU: tc.requireGPU,
+			sys := cmp.Or(tc.sys, "sysfs-2node")
+			o := &Options{SysRoot: fakeSys(t, sys), RequireGPU: tc.requireGPU,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 			topo, err := load(o, func(*Options) (*Topology, error) {
 				if tc.discover != nil {
@@ -62,19 +68,25 @@ func TestLoadFallback(t *testing.T) {
 				t.Errorf("warning %q, want it to say %q and sysfs", topo.Warning, tc.wantWarn)
 			}
 			// Once; GPU warnings may follow if this machine has fewer CPUs than the tree.
-			if n := strings.Count(logs.String(), `msg="gpu topology incomplete"`); n != 1 || !strings.Contains(logs.String(), tc.wantWarn) {
-				t.Errorf("logged the fallback %d times, want once saying %q:\n%s", n, tc.wantWarn, logs.String())
+			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			if !strings.Contains(lines[0], "level="+tc.wantLevel) || !strings.Contains(lines[0], strings.TrimPrefix(tc.wantWarn, "no ")) ||
+				strings.Count(logs.String(), "NVML not available")+strings.Count(logs.String(), "no GPU found") != 1 {
+				t.Errorf("logged the fallback as\n%s\nwant it once, at %s, saying %q", logs.String(), tc.wantLevel, tc.wantWarn)
 			}
-			if len(topo.Devices) != 2 {
-				t.Errorf("sysfs fallback found %d GPUs, want the tree's 2", len(topo.Devices))
+			if tc.wantLevel == "INFO" && strings.Contains(logs.String(), "level=WARN") {
+				t.Errorf("a machine without a GPU got a warning:\n%s", logs.String())
+			}
+			if want := map[string]int{"sysfs-2node": 2, "sysfs-nogpu": 0}[sys]; len(topo.Devices) != want {
+				t.Errorf("sysfs fallback found %d GPUs, want the tree's %d", len(topo.Devices), want)
 			}
 		})
 	}
 }
 
 // TestLoadHere runs the real Load on this machine's sysfs. Without
-// libnvidia-ml (the build machine) it must fall back with a warning; with a
-// GPU it must find it through NVML.
+// libnvidia-ml (the build machine) it must fall back, logging that once:
+// at Info when sysfs shows no NVIDIA GPU either, at Warn when it does; with
+// a GPU it must find it through NVML.
 func TestLoadHere(t *testing.T) {
 	var logs bytes.Buffer
 	topo, err := Load(&Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -83,8 +95,15 @@ func TestLoadHere(t *testing.T) {
 	}
 	switch topo.Source {
 	case SourceSysfs:
-		if !strings.Contains(topo.Warning, "NVML not available") || strings.Count(logs.String(), "level=WARN") < 1 {
-			t.Errorf("sysfs fallback without the NVML warning: %q, logs %q", topo.Warning, logs.String())
+		level := "level=WARN"
+		if len(topo.Devices) == 0 {
+			level = "level=INFO"
+			if strings.Contains(logs.String(), "level=WARN") {
+				t.Errorf("a machine without an NVIDIA GPU got a warning: %q", logs.String())
+			}
+		}
+		if !strings.Contains(topo.Warning, "NVML not available") || strings.Count(logs.String(), level) < 1 {
+			t.Errorf("sysfs fallback without the NVML line at %s: %q, logs %q", level, topo.Warning, logs.String())
 		}
 		_, err := Load(&Options{RequireGPU: true})
 		if !errors.Is(err, ErrNoNVML) && !errors.Is(err, ErrNoGPU) {

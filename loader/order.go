@@ -78,6 +78,9 @@ func NewOrder(n int, seed uint64, req service.Request) (*Order, error) {
 		o.perRank = (n + o.WorldSize - 1) / o.WorldSize
 		o.batches = (o.perRank + o.BatchSize - 1) / o.BatchSize
 	}
+	if o.StartBatch > o.batches { // equal: a resume saved after the last batch, an empty stream (SPEC §4)
+		return nil, &service.FieldError{Field: "start_batch", Reason: fmt.Sprintf("%d is past the end: this rank has %d batches", o.StartBatch, o.batches)}
+	}
 	return o, nil
 }
 

@@ -60,6 +60,13 @@ func TestOrderMatchesReference(t *testing.T) {
 								req := service.Request{Dataset: "d", Epoch: 3, BatchSize: batch, Rank: rank,
 									WorldSize: world, DropLast: dropLast, StartBatch: start, Shuffle: shuffle}
 								o, err := NewOrder(n, 7, req)
+								var fe *service.FieldError
+								if start > len(want) {
+									if !errors.As(err, &fe) || fe.Field != "start_batch" {
+										t.Fatalf("start %d past %d batches: %v, want a start_batch error", start, len(want), err)
+									}
+									continue
+								}
 								if err != nil {
 									t.Fatal(err)
 								}

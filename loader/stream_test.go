@@ -167,9 +167,16 @@ func TestStreamStartBatch(t *testing.T) {
 			t.Fatalf("row %d differs after start_batch", r)
 		}
 	}
-	past, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 4; r.StartBatch = 99 }))
-	if err != nil || len(past.Index) != 0 {
-		t.Fatalf("start_batch past the end: %d rows, %v; want none", len(past.Index), err)
+	// 30 samples in batches of 4: 8 batches. start_batch 8 resumes after
+	// the last one (an empty stream); 9 is past the end (SPEC §4).
+	end, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 4; r.StartBatch = 8 }))
+	if err != nil || len(end.Index) != 0 {
+		t.Fatalf("start_batch at the end: %d rows, %v; want none", len(end.Index), err)
+	}
+	_, err = fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 4; r.StartBatch = 9 }))
+	var fe *service.FieldError
+	if !errors.As(err, &fe) || fe.Field != "start_batch" || !errors.Is(err, service.ErrInvalid) {
+		t.Fatalf("start_batch past the end: %v; want an invalid start_batch", err)
 	}
 }
 

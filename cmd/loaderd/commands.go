@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,18 +20,27 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var workers int
 	var asJSON bool
 	var maxPixels int64
-	fs := newFlags("scan", "[flags] DIR|MANIFEST", stderr)
+	fs := newFlags("scan", "DIR|MANIFEST [flags]")
 	fs.IntVar(&workers, "workers", 0, "decode workers (0 = one per CPU)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.Int64Var(&maxPixels, "max-pixels", 0, "largest image accepted, in pixels (0 = the decoder's default)")
+	fs.notes = "Exit status 3: the scan ran and found undecodable files (listed on stdout)."
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usagef("scan: want one dataset directory or manifest")
+		return usagef("want the dataset to scan: an ImageFolder root (ROOT/<class>/<image>) or a manifest file")
+	}
+	if workers < 0 {
+		return usagef("--workers %d: want 0 (one per CPU) or more", workers)
+	}
+	if maxPixels < 0 {
+		return usagef("--max-pixels %d: want 0 (the decoder's default) or more", maxPixels)
 	}
 	d, err := loader.OpenDataset("scan", fs.Arg(0))
-	if err != nil {
+	if errors.Is(err, loader.ErrDataset) {
+		return usagef("%v", err)
+	} else if err != nil {
 		return err
 	}
 	bad, err := loader.Scan(ctx, d, &loader.ScanOptions{Workers: workers, Limits: augment.Limits{MaxPixels: maxPixels}})
@@ -54,7 +64,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if len(bad) > 0 {
-		return errFound
+		return errFound // exit 3
 	}
 	return nil
 }
@@ -62,14 +72,17 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var asJSON, requireGPU bool
 	var workers int
-	fs := newFlags("topology", "[--json] [--workers N]", stderr)
+	fs := newFlags("topology", "[--json] [--workers N] [--require-gpu]")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	fs.IntVar(&workers, "workers", 0, "workers to place (0 = one per CPU)")
 	fs.BoolVar(&requireGPU, "require-gpu", false, "fail when NVML or a GPU is missing")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if workers <= 0 {
+	if workers < 0 {
+		return usagef("--workers %d: want 0 (one per CPU) or more", workers)
+	}
+	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	// The table and the JSON carry the fallback warning; no log line besides.
@@ -90,19 +103,36 @@ func runTopology(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("version", "", stderr)
+	var asJSON bool
+	fs := newFlags("version", "[--json]")
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	rev := ""
+	v := struct {
+		Version  string `json:"version"`
+		Revision string `json:"revision,omitempty"` // VCS commit, when built from a checkout
+		Decoder  string `json:"jpeg_decoder"`       // what --decoder auto picks
+		Go       string `json:"go"`
+		OS       string `json:"os"`
+		Arch     string `json:"arch"`
+	}{Version: version, Decoder: augment.DecoderName(), Go: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				rev = " (" + s.Value[:12] + ")"
+			if s.Key == "vcs.revision" {
+				v.Revision = s.Value
 			}
 		}
 	}
-	fmt.Fprintf(stdout, "loaderd %s%s\njpeg decoder: %s\n%s %s/%s\n", version, rev, augment.DecoderName(),
-		runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	return nil
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	rev := ""
+	if len(v.Revision) >= 12 {
+		rev = " (" + v.Revision[:12] + ")"
+	}
+	_, err := fmt.Fprintf(stdout, "loaderd %s%s\njpeg decoder: %s\n%s %s/%s\n", v.Version, rev, v.Decoder, v.Go, v.OS, v.Arch)
+	return err
 }

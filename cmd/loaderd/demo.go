@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
@@ -18,22 +18,28 @@ import (
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
-	f.register(flag.NewFlagSet("defaults", flag.ContinueOnError)) // serve's defaults, then demo's own
+	f.register(pflag.NewFlagSet("defaults", pflag.ContinueOnError)) // serve's defaults, then demo's own
 	var dir string
 	var n int
 	var keep bool
-	fs := newFlags("demo", "[--keep-serving] [flags]", stderr)
-	fs.StringVar(&dir, "dir", filepath.Join(os.TempDir(), "loaderd-demo"), "`directory` for the generated sample dataset and its cache")
+	fs := newFlags("demo", "[--keep-serving] [flags]")
+	fs.StringVar(&dir, "dir", filepath.Join(os.TempDir(), "loaderd-demo"), "`DIRECTORY` for the generated sample dataset and its cache")
 	fs.IntVar(&n, "images", 512, "images in the generated sample dataset")
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:8815", "Flight `address` to listen on")
+	fs.StringVar(&f.listen, "listen", defaultListen, "Flight address `HOST:PORT` to listen on")
 	fs.BoolVar(&keep, "keep-serving", false, "keep serving after the demo fetches, until Ctrl-C (for the Python example)")
-	fs.StringVar(&f.pipeline, "pipeline", "imagenet-train", "augmentation pipeline")
+	fs.StringVar(&f.pipeline, "pipeline", defaultPipeline, "augmentation `PIPELINE` (`loaderd pipelines` lists the ops)")
 	fs.IntVar(&f.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")
+	fs.notes = `Generates --images JPEGs in DIR/data (once), serves them as dataset "sample"
+with the cache in DIR/cache, and streams epoch 0 (computed while it streams),
+epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if n < 1 || n > 100000 {
-		return usagef("--images must be in 1..100000")
+		return usagef("--images %d: want 1..100000", n)
+	}
+	if err := checkAddr("listen", f.listen); err != nil {
+		return err
 	}
 	data := filepath.Join(dir, "data")
 	if _, err := os.Stat(filepath.Join(data, ".complete")); err != nil {

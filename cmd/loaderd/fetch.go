@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
@@ -30,9 +33,9 @@ type fetchFlags struct {
 
 func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f fetchFlags
-	fs := newFlags("fetch", "--dataset NAME [flags]", stderr)
-	fs.StringVar(&f.addr, "addr", "127.0.0.1:8815", "server `address`")
-	fs.StringVar(&f.req.Dataset, "dataset", "", "dataset `name` (required)")
+	fs := newFlags("fetch", "--dataset NAME [flags]")
+	fs.StringVar(&f.addr, "addr", defaultListen, "server address `HOST:PORT` (or grpc://HOST:PORT, grpc+tls://HOST:PORT)")
+	fs.StringVar(&f.req.Dataset, "dataset", "", "dataset `NAME` (required)")
 	fs.IntVar(&f.req.Epoch, "epoch", 0, "epoch")
 	fs.IntVar(&f.req.BatchSize, "batch-size", 256, "batch size")
 	fs.IntVar(&f.req.Rank, "rank", 0, "rank of this client (ignored with --clients > 1)")
@@ -44,29 +47,43 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.clients, "clients", 1, "concurrent clients; client r fetches rank r of world size N")
 	fs.IntVar(&f.repeat, "repeat", 1, "stream the request this many times over the same connections (steady-state throughput)")
 	fs.BoolVar(&f.decode, "decode", false, "decode every batch into Arrow arrays (default: count bytes only)")
-	fs.StringVar(&f.tokenFile, "token-file", "", "`file` with the bearer token")
+	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` with the bearer token")
 	fs.BoolVar(&f.useTLS, "tls", false, "connect with TLS (grpc+tls)")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate `file` (PEM) to verify the server")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate `FILE` (PEM) to verify the server")
 	fs.BoolVar(&f.insecure, "tls-insecure", false, "with --tls, do not verify the server certificate")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&f.vsLoopback, "vs-loopback", false, "then measure loopback TCP with as many streams as clients, in this process, and print the ratio")
+	fs.notes = `Values the server refuses (an unknown dataset, --start-batch past the rank's
+last batch, a GPU the node lacks) are usage errors: exit 2.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if f.req.Dataset == "" {
-		return usagef("--dataset is required")
+		return usagef("--dataset NAME is required: a NAME the server was started with (--data NAME=PATH)")
 	}
-	if f.clients < 1 || f.clients > 1024 {
-		return usagef("--clients must be in 1..1024")
-	}
-	if f.repeat < 1 {
-		return usagef("--repeat must be at least 1")
+	switch {
+	case f.clients < 1 || f.clients > 1024:
+		return usagef("--clients %d: want 1..1024", f.clients)
+	case f.repeat < 1:
+		return usagef("--repeat %d: want 1 or more", f.repeat)
+	case f.req.BatchSize < 1 || f.req.BatchSize > 65536:
+		return usagef("--batch-size %d: want 1..65536", f.req.BatchSize)
+	case f.req.WorldSize < 1 || f.req.WorldSize > 65536:
+		return usagef("--world-size %d: want 1..65536", f.req.WorldSize)
+	case f.req.Rank < 0 || f.req.Rank >= f.req.WorldSize:
+		return usagef("--rank %d: want 0..%d (below --world-size)", f.req.Rank, f.req.WorldSize-1)
+	case f.req.Epoch < 0:
+		return usagef("--epoch %d: want 0 or more", f.req.Epoch)
+	case f.req.StartBatch < 0:
+		return usagef("--start-batch %d: want 0 or more", f.req.StartBatch)
+	case f.insecure && !f.useTLS, f.tlsCA != "" && !f.useTLS:
+		return usagef("--tls-ca and --tls-insecure go with --tls")
 	}
 	copts := &flightsvc.ClientOptions{}
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
 		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+			return usagef("--token-file: %v", err)
 		}
 		copts.Token = strings.TrimSpace(string(b))
 	}
@@ -75,18 +92,18 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if f.tlsCA != "" {
 			pem, err := os.ReadFile(f.tlsCA)
 			if err != nil {
-				return fmt.Errorf("--tls-ca: %w", err)
+				return usagef("--tls-ca: %v", err)
 			}
 			cfg.RootCAs = x509.NewCertPool()
 			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("--tls-ca %s: no certificate found", f.tlsCA)
+				return usagef("--tls-ca %s: no PEM certificate in it", f.tlsCA)
 			}
 		}
 		copts.TLS = cfg
 	}
 	res, err := fetch(ctx, &f, copts)
 	if err != nil {
-		return err
+		return serverError(f.addr, err)
 	}
 	if f.vsLoopback {
 		lb, err := bench.Loopback(ctx, f.clients, 1<<30, 3)
@@ -178,4 +195,37 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 		res.MBPerSec = float64(res.Bytes) / 1e6 / elapsed
 	}
 	return res, nil
+}
+
+// requestFlags maps the descriptor's JSON fields (SPEC §4) to fetch's flags.
+var requestFlags = strings.NewReplacer(
+	`"dataset"`, "--dataset", `"epoch"`, "--epoch", `"batch_size"`, "--batch-size",
+	`"rank"`, "--rank", `"world_size"`, "--world-size", `"start_batch"`, "--start-batch",
+	`"drop_last"`, "--drop-last", `"shuffle"`, "--shuffle", `"gpu"`, "--gpu")
+
+// pkgPrefix matches the Go package prefixes of the server's messages.
+var pkgPrefix = regexp.MustCompile(`\b(loader|arrowio|flightsvc|shardcache|augment|gpu): `)
+
+// serverError words a failed fetch: a request the server refuses is a
+// usage error naming the flag; an unreachable server names --addr.
+func serverError(addr string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := requestFlags.Replace(pkgPrefix.ReplaceAllString(st.Message(), ""))
+	switch st.Code() {
+	case codes.InvalidArgument, codes.NotFound:
+		return usagef("the server at %s refused the request: %s", addr, msg)
+	case codes.Unauthenticated:
+		return usagef("the server at %s wants a token: %s (--token-file)", addr, msg)
+	case codes.Unavailable:
+		if strings.Contains(msg, "connection refused") {
+			return fmt.Errorf("nothing listens at %s (connection refused): start `loaderd serve` there, or point --addr at a server", addr)
+		}
+		return fmt.Errorf("the server at %s is unavailable: %s", addr, msg)
+	case codes.Canceled:
+		return context.Canceled
+	}
+	return fmt.Errorf("the server at %s: %s: %s", addr, st.Code(), msg)
 }

@@ -2,45 +2,210 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
 
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/loader"
 )
 
-// newFlags makes a command's flag set: errors are returned, not fatal, and
-// --help prints the synopsis and every flag.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("loaderd "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: loaderd %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
+// The defaults every command shares, so that what one command writes into
+// the cache is what another reads (SPEC §6 keys epochs by seed and pipeline).
+const (
+	defaultPipeline = "imagenet-train"
+	defaultSeed     = 0
+	defaultListen   = "127.0.0.1:8815"
+)
+
+// decoders are the values --decoder accepts (augment.PipelineOptions.Decoder).
+var decoders = []string{"auto", "libjpeg-turbo", "go"}
+
+// A flagSet is one command's flags (GNU style: --name value or
+// --name=value, before or after the arguments) and what its --help says.
+type flagSet struct {
+	*pflag.FlagSet
+	synopsis string // after "Usage: loaderd NAME "
+	notes    string // printed after the flags, before the exit status; may be ""
 }
 
-// parse parses args, turning a flag error into a usage error (exit 2) and
-// refusing stray positional arguments beyond want.
-func parse(fs *flag.FlagSet, args []string, positional int) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// newFlags makes the flag set of command name. Parse errors are returned,
+// never printed: parse turns them into one-line usage errors.
+func newFlags(name, synopsis string) *flagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SortFlags = false // in the order registered: the important ones first
+	return &flagSet{FlagSet: fs, synopsis: synopsis}
+}
+
+// help is the command's --help text.
+func (fs *flagSet) help() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage: loaderd %s %s\n\n", fs.Name(), fs.synopsis)
+	for _, c := range commands() {
+		if c.name == fs.Name() {
+			fmt.Fprintf(&b, "%s%s.\n\n", strings.ToUpper(c.summary[:1]), c.summary[1:])
 		}
-		return &usageError{msg: err.Error()}
 	}
-	if fs.NArg() > positional {
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(positional))
+	if u := fs.FlagUsagesWrapped(100); u != "" {
+		fmt.Fprintf(&b, "Flags:\n%s\n", u)
 	}
-	return nil
+	if fs.notes != "" {
+		fmt.Fprintf(&b, "%s\n\n", strings.TrimSpace(fs.notes))
+	}
+	fmt.Fprintf(&b, "%s\n", exitStatusHelp)
+	return b.String()
+}
+
+// parse parses args (flags anywhere, "--" ends them), turning --help into
+// a helpRequest and a flag error into a one-line usage error; it refuses
+// positional arguments beyond the want.
+func parse(fs *flagSet, args []string, positional int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return &helpRequest{text: fs.help()}
+		}
+		return &usageError{cmd: fs.Name(), msg: flagError(fs, err)}
+	}
+	if fs.NArg() <= positional {
+		return nil
+	}
+	stray := fs.Arg(positional)
+	if b := boolBefore(fs, args, stray); b != "" {
+		return &usageError{cmd: fs.Name(), msg: fmt.Sprintf("unexpected argument %q: a true/false flag takes its value after '=': --%s=%s", stray, b, stray)}
+	}
+	if positional == 0 {
+		return &usageError{cmd: fs.Name(), msg: fmt.Sprintf("unexpected argument %q: `loaderd %s` takes flags only", stray, fs.Name())}
+	}
+	return &usageError{cmd: fs.Name(), msg: fmt.Sprintf("unexpected argument %q: `loaderd %s` takes %s", stray, fs.Name(), fs.synopsis)}
+}
+
+// boolBefore returns the name of the boolean flag written just before the
+// stray argument v ("--shuffle false"), or "".
+func boolBefore(fs *flagSet, args []string, v string) string {
+	if v != "true" && v != "false" {
+		return ""
+	}
+	for i := 1; i < len(args); i++ {
+		name, ok := strings.CutPrefix(args[i-1], "--")
+		if f := fs.Lookup(name); ok && args[i] == v && f != nil && f.Value.Type() == "bool" {
+			return name
+		}
+	}
+	return ""
+}
+
+// flagError words a pflag error as the problem and its fix.
+func flagError(fs *flagSet, err error) string {
+	var (
+		notExist *pflag.NotExistError
+		noValue  *pflag.ValueRequiredError
+		invalid  *pflag.InvalidValueError
+		syntax   *pflag.InvalidSyntaxError
+	)
+	switch {
+	case errors.As(err, &notExist):
+		if shorts := notExist.GetSpecifiedShortnames(); shorts != "" {
+			if fs.Lookup(shorts) != nil {
+				return fmt.Sprintf("unknown flag -%s: long flags take two dashes: --%s", shorts, shorts)
+			}
+			return fmt.Sprintf("unknown flag -%s", shorts)
+		}
+		name := notExist.GetSpecifiedName()
+		var names []string
+		fs.VisitAll(func(f *pflag.Flag) { names = append(names, f.Name) })
+		if near := closest(name, names); near != "" {
+			return fmt.Sprintf("unknown flag --%s; did you mean --%s?", name, near)
+		}
+		return fmt.Sprintf("unknown flag --%s", name)
+	case errors.As(err, &noValue):
+		f := noValue.GetFlag()
+		ph, _ := pflag.UnquoteUsage(f)
+		return fmt.Sprintf("--%s needs a value: --%s %s", f.Name, f.Name, strings.ToUpper(ph))
+	case errors.As(err, &invalid):
+		f := invalid.GetFlag()
+		return fmt.Sprintf("--%s %q: %s", f.Name, invalid.GetValue(), wantValue(f, invalid.Unwrap()))
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("bad flag syntax %q: write --name value or --name=value", syntax.GetSpecifiedFlag())
+	}
+	return err.Error()
+}
+
+// wantValue says what flag f accepts, for a value it refused with cause.
+func wantValue(f *pflag.Flag, cause error) string {
+	switch f.Value.Type() {
+	case "int", "int64":
+		return "want a whole number, e.g. --" + f.Name + " 4"
+	case "uint", "uint64":
+		return "want a whole number ≥ 0, e.g. --" + f.Name + " 7"
+	case "float64":
+		return "want a number"
+	case "bool":
+		return "want true or false (--" + f.Name + "=false)"
+	case "duration":
+		return "want a duration such as 30s or 2m"
+	}
+	return cause.Error() // loaderd's own flag types word their errors themselves
+}
+
+// closest returns the candidate nearest to s by edit distance when it is
+// near enough to be a typo (at most 2 edits, fewer for short names), or "".
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		d := editDistance(s, c)
+		if d < bestD && d <= max(1, len(c)/3) {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		for _, c := range candidates { // an unambiguous prefix: --cache-bud
+			if len(s) >= 3 && strings.HasPrefix(c, s) {
+				if best != "" {
+					return ""
+				}
+				best = c
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal-string-alignment distance between a and b
+// in bytes: insertions, deletions, substitutions and swaps of neighbours
+// ("sevre" is one edit from "serve").
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 // datasetFlag collects repeated --data NAME=PATH values.
@@ -57,14 +222,16 @@ func (d *datasetFlag) String() string {
 func (d *datasetFlag) Set(v string) error {
 	name, path, ok := strings.Cut(v, "=")
 	if !ok || name == "" || path == "" {
-		return fmt.Errorf("want NAME=PATH, got %q", v)
+		return fmt.Errorf("want NAME=PATH, e.g. --data train=/data/imagenet/train")
 	}
 	if slices.ContainsFunc(*d, func(s loader.DatasetSpec) bool { return s.Name == name }) {
-		return fmt.Errorf("dataset %q given twice", name)
+		return fmt.Errorf("dataset %q given twice; give each --data a different NAME", name)
 	}
 	*d = append(*d, loader.DatasetSpec{Name: name, Path: path})
 	return nil
 }
+
+func (d *datasetFlag) Type() string { return "NAME=PATH" }
 
 // byteSize is a flag holding a byte count written as 123, 64K, 50G, 1.5T.
 type byteSize int64
@@ -80,6 +247,8 @@ func (b *byteSize) Set(v string) error {
 	return nil
 }
 
+func (b *byteSize) Type() string { return "size" }
+
 func parseBytes(v string) (int64, error) {
 	s := strings.ToUpper(strings.TrimSpace(v))
 	s = strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B")
@@ -92,11 +261,12 @@ func parseBytes(v string) (int64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
-		return 0, fmt.Errorf("bad size %q (want e.g. 500M, 50G, 2T)", v)
+		return 0, fmt.Errorf("bad size %q: want a byte count such as 500M, 50G or 2T", v)
 	}
 	return int64(f * float64(mult)), nil
 }
 
+// formatBytes writes n in binary units, to four significant digits: 1.5G.
 func formatBytes(n int64) string {
 	if n == 0 {
 		return "0"
@@ -121,16 +291,16 @@ func parseEpochs(v string) ([]int, error) {
 		lo, hi, isRange := strings.Cut(part, "-")
 		a, err := strconv.Atoi(lo)
 		if err != nil || a < 0 {
-			return nil, fmt.Errorf("bad epoch %q in %q", part, v)
+			return nil, fmt.Errorf("bad epoch %q in %q: want a list like 0-9 or 0,2,5", part, v)
 		}
 		b := a
 		if isRange {
 			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("bad epoch range %q in %q", part, v)
+				return nil, fmt.Errorf("bad epoch range %q in %q: want FIRST-LAST with FIRST ≤ LAST", part, v)
 			}
 		}
 		if b-a > 1<<20 || b >= 1<<31 {
-			return nil, fmt.Errorf("epoch range %q is too large", part)
+			return nil, fmt.Errorf("epoch range %q is too large (at most 1048576 epochs below 2^31)", part)
 		}
 		for e := a; e <= b; e++ {
 			out = append(out, e)
@@ -140,8 +310,44 @@ func parseEpochs(v string) ([]int, error) {
 	return slices.Compact(out), nil
 }
 
-// pipelineFlags are the flags shared by serve, precompute and bench that
-// decide what a sample's bytes are, plus where they are cached.
+// checkAddr refuses a --listen style value that is not HOST:PORT.
+func checkAddr(flagName, v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		var p int
+		p, err = strconv.Atoi(port)
+		if err == nil && (p < 0 || p > 65535) {
+			err = errors.New("port out of range")
+		}
+	}
+	if err != nil {
+		return usagef("--%s %q: want HOST:PORT, e.g. 127.0.0.1:8815, :8815 (every interface) or 127.0.0.1:0 (any free port)", flagName, v)
+	}
+	return nil
+}
+
+// listen opens a listener for flag flagName, telling a wrong address
+// (exit 2) from one that is busy (exit 1).
+func listen(flagName, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return lis, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("--%s %s: the address is in use (another loaderd?); stop that process or pick another port", flagName, addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL), isDNSError(err):
+		return nil, usagef("--%s %s: no such local address: %v", flagName, addr, errors.Unwrap(err))
+	}
+	return nil, fmt.Errorf("--%s %s: %w", flagName, addr, err)
+}
+
+func isDNSError(err error) bool {
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+// pipelineFlags are the flags shared by serve and precompute that decide
+// what a sample's bytes are, plus where they are cached.
 type pipelineFlags struct {
 	data        datasetFlag
 	pipeline    string
@@ -156,36 +362,36 @@ type pipelineFlags struct {
 	requireGPU  bool
 }
 
-func (p *pipelineFlags) register(fs *flag.FlagSet) {
-	fs.Var(&p.data, "data", "dataset `NAME=PATH` (repeatable); PATH an ImageFolder directory or a manifest file")
-	fs.StringVar(&p.pipeline, "pipeline", "imagenet-train", "augmentation `pipeline`: a preset (imagenet-train, imagenet-val) or canonical text")
-	fs.StringVar(&p.decoder, "decoder", "auto", "JPEG decoder: auto (libjpeg-turbo when built in), go")
-	fs.Uint64Var(&p.seed, "seed", 0, "random `seed` of epoch order and augmentation")
-	fs.StringVar(&p.cacheDir, "cache-dir", defaultCacheDir(), "`directory` of the epoch cache")
+func (p *pipelineFlags) register(fs *pflag.FlagSet) {
+	fs.Var(&p.data, "data", "dataset `NAME=PATH` (repeatable); PATH an ImageFolder root (ROOT/<class>/<image>) or a manifest file")
+	fs.StringVar(&p.pipeline, "pipeline", defaultPipeline, "augmentation `PIPELINE`: a preset (imagenet-train, imagenet-val) or pipeline text; `loaderd pipelines` lists the ops")
+	fs.Uint64Var(&p.seed, "seed", defaultSeed, "random `SEED` of epoch order and augmentation")
+	fs.StringVar(&p.decoder, "decoder", "auto", "JPEG `DECODER`: auto (libjpeg-turbo when built in, else go), libjpeg-turbo (fail if not built in), go")
+	fs.StringVar(&p.cacheDir, "cache-dir", defaultCacheDir(), "`DIRECTORY` of the epoch cache")
 	fs.Var(&p.cacheBudget, "cache-budget", "bytes the cache may use on disk, e.g. 200G (0 = unlimited)")
 	fs.IntVar(&p.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")
 	fs.IntVar(&p.shardSize, "shard-size", 1024, "samples per cache shard file")
-	fs.StringVar(&p.onError, "on-error", "substitute", "undecodable samples: substitute (next decodable sample) or fail")
-	fs.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&p.onError, "on-error", loader.PolicySubstitute, "undecodable samples: `POLICY` substitute (the next decodable sample) or fail")
+	fs.StringVar(&p.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
 	fs.BoolVar(&p.requireGPU, "require-gpu", false, "fail instead of falling back when NVML or a GPU is missing")
 }
 
 // check validates the values flag parsing cannot.
 func (p *pipelineFlags) check(needData bool) error {
 	if needData && len(p.data) == 0 {
-		return usagef("--data NAME=PATH is required")
+		return usagef("--data NAME=PATH is required, e.g. --data train=/data/imagenet/train")
 	}
-	if p.onError != "substitute" && p.onError != "fail" {
-		return usagef("--on-error: want substitute or fail, got %q", p.onError)
+	if p.onError != loader.PolicySubstitute && p.onError != loader.PolicyFail {
+		return usagef("--on-error %q: want substitute or fail", p.onError)
 	}
-	if p.decoder != "auto" && p.decoder != "go" && p.decoder != "libjpeg-turbo" {
-		return usagef("--decoder: want auto, go or libjpeg-turbo, got %q", p.decoder)
+	if !slices.Contains(decoders, p.decoder) {
+		return usagef("--decoder %q: want one of %s", p.decoder, strings.Join(decoders, ", "))
 	}
 	if p.workers < 0 {
-		return usagef("--workers must not be negative")
+		return usagef("--workers %d: want 0 (one per CPU) or more", p.workers)
 	}
 	if p.shardSize < 1 || p.shardSize > 1<<20 {
-		return usagef("--shard-size must be in 1..1048576")
+		return usagef("--shard-size %d: want 1..1048576", p.shardSize)
 	}
 	if _, err := parseLevel(p.logLevel); err != nil {
 		return err
@@ -194,9 +400,25 @@ func (p *pipelineFlags) check(needData bool) error {
 }
 
 func (p *pipelineFlags) parsePipeline() (*augment.Pipeline, error) {
-	pl, err := augment.ParsePipeline(p.pipeline, &augment.PipelineOptions{Decoder: p.decoder})
+	return parsePipeline(p.pipeline, p.decoder)
+}
+
+// parsePipeline parses --pipeline and --decoder; its errors point to
+// `loaderd pipelines`.
+func parsePipeline(text, decoder string) (*augment.Pipeline, error) {
+	return parsePipelineArg("--pipeline", text, decoder)
+}
+
+// parsePipelineArg is parsePipeline for a pipeline given as label. The
+// message names the op at fault, not the whole (possibly long) text.
+func parsePipelineArg(label, text, decoder string) (*augment.Pipeline, error) {
+	pl, err := augment.ParsePipeline(text, &augment.PipelineOptions{Decoder: decoder})
 	if err != nil {
-		return nil, &usageError{msg: fmt.Sprintf("--pipeline: %v", err)}
+		msg := strings.TrimPrefix(err.Error(), augment.ErrPipeline.Error()+": ")
+		if strings.Contains(msg, "decoder") {
+			return nil, usagef("--decoder %q: %s", decoder, msg)
+		}
+		return nil, usagef("%s: %s (see `loaderd pipelines`)", label, msg)
 	}
 	return pl, nil
 }
@@ -204,7 +426,7 @@ func (p *pipelineFlags) parsePipeline() (*augment.Pipeline, error) {
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, usagef("--log-level: %v", err)
+		return 0, usagef("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
 }

@@ -1,31 +1,54 @@
 // Command loaderd decodes and augments training images once, keeps the
 // augmented epochs in an epoch-aware Arrow cache, and serves batches to
 // trainers over Arrow Flight. Run `loaderd help` for the commands.
+//
+// Exit status: 0 done; 1 a failure while running; 2 a usage error (an
+// unknown command or flag, a malformed value, a dataset path without
+// samples, a request the server refuses as invalid); 3 `scan` found
+// undecodable files; 130 interrupted (SIGINT or SIGTERM) before the
+// command finished. `serve` and `demo` stop on a signal and exit 0.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
 // version is set at link time: -ldflags "-X main.version=v0.1.0".
 var version = "dev"
 
+// Exit statuses, the same for every command (see the package comment).
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitFound       = 3
+	exitInterrupted = 130
+)
+
+// exitStatusHelp ends every command's --help.
+const exitStatusHelp = `Exit status: 0 done, 1 failure while running, 2 usage error (unknown flag,
+malformed value, dataset path without samples, a request the server refuses),
+130 interrupted before done.`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	interrupted := ctx.Err() != nil
 	stop()
-	os.Exit(exitCode(err, os.Stderr))
+	os.Exit(exitCode(err, interrupted, os.Stderr))
 }
 
-// A usageError is a wrong command, flag or value: exit status 2.
-type usageError struct{ msg string }
+// A usageError is a wrong command, flag or value: exit status 2. msg names
+// the problem and its fix in one line; cmd is the command whose --help the
+// message points to ("" for the command list).
+type usageError struct{ cmd, msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -34,23 +57,46 @@ func usagef(format string, args ...any) error {
 }
 
 // errFound is returned by commands that ran fine but found problems
-// (scan: undecodable files): exit status 1 without a second message.
+// (scan: undecodable files): exit status 3 without a second message.
 var errFound = errors.New("problems found")
 
-func exitCode(err error, stderr io.Writer) int {
+// A helpRequest carries a command's --help text, printed on stdout.
+type helpRequest struct{ text string }
+
+func (*helpRequest) Error() string { return "help requested" }
+
+// exitCode prints err (one line, plus a pointer to --help for usage
+// errors) and returns the exit status. interrupted says a signal ended
+// the command.
+func exitCode(err error, interrupted bool, stderr io.Writer) int {
 	var ue *usageError
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
+	case err == nil:
+		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "loaderd: %v\n", err)
-		return 2
+		prog := strings.TrimSpace("loaderd " + ue.cmd)
+		fmt.Fprintf(stderr, "%s: %s\n", prog, firstLine(ue.msg))
+		if ue.cmd == "" {
+			fmt.Fprintln(stderr, "see `loaderd help`")
+		} else {
+			fmt.Fprintf(stderr, "see `%s --help`\n", prog)
+		}
+		return exitUsage
 	case errors.Is(err, errFound):
-		return 1
+		return exitFound
+	case interrupted:
+		fmt.Fprintf(stderr, "loaderd: interrupted: %s\n", firstLine(err.Error()))
+		return exitInterrupted
 	default:
-		fmt.Fprintf(stderr, "loaderd: %v\n", err)
-		return 1
+		fmt.Fprintf(stderr, "loaderd: %s\n", firstLine(err.Error()))
+		return exitFailure
 	}
+}
+
+// firstLine keeps a message to one line: wrapped errors from libraries
+// sometimes carry newlines.
+func firstLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
 type command struct {
@@ -64,9 +110,10 @@ func commands() []command {
 		{"precompute", "write augmented epochs into the cache (offline)", runPrecompute},
 		{"fetch", "stream a request from a server and report images/s and MB/s", runFetch},
 		{"scan", "decode every file of a dataset and list the broken ones", runScan},
+		{"pipelines", "print the pipeline grammar, every op with its arguments, and the presets", runPipelines},
 		{"topology", "show GPUs, NUMA nodes and worker placement", runTopology},
 		{"bench", "measure throughput beside the torchvision peer and the machine's limits", runBench},
-		{"demo", "serve a built-in sample dataset and stream two epochs from it", runDemo},
+		{"demo", "serve a generated sample dataset; stream epoch 0 twice (computed, cached) and epoch 1", runDemo},
 		{"version", "print the version, the JPEG decoder and the Go runtime", runVersion},
 	}
 }
@@ -85,18 +132,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	for _, c := range commands() {
-		if c.name == name {
-			return c.run(ctx, args[1:], stdout, stderr)
+		if c.name != name {
+			continue
 		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		var help *helpRequest
+		var ue *usageError
+		switch {
+		case errors.As(err, &help):
+			_, err = io.WriteString(stdout, help.text)
+		case errors.As(err, &ue) && ue.cmd == "":
+			ue.cmd = c.name
+		}
+		return err
 	}
-	printUsage(stderr)
-	return usagef("unknown command %q", name)
+	names := make([]string, 0, len(commands()))
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if near := closest(name, names); near != "" {
+		return usagef("unknown command %q; did you mean %s?", name, near)
+	}
+	return usagef("unknown command %q; the commands are %s", name, strings.Join(names, ", "))
 }
 
 func printUsage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: loaderd <command> [flags]\n\nCommands:")
+	fmt.Fprintln(w, "Usage: loaderd <command> [flags] [arguments]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun `loaderd <command> --help` for its flags.")
+	fmt.Fprintf(w, "\nRun `loaderd <command> --help` for its flags.\n\n%s\n", exitStatusHelp)
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
@@ -21,49 +23,180 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, &out, &errb)
-	return exitCode(err, &errb), out.String(), errb.String()
+	return exitCode(err, false, &errb), out.String(), errb.String()
 }
 
+// TestUsageErrors runs each command's wrong-usage cases: exit status 2,
+// and on stderr one line naming the problem and its fix, then a pointer
+// to the command's --help. Nothing goes to stdout.
 func TestUsageErrors(t *testing.T) {
-	data := t.TempDir()
+	data := smallData(t, 4, false)
+	empty := t.TempDir()
+	cache := t.TempDir()
 	tests := []struct {
 		name string
 		args []string
-		want string // in stderr
+		want string // in the first line of stderr
 	}{
-		{name: "no command", args: nil, want: "no command"},
-		{name: "unknown command", args: []string{"frobnicate"}, want: "unknown command"},
-		{name: "unknown flag", args: []string{"serve", "--frob"}, want: "frob"},
-		{name: "serve without data", args: []string{"serve"}, want: "--data"},
-		{name: "bad data flag", args: []string{"serve", "--data", "nopath"}, want: "NAME=PATH"},
-		{name: "bad on-error", args: []string{"serve", "--data", "x=" + data, "--on-error", "ignore"}, want: "--on-error"},
-		{name: "bad budget", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "lots"}, want: "bad size"},
-		{name: "bad workers", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--workers", "-1"}, want: "--workers"},
-		{name: "missing epochs", args: []string{"precompute", "--data", "x=" + data}, want: "--epochs"},
-		{name: "bad epochs", args: []string{"precompute", "--data", "x=" + data, "--epochs", "3-1"}, want: "--epochs"},
-		{name: "bad pipeline", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--pipeline", "blur(x=1)"}, want: "--pipeline"},
-		{name: "tls cert without key", args: []string{"serve", "--data", "x=" + data, "--tls-cert", "c.pem"}, want: "--tls-key"},
-		{name: "fetch without dataset", args: []string{"fetch"}, want: "--dataset"},
-		{name: "fetch zero repeat", args: []string{"fetch", "--dataset", "d", "--repeat", "0"}, want: "--repeat"},
-		{name: "scan without dir", args: []string{"scan"}, want: "scan"},
-		{name: "stray argument", args: []string{"version", "extra"}, want: "unexpected argument"},
+		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"; the commands are serve,`},
+		{name: "mistyped command", args: []string{"sevre"}, want: "did you mean serve?"},
+
+		{name: "serve unknown flag", args: []string{"serve", "--frob"}, want: "unknown flag --frob"},
+		{name: "serve mistyped flag", args: []string{"serve", "--cache-budet", "1G"}, want: "did you mean --cache-budget?"},
+		{name: "serve one dash", args: []string{"serve", "-data", "x=" + data}, want: "two dashes: --data"},
+		{name: "serve without data", args: []string{"serve"}, want: "--data NAME=PATH is required"},
+		{name: "serve bad data", args: []string{"serve", "--data", "nopath"}, want: "want NAME=PATH"},
+		{name: "serve data twice", args: []string{"serve", "--data", "x=" + data, "--data", "x=" + data}, want: `dataset "x" given twice`},
+		{name: "serve bad seed", args: []string{"serve", "--data", "x=" + data, "--seed", "abc"}, want: `--seed "abc": want a whole number`},
+		{name: "serve seed without value", args: []string{"serve", "--data", "x=" + data, "--seed"}, want: "--seed needs a value"},
+		{name: "serve bad on-error", args: []string{"serve", "--data", "x=" + data, "--on-error", "ignore"}, want: "want substitute or fail"},
+		{name: "serve bad budget", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "lots"}, want: "want a byte count"},
+		{name: "serve bad decoder", args: []string{"serve", "--data", "x=" + data, "--decoder", "pillow"}, want: "want one of auto, libjpeg-turbo, go"},
+		{name: "serve bad pipeline", args: []string{"serve", "--data", "x=" + data, "--pipeline", "blur(x=1)"}, want: "`loaderd pipelines`"},
+		{name: "serve bad listen", args: []string{"serve", "--data", "x=" + data, "--listen", "nonsense"}, want: `--listen "nonsense": want HOST:PORT`},
+		{name: "serve bad metrics listen", args: []string{"serve", "--data", "x=" + data, "--metrics-listen", "9100"}, want: "--metrics-listen"},
+		{name: "serve bad drain timeout", args: []string{"serve", "--data", "x=" + data, "--drain-timeout", "soon"}, want: "want a duration"},
+		{name: "serve tls cert without key", args: []string{"serve", "--data", "x=" + data, "--tls-cert", "c.pem"}, want: "give both or neither"},
+		{name: "serve pprof without metrics", args: []string{"serve", "--data", "x=" + data, "--pprof"}, want: "give --metrics-listen too"},
+		{name: "serve stray argument", args: []string{"serve", data}, want: "takes flags only"},
+		{name: "serve missing dataset dir", args: []string{"serve", "--data", "x=" + filepath.Join(empty, "nope"), "--listen", "127.0.0.1:0", "--cache-dir", cache, "--log-level", "warn"}, want: "--data"},
+		{name: "serve token file missing", args: []string{"serve", "--data", "x=" + data, "--listen", "127.0.0.1:0", "--auth-token-file", filepath.Join(empty, "nope")}, want: "--auth-token-file"},
+
+		{name: "precompute missing epochs", args: []string{"precompute", "--data", "x=" + data}, want: "--epochs is required"},
+		{name: "precompute bad epochs", args: []string{"precompute", "--data", "x=" + data, "--epochs", "3-1"}, want: "FIRST ≤ LAST"},
+		{name: "precompute negative workers", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--workers", "-1"}, want: "--workers -1"},
+		{name: "precompute bad shard size", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--shard-size", "0"}, want: "--shard-size 0"},
+		{name: "precompute bad log level", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--log-level", "loud"}, want: "--log-level"},
+		{name: "precompute empty dataset", args: []string{"precompute", "--data", "x=" + empty, "--epochs", "0", "--cache-dir", cache, "--log-level", "warn"}, want: "--data"},
+
+		{name: "fetch without dataset", args: []string{"fetch"}, want: "--dataset NAME is required"},
+		{name: "fetch zero repeat", args: []string{"fetch", "--dataset", "d", "--repeat", "0"}, want: "--repeat 0"},
+		{name: "fetch zero batch", args: []string{"fetch", "--dataset", "d", "--batch-size", "0"}, want: "--batch-size 0"},
+		{name: "fetch rank past world", args: []string{"fetch", "--dataset", "d", "--rank", "2", "--world-size", "2"}, want: "--rank 2"},
+		{name: "fetch negative start batch", args: []string{"fetch", "--dataset", "d", "--start-batch", "-1"}, want: "--start-batch -1"},
+		{name: "fetch bool with space", args: []string{"fetch", "--dataset", "d", "--shuffle", "false"}, want: "--shuffle=false"},
+		{name: "fetch insecure without tls", args: []string{"fetch", "--dataset", "d", "--tls-insecure"}, want: "go with --tls"},
+		{name: "fetch serve flag", args: []string{"fetch", "--dataset", "d", "--seed", "7"}, want: "unknown flag --seed"},
+
+		{name: "scan without dir", args: []string{"scan"}, want: "ROOT/<class>/<image>"},
+		{name: "scan two dirs", args: []string{"scan", data, data}, want: "unexpected argument"},
+		{name: "scan missing dir", args: []string{"scan", filepath.Join(empty, "nope")}, want: "no such file"},
+		{name: "scan negative workers", args: []string{"scan", data, "--workers", "-2"}, want: "--workers -2"},
+
+		{name: "pipelines bad pipeline", args: []string{"pipelines", "blur(x=1)"}, want: `unknown op "blur"; the ops are random_resized_crop,`},
+		{name: "pipelines no fixed size", args: []string{"pipelines", "resize(size=256)"}, want: "end with random_resized_crop"},
+		{name: "pipelines two arguments", args: []string{"pipelines", "imagenet-val", "imagenet-train"}, want: "unexpected argument"},
+
+		{name: "topology negative workers", args: []string{"topology", "--workers", "-1"}, want: "--workers -1"},
+		{name: "topology stray argument", args: []string{"topology", "gpu0"}, want: "takes flags only"},
+
 		{name: "bench bad peer", args: []string{"bench", "--peer", "dali"}, want: "--peer"},
+		{name: "bench bad clients", args: []string{"bench", "--clients", "x"}, want: "--clients"},
+		{name: "bench zero repeat", args: []string{"bench", "--repeat", "0"}, want: "--repeat 0"},
+		{name: "bench bad pipeline", args: []string{"bench", "--pipeline", "hflip"}, want: "`loaderd pipelines`"},
+
+		{name: "demo no images", args: []string{"demo", "--images", "0"}, want: "--images 0"},
+		{name: "demo bad listen", args: []string{"demo", "--listen", "localhost"}, want: "want HOST:PORT"},
+
+		{name: "version stray argument", args: []string{"version", "extra"}, want: `unexpected argument "extra"`},
+		{name: "version unknown flag", args: []string{"version", "--jsno"}, want: "did you mean --json?"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := runCLI(t, tc.args...)
-			if code != 2 || !strings.Contains(stderr, tc.want) {
-				t.Fatalf("loaderd %q: exit %d, stderr %q; want exit 2 mentioning %q", tc.args, code, stderr, tc.want)
+			code, stdout, stderr := runCLI(t, tc.args...)
+			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+			if code != exitUsage || len(lines) != 2 || !strings.Contains(lines[0], tc.want) {
+				t.Fatalf("loaderd %q: exit %d, stderr:\n%s\nwant exit 2 and two lines, the first mentioning %q", tc.args, code, stderr, tc.want)
+			}
+			cmd := "loaderd " + tc.args[0]
+			see := "see `" + cmd + " --help`"
+			if tc.name == "unknown command" || tc.name == "mistyped command" {
+				cmd, see = "loaderd", "see `loaderd help`"
+			}
+			if !strings.HasPrefix(lines[0], cmd+": ") || lines[1] != see {
+				t.Errorf("stderr:\n%s\nwant %q first and %q last", stderr, cmd+": ", see)
+			}
+			if n := utf8.RuneCountInString(lines[0]); n > 160 {
+				t.Errorf("first line is %d characters, want at most 160: %s", n, lines[0])
+			}
+			if stdout != "" {
+				t.Errorf("stdout of a usage error: %q", stdout)
 			}
 		})
 	}
 }
 
+// TestNoCommand prints the command list on stderr with exit status 2.
+func TestNoCommand(t *testing.T) {
+	code, stdout, stderr := runCLI(t)
+	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "Commands:") || !strings.Contains(stderr, "no command given") {
+		t.Fatalf("loaderd: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestFlagsAnywhere: flags go before or after the positional arguments,
+// as --name value or --name=value.
+func TestFlagsAnywhere(t *testing.T) {
+	data := smallData(t, 6, false)
+	for _, args := range [][]string{
+		{"scan", data, "--json"},
+		{"scan", "--json", data},
+		{"scan", "--workers=1", data, "--json=true"},
+	} {
+		code, out, stderr := runCLI(t, args...)
+		if code != 0 || !strings.Contains(out, `"samples": 6`) {
+			t.Errorf("loaderd %q: exit %d, %s%s", args, code, out, stderr)
+		}
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, c := range commands() {
-		code, _, stderr := runCLI(t, c.name, "--help")
-		if code != 0 || !strings.Contains(stderr, "Usage: loaderd "+c.name) {
-			t.Errorf("%s --help: exit %d, %q", c.name, code, stderr)
+		for _, args := range [][]string{{c.name, "--help"}, {c.name, "-h"}, {"help", c.name}} {
+			code, stdout, stderr := runCLI(t, args...)
+			if code != 0 || stderr != "" || !strings.HasPrefix(stdout, "Usage: loaderd "+c.name) || !strings.Contains(stdout, "Exit status:") {
+				t.Errorf("loaderd %q: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+			}
+		}
+	}
+	code, stdout, _ := runCLI(t, "help")
+	if code != 0 || !strings.Contains(stdout, "Commands:") || !strings.Contains(stdout, "Exit status:") {
+		t.Errorf("loaderd help: exit %d, %q", code, stdout)
+	}
+}
+
+// TestListenBusy: a taken --listen or --metrics-listen port is a runtime
+// failure (exit 1) reported before serve logs that it is serving.
+func TestListenBusy(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	data := smallData(t, 4, false)
+	for _, flagName := range []string{"--listen", "--metrics-listen"} {
+		args := []string{"serve", "--data", "x=" + data, "--cache-dir", t.TempDir(), "--listen", "127.0.0.1:0", flagName, busy.Addr().String()}
+		code, _, stderr := runCLI(t, args...)
+		if code != exitFailure || !strings.Contains(stderr, "address is in use") || strings.Contains(stderr, "serving") {
+			t.Errorf("loaderd %q: exit %d, stderr %q; want exit 1, the address in use, no serving line", args, code, stderr)
+		}
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int
+	}{
+		{a: "serve", b: "serve", want: 0},
+		{a: "sevre", b: "serve", want: 1},
+		{a: "cache-budet", b: "cache-budget", want: 1},
+		{a: "", b: "abc", want: 3},
+		{a: "fetch", b: "scan", want: 5},
+	}
+	for _, tc := range tests {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
 		}
 	}
 }
@@ -120,6 +253,26 @@ func TestVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "jpeg decoder:") {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
+	code, out, stderr := runCLI(t, "version", "--json")
+	var v map[string]string
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v["version"] != version || v["jpeg_decoder"] == "" || v["go"] == "" {
+		t.Fatalf("version --json: exit %d, %v: %s%s", code, err, out, stderr)
+	}
+}
+
+func TestPipelines(t *testing.T) {
+	code, out, _ := runCLI(t, "pipelines")
+	for _, want := range []string{"ops joined by '|'", "random_resized_crop(size=H[,W],scale=0.08:1,ratio=0.75:1.3333)",
+		"hflip(p=0.5)", "normalize(mean=0.485,0.456,0.406,std=0.229,0.224,0.225)", "imagenet-train", "imagenet-val"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("pipelines: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	code, out, _ = runCLI(t, "pipelines", "hflip|center_crop(size=32)|normalize")
+	if code != 0 || !strings.Contains(out, "float32 [3 32 32] [C H W], 12288 bytes") ||
+		!strings.Contains(out, "hflip(p=0.5)|center_crop(size=32)|normalize(") {
+		t.Errorf("pipelines TEXT: exit %d:\n%s", code, out)
+	}
 }
 
 func TestTopologyJSON(t *testing.T) {
@@ -160,7 +313,7 @@ func TestScan(t *testing.T) {
 		t.Fatalf("scan of a clean dataset: exit %d, %q", code, out)
 	}
 	code, out, _ = runCLI(t, "scan", "--json", smallData(t, 12, true))
-	if code != 1 || !strings.Contains(out, "zz-corrupt.jpg") {
+	if code != exitFound || !strings.Contains(out, "zz-corrupt.jpg") {
 		t.Fatalf("scan of a dataset with a corrupt file: exit %d, %q", code, out)
 	}
 }
@@ -221,6 +374,27 @@ func TestPrecomputeThenServe(t *testing.T) {
 	}
 	if res.Images != 41 || res.LoopbackGBPerSec <= 0 || res.VsLoopback <= 0 {
 		t.Errorf("fetch --vs-loopback = %+v; want 41 images and a loopback figure", res)
+	}
+	// What the server refuses is a usage error naming the flag (exit 2);
+	// start_batch equal to the batch count is an empty stream (SPEC §4).
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{args: []string{"--dataset", "nosuch"}, code: exitUsage, want: "refused the request"},
+		{args: []string{"--dataset", "d", "--batch-size", "16", "--start-batch", "4"}, code: exitUsage, want: "--start-batch"},
+		{args: []string{"--dataset", "d", "--batch-size", "16", "--start-batch", "3"}, code: exitOK, want: ""},
+		{args: []string{"--dataset", "d", "--gpu", "GPU-nonexistent"}, code: exitUsage, want: "--gpu"},
+	} {
+		args := append([]string{"fetch", "--addr", addr}, tc.args...)
+		code, out, stderr := runCLI(t, args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("loaderd %q: exit %d, %s%s; want exit %d mentioning %q", args, code, out, stderr, tc.code, tc.want)
+		}
+		if tc.code == exitOK && !strings.Contains(out, " 0 images") {
+			t.Errorf("loaderd %q: %s; want 0 images", args, out)
+		}
 	}
 	cancel()
 	select {

@@ -17,9 +17,13 @@ import (
 func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f pipelineFlags
 	var epochs string
-	fs := newFlags("precompute", "--data NAME=PATH --epochs 0-9 [flags]", stderr)
-	f.register(fs)
+	fs := newFlags("precompute", "--data NAME=PATH --epochs LIST [flags]")
 	fs.StringVar(&epochs, "epochs", "", "epochs to precompute: `LIST` like 0-9 or 0,2,5 (required)")
+	f.register(fs.FlagSet)
+	fs.notes = `Each image is decoded once for all the epochs. Finished shards are kept when the
+run stops (Ctrl-C, a full budget); running the same command again continues.
+serve reads these epochs when given the same --data, --pipeline, --seed and
+--decoder.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -27,7 +31,7 @@ func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	if epochs == "" {
-		return usagef("--epochs is required (e.g. --epochs 0-3)")
+		return usagef("--epochs is required, e.g. --epochs 0-9 or --epochs 0,2,5")
 	}
 	list, err := parseEpochs(epochs)
 	if err != nil {
@@ -42,7 +46,7 @@ func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer)
 	for _, ds := range f.data {
 		report := newProgress(stderr, ds.Name, logger)
 		sum, err := st.loader.Precompute(ctx, ds.Name, list, report.update)
-		report.finish()
+		report.finish(err == nil)
 		if err != nil {
 			return err
 		}
@@ -98,9 +102,15 @@ func (p *progress) update(pr service.PrecomputeProgress) error {
 	return nil
 }
 
-func (p *progress) finish() {
-	if p.bar != nil {
-		p.bar.Finish()
-		fmt.Fprintln(p.w)
+// finish ends the bar: full when done, where it stopped otherwise.
+func (p *progress) finish(done bool) {
+	if p.bar == nil {
+		return
 	}
+	if done {
+		p.bar.Finish()
+	} else {
+		p.bar.Exit()
+	}
+	fmt.Fprintln(p.w)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
@@ -43,37 +43,61 @@ type serveFlags struct {
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f serveFlags
-	fs := newFlags("serve", "--data NAME=PATH [--data ...] [flags]", stderr)
-	f.register(fs)
+	fs := newFlags("serve", "--data NAME=PATH [--data ...] [flags]")
+	f.register(fs.FlagSet)
+	fs.notes = `Epochs not yet cached are computed while they stream; the next --prefetch-epochs
+are computed in the background. precompute writes the same cache entries when
+given the same --data, --pipeline, --seed and --decoder. SIGINT or SIGTERM
+drains running streams (up to --drain-timeout) and exits 0.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	if err := f.check(true); err != nil {
+	if err := f.check(); err != nil {
 		return err
-	}
-	if f.prefetchEpochs < 0 || f.maxStreams < 1 {
-		return usagef("--prefetch-epochs must be ≥ 0 and --max-streams ≥ 1")
-	}
-	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return usagef("--tls-cert and --tls-key go together")
 	}
 	logger := newLogger(stderr, f.logLevel)
 	return serve(ctx, &f, logger, nil)
 }
 
 // register adds serve's flags to fs; their defaults land in f at once.
-func (f *serveFlags) register(fs *flag.FlagSet) {
+func (f *serveFlags) register(fs *pflag.FlagSet) {
 	f.pipelineFlags.register(fs)
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:8815", "Flight `address` to listen on")
-	fs.StringVar(&f.metricsListen, "metrics-listen", "", "`address` for Prometheus /metrics and /healthz (empty = off)")
-	fs.IntVar(&f.prefetchEpochs, "prefetch-epochs", 1, "epochs after the one streamed to precompute in the background")
-	fs.IntVar(&f.maxStreams, "max-streams", 64, "concurrent DoGet streams before ResourceExhausted")
-	fs.StringVar(&f.authTokenFile, "auth-token-file", "", "`file` holding the bearer token every call must carry")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `file` (PEM); with --tls-key serves grpc+tls")
-	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `file` (PEM)")
-	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`file` of the key that signs tickets (default CACHE-DIR/ticket.key)")
-	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
+	fs.StringVar(&f.listen, "listen", defaultListen, "Flight address `HOST:PORT` to listen on")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address `HOST:PORT` for Prometheus /metrics and /healthz (empty = off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on --metrics-listen")
+	fs.IntVar(&f.prefetchEpochs, "prefetch-epochs", 1, "epochs after the one streamed to compute in the background")
+	fs.IntVar(&f.maxStreams, "max-streams", 64, "concurrent DoGet streams before ResourceExhausted")
+	fs.StringVar(&f.authTokenFile, "auth-token-file", "", "`FILE` holding the bearer token every call must carry")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `FILE` (PEM); with --tls-key serves grpc+tls")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `FILE` (PEM)")
+	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`FILE` of the key that signs tickets (default CACHE-DIR/ticket.key)")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
+}
+
+// check validates serve's values beyond the pipeline flags.
+func (f *serveFlags) check() error {
+	if err := f.pipelineFlags.check(true); err != nil {
+		return err
+	}
+	switch {
+	case f.prefetchEpochs < 0:
+		return usagef("--prefetch-epochs %d: want 0 (off) or more", f.prefetchEpochs)
+	case f.maxStreams < 1:
+		return usagef("--max-streams %d: want 1 or more", f.maxStreams)
+	case f.drainTimeout < 0:
+		return usagef("--drain-timeout %v: want 0 or more, e.g. 30s", f.drainTimeout)
+	case (f.tlsCert == "") != (f.tlsKey == ""):
+		return usagef("--tls-cert and --tls-key go together: give both or neither")
+	case f.pprof && f.metricsListen == "":
+		return usagef("--pprof serves on --metrics-listen: give --metrics-listen too, e.g. 127.0.0.1:9100")
+	}
+	if err := checkAddr("listen", f.listen); err != nil {
+		return err
+	}
+	if f.metricsListen != "" {
+		return checkAddr("metrics-listen", f.metricsListen)
+	}
+	return nil
 }
 
 // stack is what serve, precompute and demo build from the pipeline flags.
@@ -102,7 +126,9 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		return nil, err
 	}
 	cache, err := shardcache.Open(f.cacheDir, &shardcache.Options{Budget: int64(f.cacheBudget), Logger: logger, Registerer: reg})
-	if err != nil {
+	if errors.Is(err, shardcache.ErrLocked) {
+		return nil, fmt.Errorf("--cache-dir %s is in use by another loaderd (serve or precompute): stop it, or give this one another --cache-dir", f.cacheDir)
+	} else if err != nil {
 		return nil, err
 	}
 	l, err := loader.New(ctx, &loader.Options{
@@ -120,6 +146,9 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 	})
 	if err != nil {
 		cache.Close()
+		if errors.Is(err, loader.ErrDataset) {
+			return nil, &usageError{msg: "--data: " + err.Error()}
+		}
 		return nil, err
 	}
 	return &stack{cache: cache, loader: l, topo: topo}, nil
@@ -127,7 +156,42 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 
 // serve runs the Flight server until ctx is done. ready, if not nil,
 // receives the Flight address once it listens (demo and tests use it).
+// Both listeners are opened before anything else, so a wrong or busy
+// address fails at once, before the datasets are listed.
 func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<- string) error {
+	lis, err := listen("listen", f.listen)
+	if err != nil {
+		return err
+	}
+	defer lis.Close()
+	var mlis net.Listener
+	if f.metricsListen != "" {
+		if mlis, err = listen("metrics-listen", f.metricsListen); err != nil {
+			return err
+		}
+		defer mlis.Close()
+	}
+	opts := &flightsvc.Options{MaxStreams: f.maxStreams, Logger: logger, DrainTimeout: f.drainTimeout}
+	if f.authTokenFile != "" {
+		b, err := os.ReadFile(f.authTokenFile)
+		if err != nil {
+			return usagef("--auth-token-file: %v", err)
+		}
+		opts.AuthToken = strings.TrimSpace(string(b))
+		if opts.AuthToken == "" {
+			return usagef("--auth-token-file %s is empty: write the token into it", f.authTokenFile)
+		}
+	}
+	scheme := "grpc"
+	if f.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return usagef("--tls-cert/--tls-key: %v", err)
+		}
+		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		scheme = "grpc+tls"
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	st, err := buildStack(ctx, &f.pipelineFlags, f.prefetchEpochs, logger, reg)
@@ -140,49 +204,20 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 	if keyFile == "" {
 		keyFile = filepath.Join(f.cacheDir, "ticket.key")
 	}
-	key, err := flightsvc.LoadOrCreateKey(keyFile)
-	if err != nil {
+	if opts.TicketKey, err = flightsvc.LoadOrCreateKey(keyFile); err != nil {
 		return err
 	}
-	opts := &flightsvc.Options{
-		Source:       st.loader,
-		Actions:      st.loader,
-		TicketKey:    key,
-		MaxStreams:   f.maxStreams,
-		Registerer:   reg,
-		Logger:       logger,
-		DrainTimeout: f.drainTimeout,
-	}
-	if f.authTokenFile != "" {
-		b, err := os.ReadFile(f.authTokenFile)
-		if err != nil {
-			return fmt.Errorf("--auth-token-file: %w", err)
-		}
-		opts.AuthToken = strings.TrimSpace(string(b))
-		if opts.AuthToken == "" {
-			return fmt.Errorf("--auth-token-file %s is empty", f.authTokenFile)
-		}
-	}
-	scheme := "grpc"
-	if f.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		scheme = "grpc+tls"
-	}
+	opts.Source, opts.Actions, opts.Registerer = st.loader, st.loader, reg
 	srv, err := flightsvc.New(opts)
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return err
-	}
 	logger.Info("loaderd serving", "location", scheme+"://"+lis.Addr().String(),
-		"datasets", f.data.String(), "pipeline", f.pipeline, "cache", f.cacheDir,
+		"datasets", f.data.String(), "pipeline", f.pipeline, "seed", f.seed, "cache", f.cacheDir,
 		"gpus", len(st.topo.Devices), "topology", st.topo.Source)
+	if mlis != nil {
+		logger.Info("metrics", "url", "http://"+mlis.Addr().String()+"/metrics")
+	}
 	if ready != nil {
 		ready <- lis.Addr().String()
 	}
@@ -190,13 +225,7 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return st.loader.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, lis) })
-	if f.metricsListen != "" {
-		mlis, err := net.Listen("tcp", f.metricsListen)
-		if err != nil {
-			lis.Close()
-			return fmt.Errorf("--metrics-listen: %w", err)
-		}
-		logger.Info("metrics", "url", "http://"+mlis.Addr().String()+"/metrics")
+	if mlis != nil {
 		g.Go(func() error { return serveMetrics(gctx, mlis, reg, f.pprof) })
 	}
 	err = g.Wait()
