@@ -204,7 +204,7 @@ var requestFlags = strings.NewReplacer(
 	`"drop_last"`, "--drop-last", `"shuffle"`, "--shuffle", `"gpu"`, "--gpu")
 
 // pkgPrefix matches the Go package prefixes of the server's messages.
-var pkgPrefix = regexp.MustCompile(`\b(loader|arrowio|flightsvc|shardcache|augment|gpu): `)
+var pkgPrefix = regexp.MustCompile(`\b(loader|service|arrowio|flightsvc|shardcache|augment|gpu): `)
 
 // serverError words a failed fetch: a request the server refuses is a
 // usage error naming the flag; an unreachable server names --addr.
