@@ -20,10 +20,39 @@ const goDecoderName = "go (image/jpeg)"
 // libjpeg-turbo and its version when built in, else the Go decoder. It is
 // part of every pipeline fingerprint.
 func DecoderName() string {
-	if libjpegAvailable {
-		return libjpegName
+	name, _ := ResolveDecoder("auto")
+	return name
+}
+
+// ResolveDecoder returns the name (with versions) of the decoders a
+// decoder choice selects, as PipelineOptions.Decoder takes it: "" or
+// "auto", "go", "libjpeg-turbo". A choice that is unknown or not built in
+// gives an error wrapping ErrPipeline.
+func ResolveDecoder(choice string) (string, error) {
+	lj, err := parseDecoder(choice)
+	if err != nil {
+		return "", err
 	}
-	return goDecoderName
+	if lj {
+		return libjpegName, nil
+	}
+	return goDecoderName, nil
+}
+
+// parseDecoder reports whether a decoder choice uses libjpeg-turbo.
+func parseDecoder(choice string) (useLJ bool, err error) {
+	switch choice {
+	case "", "auto":
+		return libjpegAvailable, nil
+	case "go":
+		return false, nil
+	case "libjpeg-turbo", "libjpeg":
+		if !libjpegAvailable {
+			return false, fmt.Errorf("%w: decoder %q not built in (cgo off or -tags nolibjpeg)", ErrPipeline, choice)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: unknown decoder %q (want auto, go or libjpeg-turbo)", ErrPipeline, choice)
 }
 
 type format struct {
@@ -111,7 +140,21 @@ func checkPixels(w, h int, lim Limits) error {
 // Check fully decodes src with the default decoder and reports whether it
 // is a usable image: nil, or an error wrapping ErrDecode.
 func Check(src []byte, lim Limits) error {
-	o, err := openImage(src, libjpegAvailable, lim)
+	return check(src, libjpegAvailable, lim)
+}
+
+// CheckDecoder is Check with the decoders a choice selects (see
+// ResolveDecoder); an unknown choice gives an error wrapping ErrPipeline.
+func CheckDecoder(src []byte, choice string, lim Limits) error {
+	lj, err := parseDecoder(choice)
+	if err != nil {
+		return err
+	}
+	return check(src, lj, lim)
+}
+
+func check(src []byte, useLJ bool, lim Limits) error {
+	o, err := openImage(src, useLJ, lim)
 	if err != nil {
 		return err
 	}

@@ -103,17 +103,9 @@ func ParsePipeline(text string, opts *PipelineOptions) (*Pipeline, error) {
 		o = *opts
 	}
 	p := &Pipeline{lim: o.Limits}
-	switch o.Decoder {
-	case "", "auto":
-		p.useLJ = libjpegAvailable
-	case "go":
-	case "libjpeg-turbo", "libjpeg":
-		if !libjpegAvailable {
-			return nil, fmt.Errorf("%w: decoder %q not built in (cgo off or -tags nolibjpeg)", ErrPipeline, o.Decoder)
-		}
-		p.useLJ = true
-	default:
-		return nil, fmt.Errorf("%w: unknown decoder %q (want auto, go or libjpeg-turbo)", ErrPipeline, o.Decoder)
+	var err error
+	if p.useLJ, err = parseDecoder(o.Decoder); err != nil {
+		return nil, err
 	}
 	p.decName = goDecoderName
 	if p.useLJ {

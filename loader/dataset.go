@@ -20,9 +20,11 @@ import (
 // empty tree, a malformed manifest.
 var ErrDataset = errors.New("loader: bad dataset")
 
-// imageExts are the file extensions a dataset sample may have (SPEC §1),
-// compared case-insensitively.
-var imageExts = map[string]bool{".jpg": true, ".jpeg": true, ".png": true}
+// imageExts are the file extensions a dataset sample may have (SPEC §1):
+// every extension of a format augment decodes, compared case-insensitively.
+var imageExts = map[string]bool{
+	".jpg": true, ".jpeg": true, ".png": true, ".webp": true, ".gif": true, ".bmp": true,
+}
 
 // A Sample is one file of a dataset: what the listing holds, never pixels.
 type Sample struct {
@@ -40,6 +42,10 @@ type Dataset struct {
 	Classes     []string
 	Samples     []Sample
 	Fingerprint string // hex SHA-256 over the classes and every sample's path, size and mtime
+	// Skipped counts the regular files under the class directories that
+	// are not samples because of their extension, by lower-case extension
+	// ("" for none); dot-files are not counted. Nil for a manifest.
+	Skipped map[string]int
 }
 
 // OpenDataset lists the dataset at path: a directory is an ImageFolder
@@ -111,7 +117,11 @@ func listImageFolder(root string) (*Dataset, error) {
 	for label, class := range d.Classes {
 		var files []Sample
 		err := walkInside(root, filepath.Join(root, class), func(full string, st fs.FileInfo) {
-			if !imageExts[strings.ToLower(filepath.Ext(full))] {
+			if ext := strings.ToLower(filepath.Ext(full)); !imageExts[ext] {
+				if d.Skipped == nil {
+					d.Skipped = map[string]int{}
+				}
+				d.Skipped[ext]++
 				return
 			}
 			rel, _ := filepath.Rel(root, full)

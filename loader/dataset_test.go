@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +25,7 @@ func TestImageFolderListing(t *testing.T) {
 	for _, p := range []string{
 		"dog/b.JPG", "dog/a.png", "cat/z.jpeg", "cat/sub/y.jpg", "a-b/x.png",
 		"dog/notes.txt", "dog/.hidden.jpg", ".trash/q.jpg", "cat/.dot/w.jpg",
+		"dog/c.webp", "dog/d.GIF", "dog/e.bmp", "cat/f.tiff", "cat/g.TIF", "cat/Makefile",
 	} {
 		writeFile(t, filepath.Join(root, p), p)
 	}
@@ -50,15 +52,19 @@ func TestImageFolderListing(t *testing.T) {
 		paths = append(paths, s.Path)
 		labels = append(labels, s.Label)
 	}
-	wantPaths := []string{"a-b/x.png", "cat/inside.png", "cat/sub/y.jpg", "cat/z.jpeg", "dog/a.png", "dog/b.JPG"}
+	wantPaths := []string{"a-b/x.png", "cat/inside.png", "cat/sub/y.jpg", "cat/z.jpeg", "dog/a.png", "dog/b.JPG",
+		"dog/c.webp", "dog/d.GIF", "dog/e.bmp"}
 	if !slices.Equal(paths, wantPaths) {
 		t.Errorf("paths = %v; want %v", paths, wantPaths)
 	}
-	if want := []int64{0, 1, 1, 1, 2, 2}; !slices.Equal(labels, want) {
+	if want := []int64{0, 1, 1, 1, 2, 2, 2, 2, 2}; !slices.Equal(labels, want) {
 		t.Errorf("labels = %v; want %v", labels, want)
 	}
 	if b, err := d.ReadFile(5); err != nil || string(b) != "dog/b.JPG" {
 		t.Errorf("ReadFile(5) = %q, %v", b, err)
+	}
+	if want := map[string]int{".txt": 1, ".tiff": 1, ".tif": 1, "": 1}; !maps.Equal(d.Skipped, want) {
+		t.Errorf("Skipped = %v; want %v", d.Skipped, want)
 	}
 }
 

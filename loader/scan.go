@@ -13,10 +13,11 @@ import (
 	"github.com/loaderd/loaderd/service"
 )
 
-// ScanOptions tunes Scan. The zero value checks with GOMAXPROCS workers and
-// augment's default pixel limit.
+// ScanOptions tunes Scan. The zero value checks with GOMAXPROCS workers,
+// the default decoders and augment's default limits.
 type ScanOptions struct {
 	Workers  int
+	Decoder  string // as augment.PipelineOptions.Decoder: "" or "auto", "go", "libjpeg-turbo"
 	Limits   augment.Limits
 	Progress func(done, total int) // called after each file, from any goroutine
 }
@@ -31,6 +32,9 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleE
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if _, err := augment.ResolveDecoder(o.Decoder); err != nil {
+		return nil, fmt.Errorf("loader: scan %s: %w", d.Name, err)
 	}
 	bad := make([]*service.SampleError, d.Len()) // one slot per index: order never depends on scheduling
 	var done atomic.Int64
@@ -47,7 +51,7 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleE
 			reason := ""
 			if b, err := d.ReadFile(i); err != nil {
 				reason = err.Error()
-			} else if err := augment.Check(b, o.Limits); err != nil {
+			} else if err := augment.CheckDecoder(b, o.Decoder, o.Limits); err != nil {
 				reason = err.Error()
 			}
 			if reason != "" {

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/loaderd/loaderd/augment"
@@ -20,10 +23,12 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var workers int
 	var asJSON bool
 	var maxPixels int64
+	var decoder string
 	fs := newFlags("scan", "DIR|MANIFEST [flags]")
 	fs.IntVar(&workers, "workers", 0, "decode workers (0 = one per CPU)")
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.Int64Var(&maxPixels, "max-pixels", 0, "largest image accepted, in pixels (0 = the decoder's default)")
+	fs.StringVar(&decoder, "decoder", "auto", "decoders to check with, as serve's --decoder: auto, go, libjpeg-turbo")
 	fs.notes = "Exit status 3: the scan ran and found undecodable files (listed on stdout)."
 	if err := parse(fs, args, 1); err != nil {
 		return err
@@ -37,23 +42,42 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if maxPixels < 0 {
 		return usagef("--max-pixels %d: want 0 (the decoder's default) or more", maxPixels)
 	}
+	decName, err := augment.ResolveDecoder(decoder)
+	if err != nil {
+		return usagef("--decoder: %v", err)
+	}
 	d, err := loader.OpenDataset("scan", fs.Arg(0))
 	if errors.Is(err, loader.ErrDataset) {
 		return usagef("%v", err)
 	} else if err != nil {
 		return err
 	}
-	bad, err := loader.Scan(ctx, d, &loader.ScanOptions{Workers: workers, Limits: augment.Limits{MaxPixels: maxPixels}})
+	bad, err := loader.Scan(ctx, d, &loader.ScanOptions{Workers: workers, Decoder: decoder, Limits: augment.Limits{MaxPixels: maxPixels}})
 	if err != nil {
 		return err
+	}
+	skipped := 0
+	for _, n := range d.Skipped {
+		skipped += n
 	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(map[string]any{"path": fs.Arg(0), "samples": d.Len(), "classes": len(d.Classes),
-			"fingerprint": d.Fingerprint, "undecodable": bad})
+			"fingerprint": d.Fingerprint, "decoder": decName, "undecodable": bad, "skipped": d.Skipped})
 	} else {
-		fmt.Fprintf(stdout, "%s: %d samples in %d classes, %d undecodable\n", fs.Arg(0), d.Len(), len(d.Classes), len(bad))
+		fmt.Fprintf(stdout, "%s: %d samples in %d classes, %d undecodable (decoder %s)\n", fs.Arg(0), d.Len(), len(d.Classes), len(bad), decName)
+		if skipped > 0 {
+			exts := slices.Sorted(maps.Keys(d.Skipped))
+			parts := make([]string, len(exts))
+			for i, e := range exts {
+				if e == "" {
+					e = "(no extension)"
+				}
+				parts[i] = fmt.Sprintf("%s %d", e, d.Skipped[exts[i]])
+			}
+			fmt.Fprintf(stdout, "skipped %d files whose extension is not an image format loaderd decodes: %s\n", skipped, strings.Join(parts, ", "))
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 		for _, e := range bad {
 			fmt.Fprintf(tw, "%d\t%s\t%s\n", e.Index, e.Path, e.Reason)

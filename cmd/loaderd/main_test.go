@@ -312,9 +312,36 @@ func TestScan(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "0 undecodable") {
 		t.Fatalf("scan of a clean dataset: exit %d, %q", code, out)
 	}
-	code, out, _ = runCLI(t, "scan", "--json", smallData(t, 12, true))
+	data := smallData(t, 12, true)
+	code, out, _ = runCLI(t, "scan", "--json", data)
 	if code != exitFound || !strings.Contains(out, "zz-corrupt.jpg") {
 		t.Fatalf("scan of a dataset with a corrupt file: exit %d, %q", code, out)
+	}
+	// Files of other formats are not samples, and scan says so, by extension.
+	entries, _ := os.ReadDir(data)
+	for _, name := range []string{"notes.txt", "scan.tiff", "more.txt"} {
+		if err := os.WriteFile(filepath.Join(data, entries[1].Name(), name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, _ = runCLI(t, "scan", data)
+	if code != exitFound || !strings.Contains(out, "skipped 3 files whose extension is not an image format loaderd decodes: .tiff 1, .txt 2") {
+		t.Fatalf("scan with skipped files: exit %d, %q", code, out)
+	}
+	code, out, _ = runCLI(t, "scan", "--json", "--decoder", "go", data)
+	var rep struct {
+		Samples int            `json:"samples"`
+		Decoder string         `json:"decoder"`
+		Skipped map[string]int `json:"skipped"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitFound {
+		t.Fatalf("scan --json: exit %d, %v: %q", code, err, out)
+	}
+	if rep.Samples != 13 || rep.Skipped[".txt"] != 2 || rep.Skipped[".tiff"] != 1 || !strings.HasPrefix(rep.Decoder, "go") {
+		t.Errorf("scan --json = %+v", rep)
+	}
+	if code, _, stderr := runCLI(t, "scan", "--decoder", "nope", data); code != exitUsage || !strings.Contains(stderr, "--decoder") {
+		t.Errorf("scan --decoder nope: exit %d, %q", code, stderr)
 	}
 }
 
