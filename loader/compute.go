@@ -20,21 +20,6 @@ func (l *Loader) rowScratch() *[]byte {
 	return &b
 }
 
-// store writes the rendered row img as row p of sh, through the file: a
-// store into a mapped page not yet in memory makes the kernel zero-fill it
-// first (a fifth of a fused precompute's time), a write of whole pages
-// does not. The writer's mapping shows the bytes at once.
-func (sh *shard) store(p int, img []byte) error {
-	if len(img) != sh.layout.RowBytes {
-		return fmt.Errorf("loader: row of %d bytes for a %d-byte slot", len(img), sh.layout.RowBytes)
-	}
-	off := sh.layout.ImageOffset + int64(p)*int64(sh.layout.RowBytes)
-	if _, err := sh.w.WriteAt(img, off); err != nil {
-		return fmt.Errorf("loader: shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, err)
-	}
-	return nil
-}
-
 // computeRow writes row (e, i) into dst and returns the sample it holds:
 // the first j in i, i+1, ... (wrapping) whose file is decodable, augmented
 // with sample i's random stream (SPEC §5). Under the fail policy the first

@@ -56,7 +56,7 @@ func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool in
 				db.b.Images[row] = *buf
 				db.wg.Add(1)
 				tasks.Add(1)
-				ok := l.sched.submit(gctx, pool, true, func() {
+				ok := l.sched.Submit(gctx, pool, workUncached.high(), func() {
 					defer tasks.Done()
 					defer db.wg.Done()
 					if err := gctx.Err(); err != nil {
@@ -69,7 +69,7 @@ func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool in
 						return
 					}
 					db.b.Index[row], db.b.Label[row] = uint64(j), d.Samples[j].Label
-					l.met.computed.WithLabelValues(kindUncached).Inc()
+					l.met.computed.WithLabelValues(workUncached.String()).Inc()
 				})
 				if !ok {
 					db.wg.Done()

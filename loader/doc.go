@@ -14,11 +14,17 @@
 // reads its writer's mapping (shardcache commits it: fsync, checksum,
 // rename), so a killed process leaves only whole shards behind.
 //
-// Work runs on worker goroutines, one group per placement pool (gpu.Place),
-// pinned to their GPU's CPUs. Stream tasks go first; precompute and
-// background prefetch (Run) take the workers only when no stream task
-// waits. Memory is bounded by the workers and the batches each stream
-// reads ahead, not by the dataset.
+// Work runs on worker goroutines (loader/workers), one group per placement
+// pool (gpu.Place), pinned to their GPU's CPUs. Stream tasks go first;
+// precompute and background prefetch (Run) take the workers only when no
+// stream task waits. Memory is bounded by the workers and the batches each
+// stream reads ahead, not by the dataset.
+//
+// The shards of an epoch in use, and their life cycle from absent through
+// partial to committed, are loader/epoch's (its shard.go states the
+// transitions and the lock order); the loader keeps the registry of epochs
+// in use and who uses them (work.go), computes rows (compute.go) and
+// gathers them into batches (stream.go).
 //
 // Undecodable samples follow SPEC §5: row (e, i) holds the first sample j
 // in i, i+1, … (wrapping) whose file is decodable, augmented with sample

@@ -205,8 +205,8 @@ func fxSame(t testing.TB, what string, want map[uint64][]byte, got fxRows) {
 }
 
 // fxComputed returns loaderd_rows_computed_total{kind}.
-func fxComputed(l *Loader, kind string) int {
-	return int(testutil.ToFloat64(l.met.computed.WithLabelValues(kind)))
+func fxComputed(l *Loader, kind work) int {
+	return int(testutil.ToFloat64(l.met.computed.WithLabelValues(kind.String())))
 }
 
 // testutilServed returns loaderd_rows_served_from_cache_total.

@@ -16,6 +16,8 @@ import (
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/gpu"
+	"github.com/loaderd/loaderd/loader/epoch"
+	"github.com/loaderd/loaderd/loader/workers"
 	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
@@ -71,20 +73,19 @@ type Loader struct {
 	sets      map[string]*dataset
 	placement gpu.Placement
 	met       *metrics
-	sched     *scheduler
+	sched     *workers.Scheduler
+	commits   *epoch.Commits // the shard commits of every epoch
+	wake      chan struct{}  // nudges Run's prefetch loop
 
+	// mu guards the registry of epochs in use below. It is never held
+	// together with a shard's lock (loader/epoch/shard.go has the order):
+	// an epoch is closed, and its writers' bytes summed, after mu is
+	// released.
 	mu      sync.Mutex
-	epochs  map[epochID]*epoch
-	live    map[epochID]int  // streams per epoch
-	evicted map[epochID]bool // explicitly evicted: not prefetched until streamed
-	closed  bool
-	wake    chan struct{} // nudges Run's prefetch loop
-
-	bg      sync.WaitGroup // shard commits
-	commits chan struct{}  // semaphore of the commits running
-
-	pmu     sync.Mutex
-	pending map[shardID]chan struct{} // complete shards not yet committed
+	epochs  map[epochID]*openEpoch // epochs in use, by their users
+	live    map[epochID]int        // streams per epoch
+	evicted map[epochID]bool       // explicitly evicted: not prefetched until streamed
+	closed  bool                   // Close was called: no new user
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
 }
@@ -97,9 +98,9 @@ type dataset struct {
 	sizeOnce sync.Once
 	size     int64 // bytes of an epoch's shards (epochBytes)
 
-	mu    sync.Mutex
-	files []uint8 // fileUnknown, fileGood or fileBad, by index
-	errs  map[int]service.SampleError
+	mu    sync.Mutex                  // guards files and errs; a leaf lock
+	files []uint8                     // fileUnknown, fileGood or fileBad, by index
+	errs  map[int]service.SampleError // undecodable samples found, by index
 }
 
 // epochID names an epoch of a dataset.
@@ -153,12 +154,11 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		cache:   o.Cache,
 		sets:    map[string]*dataset{},
 		met:     met,
-		epochs:  map[epochID]*epoch{},
+		commits: epoch.NewCommits(),
+		wake:    make(chan struct{}, 1),
+		epochs:  map[epochID]*openEpoch{},
 		live:    map[epochID]int{},
 		evicted: map[epochID]bool{},
-		wake:    make(chan struct{}, 1),
-		pending: map[shardID]chan struct{}{},
-		commits: make(chan struct{}, maxCommits),
 	}
 	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
 	for _, spec := range o.Datasets {
@@ -176,7 +176,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, files: make([]uint8, d.Len()), errs: map[int]service.SampleError{}}
 	}
 	l.placement = gpu.Place(o.Topology, o.Workers)
-	l.sched = newScheduler(l.placement, o.Workers, o.Topology != nil, l.log)
+	l.sched = workers.New(l.placement, o.Workers, o.Topology != nil, l.log)
 	return l, nil
 }
 
@@ -190,8 +190,8 @@ func (l *Loader) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	l.sched.stop()
-	l.bg.Wait()
+	l.sched.Stop()
+	l.commits.Wait()
 	return nil
 }
 

@@ -6,14 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Row kinds of loaderd_rows_computed_total.
-const (
-	kindStream     = "stream"
-	kindPrecompute = "precompute"
-	kindPrefetch   = "prefetch"
-	kindUncached   = "uncached" // streams of epochs larger than the cache budget
-)
-
 // metrics are the loader's Prometheus collectors; they exist (unregistered)
 // when Options.Registerer is nil, so the code never checks.
 type metrics struct {
@@ -42,8 +34,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rows streamed from committed cache shards.",
 		}),
 	}
-	for _, k := range []string{kindStream, kindPrecompute, kindPrefetch, kindUncached} {
-		m.computed.WithLabelValues(k)
+	for _, w := range works {
+		m.computed.WithLabelValues(w.String())
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served} {

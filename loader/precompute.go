@@ -3,13 +3,13 @@ package loader
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/loader/epoch"
 	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
@@ -35,7 +35,7 @@ func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, p
 	if err != nil {
 		return service.PrecomputeSummary{}, err
 	}
-	return l.precompute(ctx, d, es, kindPrecompute, progress)
+	return l.precompute(ctx, d, es, workPrecompute, progress)
 }
 
 // epochList checks and sorts epochs, dropping repeats.
@@ -52,18 +52,15 @@ func epochList(epochs []int) ([]int, error) {
 	return es, nil
 }
 
-// precompute fills the epochs es of d in index order, the rows of one
-// sample for every epoch in one task, at background priority.
-func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind string, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
+// precompute fills the epochs es of d (work kind workPrecompute or
+// workPrefetch) in index order, the rows of one sample for every epoch in
+// one task, at background priority.
+func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
 	start := time.Now()
 	sum := service.PrecomputeSummary{Dataset: d.Name, Epochs: es}
-	eps := make([]*epoch, 0, len(es))
-	user := userPrecompute
-	if kind == kindPrefetch {
-		user = userPrefetch
-	}
+	eps := make([]*openEpoch, 0, len(es))
 	for _, e := range es {
-		ep, release, err := l.acquire(d, e, user)
+		ep, release, err := l.acquire(d, e, kind)
 		if err != nil {
 			return sum, err
 		}
@@ -71,20 +68,18 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 		eps = append(eps, ep)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	r := &runner{l: l, pool: -1, kind: kind, ctx: ctx}
+	r := &runner{l: l, kind: kind, pool: -1}
 	defer r.tasks.Wait()
 	defer cancel(nil)
 
 	for _, ep := range eps {
-		for _, sh := range ep.shards {
-			sh.mu.Lock()
-			_, err := sh.lookup(false)
-			if sh.mode == modeCached || sh.mode == modeMapped {
-				sum.Cached += int64(sh.n)
-			}
-			sh.mu.Unlock()
+		for _, sh := range ep.Shards() {
+			committed, err := sh.Committed()
 			if err != nil {
 				return sum, err
+			}
+			if committed {
+				sum.Cached += int64(sh.Rows())
 			}
 		}
 	}
@@ -124,7 +119,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 	}
 	for _, info := range l.cache.Epochs() {
 		for _, ep := range eps {
-			if info.Key == ep.key {
+			if info.Key == ep.Key() {
 				sum.Bytes += info.Bytes
 			}
 		}
@@ -138,27 +133,39 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind stri
 }
 
 // fill computes every missing row of eps and waits until each shard is
-// committed. A task's failure cancels ctx with its error.
-func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, cancel context.CancelCauseFunc) error {
+// committed, in two passes: fillFused, then settle. A task's failure
+// cancels ctx with its error.
+func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, cancel context.CancelCauseFunc) error {
+	if err := l.fillFused(ctx, r, d, eps, cancel); err != nil {
+		return err
+	}
+	return l.settle(ctx, r, eps)
+}
+
+// fillFused is fill's first pass: in index order, it claims sample i's
+// missing rows in every epoch of eps and computes them in one task, from
+// one decode.
+func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, cancel context.CancelCauseFunc) error {
 	fused := make([]int, 0, len(eps))
 	for i := range d.Len() {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		if r.kind == kindPrefetch && l.anyEvicted(eps) {
+		if r.kind == workPrefetch && l.anyEvicted(eps) {
 			return errEvicted
 		}
 		fused = fused[:0]
-		var shs []*shard
+		var shs []*epoch.Shard
+		var ps []int // the row of sample i in each of shs
 		for _, ep := range eps {
-			sh, p := ep.shardOf(i)
-			claimed, err := sh.request(p, false)
+			sh, p := ep.ShardOf(i)
+			claimed, err := sh.Request(p, false)
 			if err != nil {
 				return err
 			}
 			if claimed {
 				fused = append(fused, ep.id.epoch)
-				shs = append(shs, sh)
+				shs, ps = append(shs, sh), append(ps, p)
 			}
 		}
 		if len(shs) == 0 {
@@ -166,15 +173,15 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 		}
 		es := slices.Clone(fused)
 		r.tasks.Add(1)
-		ok := l.sched.submit(ctx, -1, false, func() {
+		ok := l.sched.Submit(ctx, r.pool, r.kind.high(), func() {
 			defer r.tasks.Done()
 			finish := func(err error) {
-				for _, sh := range shs {
-					sh.finish(i-sh.lo, 0, 0, err)
+				for k, sh := range shs {
+					sh.Finish(ps[k], 0, 0, err)
 				}
 			}
 			if ctx.Err() != nil {
-				finish(errAbandoned)
+				finish(epoch.ErrAbandoned)
 				return
 			}
 			imgs := make([][]byte, len(shs))
@@ -185,7 +192,7 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 			}
 			srcs, err := l.computeFused(d, es, i, imgs)
 			for k := 0; err == nil && k < len(shs); k++ {
-				err = shs[k].store(i-shs[k].lo, imgs[k])
+				err = shs[k].Store(ps[k], imgs[k])
 			}
 			if err != nil {
 				finish(err)
@@ -193,36 +200,42 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 				return
 			}
 			for k, sh := range shs {
-				sh.finish(i-sh.lo, uint64(srcs[k]), d.Samples[srcs[k]].Label, nil)
+				sh.Finish(ps[k], uint64(srcs[k]), d.Samples[srcs[k]].Label, nil)
 			}
-			l.met.computed.WithLabelValues(r.kind).Add(float64(len(shs)))
+			l.met.computed.WithLabelValues(r.kind.String()).Add(float64(len(shs)))
 			r.done.Add(int64(len(shs)))
 		})
 		if !ok {
 			r.tasks.Done()
-			for _, sh := range shs {
-				sh.finish(i-sh.lo, 0, 0, errAbandoned)
+			for k, sh := range shs {
+				sh.Finish(ps[k], 0, 0, epoch.ErrAbandoned)
 			}
 			return r.stopped(ctx)
 		}
 	}
-	// Rows claimed by streams that left are absent again: compute them too.
+	return nil
+}
+
+// settle is fill's second pass: it waits until every shard of eps is
+// committed. Rows claimed by streams that left are absent again: it
+// computes them too, one task per row.
+func (l *Loader) settle(ctx context.Context, r *runner, eps []*openEpoch) error {
 	for _, ep := range eps {
-		for _, sh := range ep.shards {
+		for _, sh := range ep.Shards() {
 			for {
-				committed, claims, wait, err := sh.settle()
+				committed, claims, wait, err := sh.Settle()
 				if err != nil {
 					return err
 				}
 				if committed {
 					break
 				}
-				if len(claims) > 0 && r.kind == kindPrefetch {
+				if len(claims) > 0 && r.kind == workPrefetch {
 					// Rows went missing (a stream gave them up, or the
 					// budget evicted the epoch): leave them to streams
 					// rather than fight the budget.
 					for _, p := range claims {
-						sh.finish(p, 0, 0, errAbandoned)
+						sh.Finish(p, 0, 0, epoch.ErrAbandoned)
 					}
 					return errEvicted
 				}
@@ -242,42 +255,8 @@ func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*epoch, 
 	return nil
 }
 
-// settle reports whether sh is committed; if not, it claims its absent
-// rows (returned as row numbers) for the caller and returns what to wait on.
-func (sh *shard) settle() (bool, []int, <-chan struct{}, error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if wait, err := sh.lookup(false); err != nil || wait != nil {
-		return false, nil, wait, err
-	}
-	switch sh.mode {
-	case modeCached, modeMapped:
-		return true, nil, nil, nil
-	case modeCommitting:
-		return false, nil, sh.changed, nil
-	case modeUnknown:
-		if sh.err != nil {
-			return false, nil, nil, fmt.Errorf("loader: shard %d of epoch %d: %w", sh.num, sh.ep.id.epoch, sh.err)
-		}
-		if err := sh.startWriter(); err != nil {
-			return false, nil, nil, err
-		}
-	}
-	var claims []int
-	for p, st := range sh.rows {
-		switch st {
-		case rowAbsent:
-			sh.rows[p] = rowClaimed
-			claims = append(claims, p)
-		case rowFailed:
-			return false, nil, nil, sh.errs[p]
-		}
-	}
-	return false, claims, sh.changed, nil
-}
-
 // anyEvicted reports whether one of eps was explicitly evicted.
-func (l *Loader) anyEvicted(eps []*epoch) bool {
+func (l *Loader) anyEvicted(eps []*openEpoch) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, ep := range eps {
@@ -317,7 +296,7 @@ func (l *Loader) Run(ctx context.Context) error {
 				break
 			}
 			l.log.Debug("loader: prefetch", "dataset", d.Name, "epochs", es)
-			_, err := l.precompute(ctx, d, es, kindPrefetch, nil)
+			_, err := l.precompute(ctx, d, es, workPrefetch, nil)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -410,19 +389,11 @@ func (l *Loader) headroom(live []epochID) (int64, map[shardcache.Key]int64) {
 func (l *Loader) reserved(id epochID) int64 {
 	l.mu.Lock()
 	ep := l.epochs[id]
-	l.mu.Unlock()
+	l.mu.Unlock() // before the shards' locks
 	if ep == nil {
 		return 0
 	}
-	var n int64
-	for _, sh := range ep.shards {
-		sh.mu.Lock()
-		if sh.w != nil {
-			n += sh.layout.Size
-		}
-		sh.mu.Unlock()
-	}
-	return n
+	return ep.Reserved()
 }
 
 // epochBytes is the size of an epoch of d on disk: its shard files.

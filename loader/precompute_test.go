@@ -35,7 +35,7 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 	if calls == 0 || last.Done != last.Total || last.Total != 3*n {
 		t.Fatalf("last progress %+v after %d calls; want done = total = %d", last, calls, 3*n)
 	}
-	if got := fxComputed(l, kindPrecompute); got != 3*n {
+	if got := fxComputed(l, workPrecompute); got != 3*n {
 		t.Fatalf("precompute rows metric %d, want %d", got, 3*n)
 	}
 	st, err := l.CacheStatus(context.Background(), "train")
@@ -65,7 +65,7 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 		}
 		fxSame(t, "fused precompute", want, got)
 	}
-	if c := fxComputed(l, kindStream); c != 0 {
+	if c := fxComputed(l, workStream); c != 0 {
 		t.Fatalf("streams of precomputed epochs computed %d rows", c)
 	}
 	// Different epochs, different augmentations.
@@ -231,7 +231,7 @@ func TestCorruptShardRecomputed(t *testing.T) {
 		t.Fatal(err)
 	}
 	fxSame(t, "after a corrupt shard", want, got)
-	if c := fxComputed(l2, kindStream); c != 16 {
+	if c := fxComputed(l2, workStream); c != 16 {
 		t.Fatalf("recomputed %d rows, want the 16 of the corrupt shard", c)
 	}
 	// The recomputed shard is committed once the last batch holding it is
@@ -266,7 +266,7 @@ func TestEpochLargerThanBudget(t *testing.T) {
 			t.Errorf("world size %d: the ranks cover %d of 40 samples", world, n)
 		}
 	}
-	if n := fxComputed(l, kindUncached); n < 2*40 {
+	if n := fxComputed(l, workUncached); n < 2*40 {
 		t.Errorf("computed %d rows uncached, want at least 80", n)
 	}
 	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); !errors.Is(err, service.ErrExhausted) {
@@ -322,7 +322,7 @@ func TestPrefetch(t *testing.T) {
 		st := fxStatus(t, l)
 		return st[6] == service.EpochComplete && st[7] == service.EpochComplete
 	})
-	if c := fxComputed(l, kindPrefetch); c != 60 {
+	if c := fxComputed(l, workPrefetch); c != 60 {
 		t.Fatalf("prefetch computed %d rows, want 60", c)
 	}
 	want := fxEpoch(t, root, 7, nil)

@@ -180,7 +180,7 @@ func TestGPUPlacement(t *testing.T) {
 		want []int
 	}{{gpu: 1, want: l.opts.Topology.Devices[1].CPUs}, {gpu: -1, want: fxAllowedCPUs(t)}} {
 		got := make(chan []int, 1)
-		ok := l.sched.submit(context.Background(), l.placement.PoolFor(tc.gpu), true, func() { got <- fxAllowedCPUs(t) })
+		ok := l.sched.Submit(context.Background(), l.placement.PoolFor(tc.gpu), true, func() { got <- fxAllowedCPUs(t) })
 		if !ok {
 			t.Fatal("submit failed")
 		}

@@ -2,9 +2,7 @@ package loader
 
 import (
 	"context"
-	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -26,15 +24,13 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	if b := l.cache.Budget(); b > 0 && l.epochBytes(d) > b {
 		return l.streamDirect(ctx, d, o, pool, send)
 	}
-	ep, release, err := l.acquire(d, req.Epoch, userStream)
+	ep, release, err := l.acquire(d, req.Epoch, workStream)
 	if err != nil {
 		return err
 	}
 	defer release()
-	ctx, cancel := context.WithCancel(ctx)
-	st := &runner{l: l, ep: ep, pool: pool, high: true, kind: kindStream, ctx: ctx}
-	defer st.tasks.Wait() // after cancel: abandoned tasks return at once
-	defer cancel()
+	st := &runner{l: l, kind: workStream, pool: pool}
+	defer st.tasks.Wait() // after g.Wait has cancelled gctx: abandoned tasks return at once
 
 	nb := o.Batches()
 	// Read ahead InFlightBatches batches, and at least two rows per worker
@@ -49,8 +45,8 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 				return nil
 			}
 			for _, i := range o.Batch(k) {
-				sh, p := ep.shardOf(i)
-				claimed, err := sh.request(p, true)
+				sh, p := ep.ShardOf(i)
+				claimed, err := sh.Request(p, true)
 				if err != nil {
 					return err
 				}
@@ -63,7 +59,7 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	})
 	g.Go(func() error { // consumer: gather each batch and send it
 		for k := range nb {
-			b, err := st.gather(gctx, o.Batch(k))
+			b, err := st.gather(gctx, ep, o.Batch(k))
 			if err != nil {
 				return err
 			}
@@ -81,62 +77,9 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	return g.Wait()
 }
 
-// A runner computes rows for a stream or a precompute; it
-// tracks the tasks it submitted so its owner can wait for them.
-type runner struct {
-	l     *Loader
-	ep    *epoch // the stream's epoch
-	pool  int    // stream's pool; -1 any
-	high  bool   // stream priority
-	kind  string // metric label
-	ctx   context.Context
-	tasks sync.WaitGroup
-	done  atomic.Int64 // rows computed
-}
-
-// submit hands the claimed row p of sh to a worker; if it cannot (ctx
-// done, loader closed) it gives the claim back and reports false.
-func (r *runner) submit(ctx context.Context, ep *epoch, sh *shard, p int) bool {
-	l, d, e := r.l, ep.d, ep.id.epoch
-	r.tasks.Add(1)
-	ok := l.sched.submit(ctx, r.pool, r.high, func() {
-		defer r.tasks.Done()
-		if r.ctx.Err() != nil {
-			sh.finish(p, 0, 0, errAbandoned)
-			return
-		}
-		img := l.rowScratch()
-		defer l.scratch.Put(img)
-		j, err := l.computeRow(d, e, sh.lo+p, *img)
-		if err == nil {
-			err = sh.store(p, *img)
-		}
-		if err != nil {
-			sh.finish(p, 0, 0, err)
-			return
-		}
-		l.met.computed.WithLabelValues(r.kind).Inc()
-		r.done.Add(1)
-		sh.finish(p, uint64(j), d.Samples[j].Label, nil)
-	})
-	if !ok {
-		r.tasks.Done()
-		sh.finish(p, 0, 0, errAbandoned)
-	}
-	return ok
-}
-
-// stopped is the error of a runner whose submit failed.
-func (r *runner) stopped(ctx context.Context) error {
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return fmt.Errorf("loader: %w", service.ErrUnavailable)
-}
-
-// gather waits for the rows of samples idx and returns them as a batch
-// holding references to the mappings they live in.
-func (r *runner) gather(ctx context.Context, idx []int) (*service.Batch, error) {
+// gather waits for the rows of samples idx of ep and returns them as a
+// batch holding references to the mappings they live in.
+func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int) (*service.Batch, error) {
 	b := &service.Batch{Index: make([]uint64, len(idx)), Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
 	var refs []func()
 	drop := func() {
@@ -146,32 +89,32 @@ func (r *runner) gather(ctx context.Context, idx []int) (*service.Batch, error) 
 	}
 	cached := 0
 	for row, i := range idx {
-		sh, p := r.ep.shardOf(i)
+		sh, p := ep.ShardOf(i)
 		for {
-			s, err := sh.acquire(p, true, true)
+			s, err := sh.Acquire(p, true, true)
 			if err != nil {
 				drop()
 				return nil, err
 			}
-			if s.ready {
-				b.Index[row], b.Label[row], b.Images[row] = s.index, s.label, s.img
-				if s.release != nil {
-					refs = append(refs, s.release)
+			if s.Ready {
+				b.Index[row], b.Label[row], b.Images[row] = s.Index, s.Label, s.Img
+				if s.Release != nil {
+					refs = append(refs, s.Release)
 				}
-				if s.cached {
+				if s.Cached {
 					cached++
 				}
 				break
 			}
-			if s.claimed { // nobody computes it (its claimer left): we do
-				if !r.submit(ctx, r.ep, sh, p) {
+			if s.Claimed { // nobody computes it (its claimer left): we do
+				if !r.submit(ctx, ep, sh, p) {
 					drop()
 					return nil, r.stopped(ctx)
 				}
 				continue
 			}
 			select {
-			case <-s.wait:
+			case <-s.Wait:
 			case <-ctx.Done():
 				drop()
 				return nil, ctx.Err()
@@ -182,31 +125,4 @@ func (r *runner) gather(ctx context.Context, idx []int) (*service.Batch, error) 
 	var once sync.Once
 	b.Release = func() { once.Do(drop) }
 	return b, nil
-}
-
-// request claims row p of sh for the caller when nobody has it yet; it
-// reports false when the row is cached, ready or claimed by another. A
-// committed shard is mapped here, ahead of its rows being gathered.
-func (sh *shard) request(p int, open bool) (bool, error) {
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if wait, err := sh.lookup(open); err != nil || wait != nil {
-		return false, err // being committed: the consumer waits for it
-	}
-	switch sh.mode {
-	case modeCached, modeMapped, modeCommitting:
-		return false, nil
-	case modeUnknown:
-		if err := sh.startWriter(); err != nil {
-			return false, err
-		}
-	}
-	switch sh.rows[p] {
-	case rowAbsent:
-		sh.rows[p] = rowClaimed
-		return true, nil
-	case rowFailed:
-		return false, sh.errs[p]
-	}
-	return false, nil
 }

@@ -66,7 +66,7 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 	if _, err := fxCollect(context.Background(), l, fxReq(nil)); err != nil {
 		t.Fatal(err)
 	}
-	if got := fxComputed(l, kindStream); got != 40 {
+	if got := fxComputed(l, workStream); got != 40 {
 		t.Fatalf("cold stream computed %d rows, want 40", got)
 	}
 	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 9 }))
@@ -74,7 +74,7 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	fxSame(t, "cache hit", want, got)
-	if got := fxComputed(l, kindStream); got != 40 {
+	if got := fxComputed(l, workStream); got != 40 {
 		t.Fatalf("after a cached stream %d rows computed, want still 40", got)
 	}
 	l.Close()
@@ -87,7 +87,7 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	fxSame(t, "after restart", want, got)
-	if c := fxComputed(l2, kindStream); c != 0 {
+	if c := fxComputed(l2, workStream); c != 0 {
 		t.Fatalf("restarted loader computed %d rows of a cached epoch", c)
 	}
 	if s := testutilServed(l2); s != len(got.Index) {
@@ -187,7 +187,7 @@ func TestStreamConcurrentRanksComputeEachRowOnce(t *testing.T) {
 	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = 4; o.InFlightBatches = 3 })
 	// The job holds the epoch, as overlapping ranks do: a rank finishing
 	// early must not drop the shards the others are still filling.
-	_, release, err := l.acquire(l.sets["train"], 2, userPrecompute)
+	_, release, err := l.acquire(l.sets["train"], 2, workPrecompute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestStreamConcurrentRanksComputeEachRowOnce(t *testing.T) {
 		fxSame(t, "concurrent rank", want, got[rank])
 	}
 	// 48 rows requested (padding repeats 3 samples), 45 distinct: each once.
-	if c := fxComputed(l, kindStream); c != n {
+	if c := fxComputed(l, workStream); c != n {
 		t.Fatalf("computed %d rows for %d samples", c, n)
 	}
 }
@@ -240,7 +240,7 @@ func TestStreamCancel(t *testing.T) {
 		t.Fatal("Stream did not return after its context was cancelled")
 	}
 	// Work stopped: at most the batches in flight were computed.
-	if c := fxComputed(l, kindStream); c > 2*(2+l.opts.InFlightBatches)+l.opts.Workers {
+	if c := fxComputed(l, workStream); c > 2*(2+l.opts.InFlightBatches)+l.opts.Workers {
 		t.Fatalf("computed %d rows after cancelling at batch 2", c)
 	}
 	// The epoch is usable afterwards: its claims were given back.
@@ -301,7 +301,7 @@ func TestStreamDuringPrecompute(t *testing.T) {
 		}
 		fxSame(t, "stream during precompute", want[e], got[e])
 	}
-	if s, p := fxComputed(l, kindStream), fxComputed(l, kindPrecompute); s+p != 2*n {
+	if s, p := fxComputed(l, workStream), fxComputed(l, workPrecompute); s+p != 2*n {
 		t.Fatalf("stream computed %d rows and precompute %d; want %d in all", s, p, 2*n)
 	}
 	if st := fxStatus(t, l); st[0] != service.EpochComplete || st[1] != service.EpochComplete {

@@ -1,0 +1,232 @@
+package epoch_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/loader/epoch"
+	"github.com/loaderd/loaderd/shardcache"
+)
+
+// newEpoch returns an epoch of n samples of 2×2 RGB images in shards of
+// size rows, over cache.
+func newEpoch(t testing.TB, cache *shardcache.Cache, commits *epoch.Commits, n, size int) *epoch.Epoch {
+	t.Helper()
+	schema, err := arrowio.NewSchema(arrowio.ImageSpec(2, 2, false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := epoch.New(&epoch.Options{
+		Cache: cache, Commits: commits, Schema: schema,
+		Key:     shardcache.Key{Dataset: "d", Pipeline: "p", Seed: 1, Epoch: 3},
+		Samples: n, ShardSize: size,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ep
+}
+
+func openCache(t testing.TB) *shardcache.Cache {
+	t.Helper()
+	c, err := shardcache.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// row is the image of sample i.
+func row(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 12) }
+
+// fillShard claims, stores and finishes every row of sh.
+func fillShard(t *testing.T, sh *epoch.Shard) {
+	t.Helper()
+	for p := range sh.Rows() {
+		claimed, err := sh.Request(p, false)
+		if err != nil || !claimed {
+			t.Fatalf("Request(%d) = %v, %v; want a claim", p, claimed, err)
+		}
+		if err := sh.Store(p, row(sh.Lo()+p)); err != nil {
+			t.Fatal(err)
+		}
+		sh.Finish(p, uint64(sh.Lo()+p), int64(p), nil)
+	}
+}
+
+// waitCommitted waits until sh is committed, failing on an error.
+func waitCommitted(t *testing.T, sh *epoch.Shard) {
+	t.Helper()
+	for {
+		committed, claims, wait, err := sh.Settle()
+		if err != nil || len(claims) != 0 {
+			t.Fatalf("Settle = %v, claims %v", err, claims)
+		}
+		if committed {
+			return
+		}
+		<-wait
+	}
+}
+
+// TestLifeCycle takes a shard from absent to committed, then serves its
+// rows from the cache through a later Epoch.
+func TestLifeCycle(t *testing.T) {
+	cache, commits := openCache(t), epoch.NewCommits()
+	ep := newEpoch(t, cache, commits, 5, 3)
+	if len(ep.Shards()) != 2 || ep.Shards()[1].Rows() != 2 || ep.Shards()[1].Lo() != 3 {
+		t.Fatalf("shards %d, last of %d rows from %d; want 2, 2 rows from 3", len(ep.Shards()), ep.Shards()[1].Rows(), ep.Shards()[1].Lo())
+	}
+	sh, p := ep.ShardOf(4)
+	if sh != ep.Shards()[1] || p != 1 {
+		t.Fatalf("ShardOf(4) = shard from %d, row %d", sh.Lo(), p)
+	}
+	if ok, err := sh.Committed(); ok || err != nil {
+		t.Fatalf("Committed before any row = %v, %v", ok, err)
+	}
+	// A claimed row is nobody else's; a ready row is served from the writer.
+	if claimed, err := sh.Request(0, false); !claimed || err != nil {
+		t.Fatalf("Request = %v, %v; want a claim", claimed, err)
+	}
+	if s, err := sh.Acquire(0, true, true); err != nil || s.Claimed || s.Ready || s.Wait == nil {
+		t.Fatalf("Acquire of a claimed row = %+v, %v; want a wait", s, err)
+	}
+	if err := sh.Store(0, row(3)); err != nil {
+		t.Fatal(err)
+	}
+	sh.Finish(0, 3, 30, nil)
+	s, err := sh.Acquire(0, true, true)
+	if err != nil || !s.Ready || s.Cached || s.Index != 3 || s.Label != 30 || !bytes.Equal(s.Img, row(3)) {
+		t.Fatalf("Acquire of a written row = %+v, %v", s, err)
+	}
+	// The last row lands while a batch holds the writer: the commit waits
+	// for the batch.
+	if claimed, _ := sh.Request(1, false); !claimed {
+		t.Fatal("row 1 not claimed")
+	}
+	if err := sh.Store(1, row(4)); err != nil {
+		t.Fatal(err)
+	}
+	sh.Finish(1, 4, 40, nil)
+	if n := len(cache.Shards(ep.Key())); n != 0 {
+		t.Fatalf("%d shards committed while a batch reads the writer", n)
+	}
+	s.Release()
+	waitCommitted(t, sh)
+	if got := cache.Shards(ep.Key()); len(got) != 1 || got[0] != 1 {
+		t.Fatalf("committed shards %v, want [1]", got)
+	}
+	ep.Close()
+
+	// A later user of the epoch maps the committed shard.
+	ep2 := newEpoch(t, cache, commits, 5, 3)
+	defer ep2.Close()
+	sh2, _ := ep2.ShardOf(4)
+	s, err = sh2.Acquire(1, true, true)
+	if err != nil || !s.Ready || !s.Cached || s.Index != 4 || s.Label != 40 || !bytes.Equal(s.Img, row(4)) {
+		t.Fatalf("Acquire of a committed row = %+v, %v", s, err)
+	}
+	s.Release()
+	if claimed, err := sh2.Request(0, true); claimed || err != nil {
+		t.Fatalf("Request of a committed row = %v, %v; want no claim", claimed, err)
+	}
+}
+
+// TestAbandonAndFail gives a claim back, then fails a row: the first is
+// claimable again, the second is an error to every caller.
+func TestAbandonAndFail(t *testing.T) {
+	ep := newEpoch(t, openCache(t), epoch.NewCommits(), 2, 2)
+	defer ep.Close()
+	sh := ep.Shards()[0]
+	if claimed, _ := sh.Request(0, false); !claimed {
+		t.Fatal("row 0 not claimed")
+	}
+	sh.Finish(0, 0, 0, fmt.Errorf("left: %w", epoch.ErrAbandoned))
+	if claimed, err := sh.Request(0, false); !claimed || err != nil {
+		t.Fatalf("Request after abandon = %v, %v; want a claim", claimed, err)
+	}
+	bad := errors.New("undecodable")
+	sh.Finish(0, 0, 0, bad)
+	if _, err := sh.Request(0, false); !errors.Is(err, bad) {
+		t.Fatalf("Request of a failed row = %v, want %v", err, bad)
+	}
+	if _, err := sh.Acquire(0, true, true); !errors.Is(err, bad) {
+		t.Fatalf("Acquire of a failed row = %v, want %v", err, bad)
+	}
+	if _, _, _, err := sh.Settle(); !errors.Is(err, bad) {
+		t.Fatalf("Settle with a failed row = %v, want %v", err, bad)
+	}
+}
+
+// TestCloseDropsWriter closes an epoch with a partial shard: its writer
+// is aborted and the cache holds nothing of it.
+func TestCloseDropsWriter(t *testing.T) {
+	cache := openCache(t)
+	ep := newEpoch(t, cache, epoch.NewCommits(), 4, 4)
+	sh := ep.Shards()[0]
+	if claimed, _ := sh.Request(0, false); !claimed {
+		t.Fatal("row 0 not claimed")
+	}
+	if err := sh.Store(0, row(0)); err != nil {
+		t.Fatal(err)
+	}
+	sh.Finish(0, 0, 0, nil)
+	if ep.Reserved() == 0 {
+		t.Fatal("a writer in production reserves no bytes")
+	}
+	ep.Close()
+	if ep.Reserved() != 0 || cache.Usage() != 0 || len(cache.Shards(ep.Key())) != 0 {
+		t.Fatalf("after Close: reserved %d, usage %d, shards %v; want nothing", ep.Reserved(), cache.Usage(), cache.Shards(ep.Key()))
+	}
+}
+
+// TestWaitForPendingCommit: a second Epoch of the same key, opened while
+// a complete shard of the first is committing, waits for that commit
+// instead of claiming the rows again.
+func TestWaitForPendingCommit(t *testing.T) {
+	cache, commits := openCache(t), epoch.NewCommits()
+	ep := newEpoch(t, cache, commits, 3, 3)
+	ep2 := newEpoch(t, cache, commits, 3, 3)
+	defer ep2.Close()
+	fillShard(t, ep.Shards()[0])
+	ep.Close() // the complete shard still commits
+	waitCommitted(t, ep2.Shards()[0])
+	commits.Wait()
+	if got := cache.Shards(ep.Key()); len(got) != 1 {
+		t.Fatalf("committed shards %v, want [0]", got)
+	}
+	s, err := ep2.Shards()[0].Acquire(2, false, true)
+	if err != nil || !s.Ready || !bytes.Equal(s.Img, row(2)) {
+		t.Fatalf("Acquire after the commit = %+v, %v", s, err)
+	}
+	s.Release()
+}
+
+func TestNewInvalid(t *testing.T) {
+	cache := openCache(t)
+	schema, err := arrowio.NewSchema(arrowio.ImageSpec(2, 2, false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts epoch.Options
+	}{
+		{name: "no cache", opts: epoch.Options{Commits: epoch.NewCommits(), Schema: schema, Samples: 1, ShardSize: 1}},
+		{name: "no commits", opts: epoch.Options{Cache: cache, Schema: schema, Samples: 1, ShardSize: 1}},
+		{name: "no schema", opts: epoch.Options{Cache: cache, Commits: epoch.NewCommits(), Samples: 1, ShardSize: 1}},
+		{name: "no samples", opts: epoch.Options{Cache: cache, Commits: epoch.NewCommits(), Schema: schema, ShardSize: 1}},
+		{name: "no shard size", opts: epoch.Options{Cache: cache, Commits: epoch.NewCommits(), Schema: schema, Samples: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := epoch.New(&tc.opts); !errors.Is(err, epoch.ErrOptions) {
+				t.Fatalf("New = %v, want ErrOptions", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,509 @@
+package epoch
+
+// The life cycle of a shard: this file is its only home.
+//
+// # States
+//
+// A Shard is in one mode (Shard.mode, under Shard.mu):
+//
+//	unknown     not looked up yet, or known absent from the cache
+//	cached      committed in the cache, not mapped by this Epoch
+//	mapped      committed and mapped: rows are served from the mapping
+//	writing     a shardcache.Writer is filled row by row (partial)
+//	committing  every row written and no batch reads the writer: Commit runs
+//
+// While writing, each row is absent, claimed (one worker computes it), ready
+// (written, with the index and label it carries) or failed (cannot be
+// computed under the fail policy).
+//
+// # Transitions
+//
+//	unknown → cached        lookup: Cache.Has finds the shard committed
+//	cached → mapped         lookup with open: Cache.Open, arrowio.OpenShard
+//	cached, mapped → unknown
+//	                        lookup: Cache.Open finds it corrupt (the cache
+//	                        deletes it) or gone
+//	mapped → cached         close: the Epoch's last user left
+//	unknown → writing       startWriter (Cache.Create), when Request,
+//	                        Acquire or Settle claims a row
+//	writing → committing    Finish of the last row when no batch holds a
+//	                        row of the writer, or else the last batch's
+//	                        release (unref) once every row is ready
+//	committing → cached     commit: Writer.Commit succeeded
+//	committing → unknown    commit: Writer.Commit failed (Shard.err keeps
+//	                        why; Settle reports it)
+//	writing → unknown       dropWriter (Writer.Abort): the Epoch's users
+//	                        are gone and no batch holds the writer
+//
+// Partial to committed, step by step: the worker that writes the last row
+// calls Finish, which under Shard.mu marks the row ready, registers the
+// shard in Commits (Commits.mu, under Shard.mu) so that a later Epoch of
+// the same key waits for it instead of computing it again, and, when no
+// batch holds the writer, sets committing. Finish then releases Shard.mu
+// and hands the shard to a commit goroutine (Commits.run, at most
+// maxCommits at once). That goroutine calls Writer.Commit holding no lock
+// of this package (shardcache fsyncs, checksums and renames, taking its own
+// lock only to record the entry), then takes Shard.mu to set cached, wake
+// the waiters and, still under Shard.mu, close the shard's entry in Commits.
+// If a batch still reads the writer when the last row lands, the batch's
+// release (unref) takes that role instead.
+//
+// # Lock order
+//
+//	loader's Loader.mu  never held together with any Shard.mu
+//	Shard.mu            before Commits.mu, and before shardcache's locks
+//	                    (Has, Open, Create, Writer.Abort and Mapping.Release
+//	                    run under it; Writer.Commit never does)
+//	Commits.mu          a leaf: nothing is locked under it
+//
+// No two Shard.mu are ever held together. shardcache never calls back into
+// this package, so its locks cannot close a cycle.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
+	"github.com/loaderd/loaderd/shardcache"
+)
+
+// rowState is where a row of a shard in production stands.
+type rowState uint8
+
+const (
+	rowAbsent  rowState = iota
+	rowClaimed          // a worker computes it
+	rowReady            // written into the writer's mapping
+	rowFailed           // cannot be computed (policy fail)
+)
+
+// mode is where a shard stands (see the top of this file).
+type mode uint8
+
+const (
+	modeUnknown    mode = iota // not looked up; or not in the cache
+	modeCached                 // committed in the cache, not mapped here
+	modeMapped                 // committed and mapped: rows are served from view
+	modeWriting                // a writer is filled row by row
+	modeCommitting             // every row written; Commit runs
+)
+
+// ErrAbandoned is the outcome a claimer gives Finish for a claimed row it
+// gives up unwritten (its requester left): the row is absent again.
+var ErrAbandoned = errors.New("epoch: row abandoned")
+
+// A Shard is shard num of an epoch: samples [lo, lo+n). It is safe for
+// concurrent use.
+type Shard struct {
+	// Set by New, read-only after.
+	id      shardID // cache key and shard number
+	lo, n   int
+	layout  *arrowio.ShardLayout
+	schema  *arrow.Schema
+	cache   *shardcache.Cache
+	commits *Commits
+	log     *slog.Logger // carries the dataset and epoch
+
+	mu      sync.Mutex          // guards every field below
+	mode    mode                //
+	m       *shardcache.Mapping // modeMapped: the Epoch's reference
+	view    *arrowio.ShardView  // modeMapped: the rows of m
+	w       *shardcache.Writer  // modeWriting, modeCommitting
+	rows    []rowState          // modeWriting: by row
+	index   []uint64            // modeWriting: what each ready row carries
+	label   []int64             //
+	errs    map[int]error       // modeWriting: why each failed row failed
+	ready   int                 // modeWriting: rows ready
+	wrefs   int                 // batches holding rows of w
+	closing bool                // the Epoch's users are gone: drop w once unreferenced
+	err     error               // the last commit's failure
+	changed chan struct{}       // closed and replaced on every change (broadcast)
+}
+
+// Lo returns the sample of row 0: the shard holds samples [Lo, Lo+Rows).
+func (sh *Shard) Lo() int { return sh.lo }
+
+// Rows returns the number of rows of the shard.
+func (sh *Shard) Rows() int { return sh.n }
+
+// broadcast wakes everything waiting on sh; the caller holds sh.mu.
+func (sh *Shard) broadcast() {
+	close(sh.changed)
+	sh.changed = make(chan struct{})
+}
+
+// lookup finds out whether sh is committed in the cache, mapping it when
+// open is set; the caller holds sh.mu. A corrupt shard (the cache has
+// removed it) counts as absent. It returns a channel to wait on when the
+// shard is absent but being committed by an earlier Epoch's writer.
+func (sh *Shard) lookup(open bool) (<-chan struct{}, error) {
+	if sh.mode == modeUnknown && sh.cache.Has(sh.id.key, sh.id.num) {
+		sh.mode = modeCached
+	}
+	if sh.mode == modeUnknown {
+		// A complete shard of an earlier user of this epoch may be on its
+		// way into the cache: wait for it rather than compute it again.
+		if ch := sh.commits.committing(sh.id); ch != nil {
+			return ch, nil
+		}
+	}
+	if sh.mode != modeCached || !open {
+		return nil, nil
+	}
+	m, err := sh.cache.Open(sh.id.key, sh.id.num)
+	switch {
+	case errors.Is(err, shardcache.ErrCorrupt), errors.Is(err, shardcache.ErrMiss):
+		sh.log.Warn("loader: cached shard unusable; recomputing", "shard", sh.id.num, "err", err)
+		sh.mode = modeUnknown
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("epoch: open shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
+	}
+	v, err := arrowio.OpenShard(m.Data(), sh.schema, sh.n)
+	if err != nil {
+		m.Release()
+		return nil, fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
+	}
+	sh.m, sh.view, sh.mode = m, v, modeMapped
+	return nil, nil
+}
+
+// startWriter creates the shard's file in the cache; the caller holds sh.mu.
+func (sh *Shard) startWriter() error {
+	w, err := sh.cache.Create(sh.id.key, sh.id.num, sh.layout.Size, sh.layout.WriteSkeleton)
+	if errors.Is(err, shardcache.ErrBudget) {
+		return fmt.Errorf("epoch: shard %d of epoch %d: %w: %w", sh.id.num, sh.id.key.Epoch, service.ErrExhausted, err)
+	} else if err != nil {
+		return fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
+	}
+	sh.w, sh.mode = w, modeWriting
+	sh.rows = make([]rowState, sh.n)
+	sh.index = make([]uint64, sh.n)
+	sh.label = make([]int64, sh.n)
+	sh.errs = map[int]error{}
+	sh.ready = 0
+	sh.err = nil
+	return nil
+}
+
+// Request claims row p for the caller when nobody has it yet; it reports
+// false when the row is cached, ready or claimed by another. A committed
+// shard is mapped here when open is set, ahead of its rows being gathered.
+// A claimed row must be given to Finish.
+func (sh *Shard) Request(p int, open bool) (bool, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if wait, err := sh.lookup(open); err != nil || wait != nil {
+		return false, err // being committed: the consumer waits for it
+	}
+	switch sh.mode {
+	case modeCached, modeMapped, modeCommitting:
+		return false, nil
+	case modeUnknown:
+		if err := sh.startWriter(); err != nil {
+			return false, err
+		}
+	}
+	switch sh.rows[p] {
+	case rowAbsent:
+		sh.rows[p] = rowClaimed
+		return true, nil
+	case rowFailed:
+		return false, sh.errs[p]
+	}
+	return false, nil
+}
+
+// A Slot is what Acquire found for a row: ready, claimed, or neither (then
+// Wait is closed when the shard changes).
+type Slot struct {
+	Ready   bool
+	Img     []byte // Ready: the row's image bytes
+	Index   uint64 // Ready: the sample the row holds
+	Label   int64
+	Release func()          // Ready, when not nil: drops the reference that keeps Img valid
+	Claimed bool            // the claim is the caller's: it computes the row and calls Finish
+	Wait    <-chan struct{} // neither: closed when the shard changes
+	Cached  bool            // Ready and served from a committed shard
+}
+
+// Acquire returns row p: ready (with a reference the caller releases),
+// claimed for the caller (when claim is set and nobody computes it), or a
+// channel to wait on. A committed shard is mapped on first use when serve
+// is set; otherwise its rows count as ready without a reference.
+func (sh *Shard) Acquire(p int, claim, serve bool) (Slot, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if wait, err := sh.lookup(serve); err != nil || wait != nil {
+		return Slot{Wait: wait}, err
+	}
+	switch sh.mode {
+	case modeCached:
+		return Slot{Ready: true, Cached: true}, nil
+	case modeMapped:
+		sh.m.Retain()
+		return Slot{Ready: true, Cached: true, Img: sh.view.Row(p), Index: sh.view.Index(p), Label: sh.view.Label(p), Release: sh.m.Release}, nil
+	case modeCommitting:
+		return Slot{Wait: sh.changed}, nil
+	case modeUnknown:
+		if !claim {
+			return Slot{Wait: sh.changed}, nil
+		}
+		if err := sh.startWriter(); err != nil {
+			return Slot{}, err
+		}
+	}
+	switch sh.rows[p] {
+	case rowReady:
+		var release func()
+		if serve {
+			sh.wrefs++
+			release = sh.unref
+		}
+		return Slot{Ready: true, Img: sh.layout.Row(sh.w.Data(), p), Index: sh.index[p], Label: sh.label[p], Release: release}, nil
+	case rowFailed:
+		return Slot{}, sh.errs[p]
+	case rowAbsent:
+		if claim {
+			sh.rows[p] = rowClaimed
+			return Slot{Claimed: true}, nil
+		}
+	}
+	return Slot{Wait: sh.changed}, nil
+}
+
+// Settle reports whether sh is committed; if not, it claims its absent
+// rows (returned as row numbers) for the caller and returns what to wait
+// on. A failed commit is an error.
+func (sh *Shard) Settle() (bool, []int, <-chan struct{}, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if wait, err := sh.lookup(false); err != nil || wait != nil {
+		return false, nil, wait, err
+	}
+	switch sh.mode {
+	case modeCached, modeMapped:
+		return true, nil, nil, nil
+	case modeCommitting:
+		return false, nil, sh.changed, nil
+	case modeUnknown:
+		if sh.err != nil {
+			return false, nil, nil, fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, sh.err)
+		}
+		if err := sh.startWriter(); err != nil {
+			return false, nil, nil, err
+		}
+	}
+	var claims []int
+	for p, st := range sh.rows {
+		switch st {
+		case rowAbsent:
+			sh.rows[p] = rowClaimed
+			claims = append(claims, p)
+		case rowFailed:
+			return false, nil, nil, sh.errs[p]
+		}
+	}
+	return false, claims, sh.changed, nil
+}
+
+// Committed looks sh up in the cache (without mapping it) and reports
+// whether it is committed.
+func (sh *Shard) Committed() (bool, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	_, err := sh.lookup(false)
+	return sh.mode == modeCached || sh.mode == modeMapped, err
+}
+
+// Store writes the rendered row img as row p, which the caller has
+// claimed, through the file: a store into a mapped page not yet in memory
+// makes the kernel zero-fill it first (a fifth of a fused precompute's
+// time), a write of whole pages does not. The writer's mapping shows the
+// bytes at once. It takes no lock: the claim makes row p the caller's, and
+// the writer lives until the claim is given to Finish.
+func (sh *Shard) Store(p int, img []byte) error {
+	if len(img) != sh.layout.RowBytes {
+		return fmt.Errorf("epoch: row of %d bytes for a %d-byte slot", len(img), sh.layout.RowBytes)
+	}
+	off := sh.layout.ImageOffset + int64(p)*int64(sh.layout.RowBytes)
+	if _, err := sh.w.WriteAt(img, off); err != nil {
+		return fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
+	}
+	return nil
+}
+
+// Finish records the outcome of claimed row p: written (by Store) with the
+// index and label it carries, failed, or (err is ErrAbandoned) given up
+// unwritten. When this was the last row and no batch holds the writer, it
+// hands the shard to a commit goroutine.
+func (sh *Shard) Finish(p int, index uint64, label int64, err error) {
+	sh.mu.Lock()
+	switch {
+	case err == nil:
+		sh.layout.SetIndex(sh.w.Data(), p, index)
+		sh.layout.SetLabel(sh.w.Data(), p, label)
+		sh.rows[p], sh.index[p], sh.label[p] = rowReady, index, label
+		if sh.ready++; sh.ready == sh.n {
+			sh.commits.start(sh.id)
+		}
+	case errors.Is(err, ErrAbandoned):
+		sh.rows[p] = rowAbsent
+	default:
+		sh.rows[p], sh.errs[p] = rowFailed, err
+	}
+	sh.broadcast()
+	commit := sh.ready == sh.n && sh.wrefs == 0
+	if commit {
+		sh.mode = modeCommitting
+	}
+	sh.mu.Unlock()
+	if commit {
+		sh.commits.run(sh.commit)
+	}
+}
+
+// unref drops a batch's reference to the writer's mapping (a Slot's
+// Release).
+func (sh *Shard) unref() {
+	sh.mu.Lock()
+	sh.wrefs--
+	if sh.wrefs > 0 || sh.mode != modeWriting {
+		sh.mu.Unlock()
+		return
+	}
+	if sh.ready == sh.n {
+		sh.mode = modeCommitting
+		sh.mu.Unlock()
+		sh.commits.run(sh.commit)
+		return
+	}
+	if sh.closing {
+		sh.dropWriter()
+	}
+	sh.mu.Unlock()
+}
+
+// commit makes the shard visible in the cache; it runs on a commit
+// goroutine, without sh.mu: the caller has set modeCommitting, so nothing
+// reads or writes the writer's mapping meanwhile.
+func (sh *Shard) commit() {
+	err := sh.w.Commit()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.w, sh.rows, sh.index, sh.label, sh.errs = nil, nil, nil, nil, nil
+	if err != nil {
+		sh.log.Error("loader: commit shard", "shard", sh.id.num, "err", err)
+		sh.mode, sh.err = modeUnknown, err
+	} else {
+		sh.mode = modeCached
+	}
+	sh.broadcast()
+	sh.commits.end(sh.id)
+}
+
+// dropWriter abandons an unfinished writer; the caller holds sh.mu.
+func (sh *Shard) dropWriter() {
+	sh.w.Abort()
+	sh.w, sh.rows, sh.index, sh.label, sh.errs = nil, nil, nil, nil, nil
+	sh.mode = modeUnknown
+	sh.broadcast()
+}
+
+// close runs when the Epoch's last user leaves: no row is claimed then.
+func (sh *Shard) close() {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.closing = true
+	switch sh.mode {
+	case modeMapped:
+		sh.m.Release()
+		sh.m, sh.view, sh.mode = nil, nil, modeCached
+	case modeWriting:
+		if sh.wrefs == 0 {
+			sh.dropWriter()
+		}
+	}
+}
+
+// reserved returns the bytes of the shard's writer, 0 when it has none.
+func (sh *Shard) reserved() int64 {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.w == nil {
+		return 0
+	}
+	return sh.layout.Size
+}
+
+// shardID names a shard in the cache.
+type shardID struct {
+	key shardcache.Key
+	num int
+}
+
+// maxCommits bounds the shard commits (msync, fsync, checksum) running at
+// once, off the workers.
+const maxCommits = 2
+
+// Commits is the registry of shard commits a loader shares between its
+// Epochs: it runs each commit on a goroutine of its own, so neither a
+// worker nor gRPC (a batch's Release) waits for the disk, and it tells a
+// later Epoch of the same key that a complete shard is on its way into the
+// cache. The zero value is not usable; call NewCommits.
+type Commits struct {
+	bg    sync.WaitGroup // the commit goroutines
+	slots chan struct{}  // semaphore: at most maxCommits commits at once
+
+	mu      sync.Mutex                // guards pending; a leaf lock, taken under Shard.mu
+	pending map[shardID]chan struct{} // complete shards not yet committed, closed when their commit is over
+}
+
+// NewCommits returns an empty registry.
+func NewCommits() *Commits {
+	return &Commits{slots: make(chan struct{}, maxCommits), pending: map[shardID]chan struct{}{}}
+}
+
+// Wait waits for the commits running.
+func (c *Commits) Wait() { c.bg.Wait() }
+
+// run commits on a goroutine of c's once a commit slot is free.
+func (c *Commits) run(commit func()) {
+	c.bg.Go(func() {
+		c.slots <- struct{}{}
+		defer func() { <-c.slots }()
+		commit()
+	})
+}
+
+// start records that shard id is complete and will be committed.
+func (c *Commits) start(id shardID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[id] == nil {
+		c.pending[id] = make(chan struct{})
+	}
+}
+
+// end records that shard id's commit is over, waking its waiters.
+func (c *Commits) end(id shardID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch := c.pending[id]; ch != nil {
+		close(ch)
+		delete(c.pending, id)
+	}
+}
+
+// committing returns a channel closed when the commit of shard id is over, or
+// nil when none is pending.
+func (c *Commits) committing(id shardID) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending[id]
+}

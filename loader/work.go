@@ -1,0 +1,190 @@
+package loader
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/loaderd/loaderd/loader/epoch"
+	"github.com/loaderd/loaderd/service"
+)
+
+// work is what rows are computed for. It decides the rows' metric label,
+// the priority of their tasks and whether their epoch is pinned in the
+// cache.
+type work uint8
+
+const (
+	workStream     work = iota // a stream's rows
+	workPrecompute             // the precompute action
+	workPrefetch               // Run's background prefetch
+	workUncached               // a stream of an epoch larger than the cache budget
+)
+
+// works lists every kind of work, for the metric's labels.
+var works = []work{workStream, workPrecompute, workPrefetch, workUncached}
+
+// String returns the kind's label in loaderd_rows_computed_total.
+func (w work) String() string {
+	switch w {
+	case workStream:
+		return "stream"
+	case workPrecompute:
+		return "precompute"
+	case workPrefetch:
+		return "prefetch"
+	case workUncached:
+		return "uncached"
+	}
+	return fmt.Sprintf("work(%d)", uint8(w))
+}
+
+// high reports whether the kind's tasks go ahead of background work: a
+// trainer waits for them.
+func (w work) high() bool { return w == workStream || w == workUncached }
+
+// pins reports whether the kind pins its epoch in the cache while it works.
+// The prefetcher does not: the budget may evict what it wrote.
+func (w work) pins() bool { return w == workStream || w == workPrecompute }
+
+// live reports whether the kind marks its epoch streamed: prefetch follows
+// it, and an explicit eviction of it is forgotten.
+func (w work) live() bool { return w == workStream }
+
+// An openEpoch is an epoch in use, with its users counted.
+type openEpoch struct {
+	*epoch.Epoch
+	d    *dataset
+	id   epochID
+	refs int // users, under Loader.mu
+}
+
+// acquire returns epoch e of d for a new user of kind w, pinned in the
+// cache until the returned release when w pins. A stream also marks the
+// epoch live, clears an explicit eviction and wakes the prefetcher.
+func (l *Loader) acquire(d *dataset, e int, w work) (*openEpoch, func(), error) {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
+	}
+	id := epochID{d.Name, e}
+	ep := l.epochs[id]
+	if ep == nil {
+		var err error
+		if ep, err = l.newEpoch(d, e); err != nil {
+			l.mu.Unlock()
+			return nil, nil, err
+		}
+		l.epochs[id] = ep
+	}
+	ep.refs++
+	if w.live() {
+		l.live[id]++
+		delete(l.evicted, id)
+		select {
+		case l.wake <- struct{}{}:
+		default:
+		}
+	}
+	l.mu.Unlock()
+	unpin := func() {}
+	if w.pins() {
+		unpin = l.cache.Pin(ep.Key())
+	}
+	var once sync.Once
+	return ep, func() { once.Do(func() { l.releaseEpoch(ep, w); unpin() }) }, nil
+}
+
+// newEpoch lays out epoch e of d; the caller holds l.mu.
+func (l *Loader) newEpoch(d *dataset, e int) (*openEpoch, error) {
+	s, err := l.schema(d, e)
+	if err != nil {
+		return nil, err
+	}
+	ep, err := epoch.New(&epoch.Options{
+		Cache:     l.cache,
+		Commits:   l.commits,
+		Logger:    l.log.With("dataset", d.Name, "epoch", e),
+		Key:       l.key(d, e),
+		Schema:    s,
+		Samples:   d.Len(),
+		ShardSize: l.opts.ShardSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loader: %w", err)
+	}
+	return &openEpoch{Epoch: ep, d: d, id: epochID{d.Name, e}}, nil
+}
+
+// releaseEpoch drops a user of ep of kind w; the last one closes it, out of
+// l.mu (Loader.mu and a shard's lock are never held together).
+func (l *Loader) releaseEpoch(ep *openEpoch, w work) {
+	l.mu.Lock()
+	if w.live() {
+		if l.live[ep.id]--; l.live[ep.id] <= 0 {
+			delete(l.live, ep.id)
+		}
+	}
+	ep.refs--
+	last := ep.refs == 0
+	if last {
+		delete(l.epochs, ep.id)
+	}
+	l.mu.Unlock()
+	if last {
+		ep.Close()
+	}
+}
+
+// A runner computes rows of one kind of work for a stream or a precompute
+// and tracks the tasks it submitted, so its owner can wait for them.
+type runner struct {
+	l     *Loader
+	kind  work
+	pool  int            // the workers' pool (gpu.Placement); -1 the default
+	tasks sync.WaitGroup // tasks submitted and not yet returned
+	done  atomic.Int64   // rows computed
+}
+
+// submit hands the claimed row p of sh in ep to a worker; if it cannot
+// (ctx done, loader closed) it gives the claim back and reports false. A
+// task that starts after ctx is done gives its claim back too.
+func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
+	l, d, e := r.l, ep.d, ep.id.epoch
+	r.tasks.Add(1)
+	ok := l.sched.Submit(ctx, r.pool, r.kind.high(), func() {
+		defer r.tasks.Done()
+		if ctx.Err() != nil {
+			sh.Finish(p, 0, 0, epoch.ErrAbandoned)
+			return
+		}
+		img := l.rowScratch()
+		defer l.scratch.Put(img)
+		j, err := l.computeRow(d, e, sh.Lo()+p, *img)
+		if err == nil {
+			err = sh.Store(p, *img)
+		}
+		if err != nil {
+			sh.Finish(p, 0, 0, err)
+			return
+		}
+		l.met.computed.WithLabelValues(r.kind.String()).Inc()
+		r.done.Add(1)
+		sh.Finish(p, uint64(j), d.Samples[j].Label, nil)
+	})
+	if !ok {
+		r.tasks.Done()
+		sh.Finish(p, 0, 0, epoch.ErrAbandoned)
+	}
+	return ok
+}
+
+// stopped is the error of a runner whose submit failed.
+func (r *runner) stopped(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return fmt.Errorf("loader: %w", service.ErrUnavailable)
+}
