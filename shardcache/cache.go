@@ -50,28 +50,47 @@ const (
 
 // A Cache is an on-disk store of shards, one process at a time per
 // directory. It is safe for concurrent use.
+//
+// Locks: Cache.mu guards the in-memory state only and is never held across
+// I/O, so Has, Open's lookup, Usage and Epochs never wait for a disk. The
+// changes to an epoch directory's names (its creation, a commit's rename, a
+// corrupt shard's removal) are serialised by that epoch's fs lock, taken
+// before Cache.mu, never under it. verified.log has a lock of its own,
+// vmu, a leaf. An evicted epoch's directory is renamed aside after Cache.mu
+// is released; until then its path is in moving, and a new entry for the
+// same key waits for the rename before creating the directory again.
 type Cache struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
 	m    *metrics
 	lock *os.File // holds the flock on dir/LOCK
+	boot string   // the kernel's boot id; "" keeps the memo in memory only (set by Open)
 
-	mu        sync.Mutex
-	closed    bool
-	epochs    map[Key]*epoch
-	committed int64            // bytes of committed shards
-	reserved  int64            // bytes reserved by writers in progress
-	verified  map[string]stamp // files whose checksum has been checked (this boot; see verified.go)
-	boot      string           // the kernel's boot id; "" keeps the memo in memory only
-	trashSeq  int
+	mu        sync.Mutex               // guards the fields below; no I/O under it
+	closed    bool                     // Close was called
+	epochs    map[Key]*epoch           // the entries, on disk or about to be
+	committed int64                    // bytes of committed shards
+	reserved  int64                    // bytes reserved by writers in progress
+	verified  map[string]stamp         // files whose checksum has been checked (this boot; see verified.go)
+	moving    map[string]chan struct{} // epoch directories being moved aside; closed when moved
+	trashSeq  int                      // makes trash names unique
+
+	vmu sync.Mutex // serialises appends to verified.log; a leaf lock
 }
 
 // epoch is the state of one epoch entry. Invariant: an entry with pins or
 // writers is never removed from Cache.epochs.
 type epoch struct {
-	key      Key
-	dir      string
+	key Key
+	dir string
+
+	// fs serialises the changes to the names in dir: its creation, commits'
+	// renames and corrupt shards' removals, so that a removal never deletes
+	// a file a commit has just renamed into place. Taken before Cache.mu.
+	fs sync.Mutex
+
+	// Guarded by Cache.mu:
 	onDisk   bool // the directory and its meta.json exist
 	shards   map[int]shardFile
 	bytes    int64
@@ -123,6 +142,7 @@ func Open(dir string, opts *Options) (*Cache, error) {
 		lock:     lf,
 		epochs:   make(map[Key]*epoch),
 		verified: make(map[string]stamp),
+		moving:   make(map[string]chan struct{}),
 	}
 	if err := c.scan(); err != nil {
 		_ = lf.Close()
@@ -330,9 +350,9 @@ func (c *Cache) Pin(k Key) (unpin func()) {
 		once.Do(func() {
 			c.mu.Lock()
 			ep.pins--
-			trash := c.settleLocked(ep)
+			ev := c.settleLocked(ep)
 			c.mu.Unlock()
-			c.removeTrash(trash)
+			c.discard(ev)
 		})
 	}
 }
@@ -353,9 +373,9 @@ func (c *Cache) Evict(k Key) error {
 		return nil
 	}
 	ep.evicting = true
-	trash := c.settleLocked(ep)
+	ev := c.settleLocked(ep)
 	c.mu.Unlock()
-	c.removeTrash(trash)
+	c.discard(ev)
 	return nil
 }
 
@@ -374,10 +394,24 @@ func (c *Cache) entryLocked(k Key) *epoch {
 	return ep
 }
 
-// ensureDirLocked creates ep's directory and meta.json.
-func (c *Cache) ensureDirLocked(ep *epoch) error {
-	if ep.onDisk {
-		return nil
+// ensureDir creates ep's directory and meta.json unless they exist; the
+// caller holds a writer of ep (so the entry stays) and not Cache.mu. If
+// the directory of an evicted entry of the same key is still being moved
+// aside, it waits for that first.
+func (c *Cache) ensureDir(ep *epoch) error {
+	ep.fs.Lock()
+	defer ep.fs.Unlock()
+	for {
+		c.mu.Lock()
+		done, moving := ep.onDisk, c.moving[ep.dir]
+		c.mu.Unlock()
+		if done {
+			return nil
+		}
+		if moving == nil {
+			break
+		}
+		<-moving
 	}
 	if err := os.MkdirAll(ep.dir, 0o755); err != nil {
 		return fmt.Errorf("shardcache: create epoch %v: %w", ep.key, err)
@@ -391,16 +425,18 @@ func (c *Cache) ensureDirLocked(ep *epoch) error {
 	if err := syncDir(c.dir); err != nil {
 		return fmt.Errorf("shardcache: create epoch %v: %w", ep.key, err)
 	}
+	c.mu.Lock()
 	ep.onDisk = true
+	c.mu.Unlock()
 	return nil
 }
 
 // settleLocked applies what a change of pins, writers or evicting implies
 // once ep is idle: an evicting epoch is removed, an in-memory entry with
-// nothing on disk is forgotten. It returns a directory for removeTrash.
-func (c *Cache) settleLocked(ep *epoch) string {
+// nothing on disk is forgotten. It returns an eviction for discard.
+func (c *Cache) settleLocked(ep *epoch) *eviction {
 	if ep.pins > 0 || ep.writers > 0 || c.epochs[ep.key] != ep {
-		return ""
+		return nil
 	}
 	if ep.evicting {
 		return c.removeEpochLocked(ep)
@@ -408,14 +444,21 @@ func (c *Cache) settleLocked(ep *epoch) string {
 	if !ep.onDisk {
 		delete(c.epochs, ep.key)
 	}
-	return ""
+	return nil
 }
 
-// removeEpochLocked forgets an idle epoch and moves its directory aside
-// (a rename, so a new entry for the same key may be created at once). It
-// returns the moved directory, which the caller removes with removeTrash
-// after unlocking.
-func (c *Cache) removeEpochLocked(ep *epoch) string {
+// An eviction is an epoch directory to move aside and remove, which
+// discard does after Cache.mu is released.
+type eviction struct {
+	dir, trash string
+	moved      chan struct{} // Cache.moving[dir]: closed once dir is gone
+}
+
+// removeEpochLocked forgets an idle epoch and returns the eviction of its
+// directory, or nil when it has none; the caller passes it to discard after
+// unlocking. Until then the directory's path is in Cache.moving, so a new
+// entry for the same key may be created at once: its directory waits.
+func (c *Cache) removeEpochLocked(ep *epoch) *eviction {
 	delete(c.epochs, ep.key)
 	c.committed -= ep.bytes
 	for _, sf := range ep.shards {
@@ -424,18 +467,40 @@ func (c *Cache) removeEpochLocked(ep *epoch) string {
 	bytes, shards := ep.bytes, len(ep.shards)
 	ep.shards, ep.bytes = nil, 0
 	if !ep.onDisk || c.closed {
-		return ""
+		return nil
 	}
 	c.m.evictions.Inc()
 	c.log.Info("shardcache: evicted epoch", "key", ep.key, "shards", shards, "bytes", bytes)
 	c.trashSeq++
-	trash := filepath.Join(c.dir, fmt.Sprintf("%s%s-%d-%d", trashPrefix, filepath.Base(ep.dir), time.Now().UnixNano(), c.trashSeq))
-	if err := os.Rename(ep.dir, trash); err != nil {
-		c.log.Warn("shardcache: move evicted epoch aside", "dir", ep.dir, "err", err)
-		c.removeTrash(ep.dir)
-		return ""
+	ev := &eviction{
+		dir:   ep.dir,
+		trash: filepath.Join(c.dir, fmt.Sprintf("%s%s-%d-%d", trashPrefix, filepath.Base(ep.dir), time.Now().UnixNano(), c.trashSeq)),
+		moved: make(chan struct{}),
 	}
-	return trash
+	c.moving[ep.dir] = ev.moved
+	return ev
+}
+
+// discard moves the directories of evictions aside and removes them; the
+// caller does not hold Cache.mu. A directory that cannot be moved is
+// removed in place.
+func (c *Cache) discard(evs ...*eviction) {
+	for _, ev := range evs {
+		if ev == nil {
+			continue
+		}
+		trash := ev.trash
+		if err := os.Rename(ev.dir, trash); err != nil {
+			c.log.Warn("shardcache: move evicted epoch aside", "dir", ev.dir, "err", err)
+			c.removeTrash(ev.dir)
+			trash = ""
+		}
+		c.mu.Lock()
+		delete(c.moving, ev.dir)
+		c.mu.Unlock()
+		close(ev.moved)
+		c.removeTrash(trash)
+	}
 }
 
 // removeTrash removes directories, logging failures (the next Open retries
@@ -453,8 +518,8 @@ func (c *Cache) removeTrash(dirs ...string) {
 
 // reserveLocked reserves size bytes for a writer in ep, evicting idle
 // epochs least recently used first when over budget. It returns the
-// evicted directories for removeTrash.
-func (c *Cache) reserveLocked(ep *epoch, size int64) ([]string, error) {
+// evictions for discard.
+func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 	need := c.committed + c.reserved + size - c.opts.Budget
 	if c.opts.Budget == 0 || need <= 0 {
 		c.reserved += size
@@ -475,16 +540,16 @@ func (c *Cache) reserveLocked(ep *epoch, size int64) ([]string, error) {
 	slices.SortFunc(victims, func(a, b *epoch) int {
 		return cmp.Or(a.lastUsed.Compare(b.lastUsed), compareKeys(a.key, b.key))
 	})
-	var trash []string
+	var evs []*eviction
 	for _, v := range victims {
 		if need <= 0 {
 			break
 		}
 		need -= v.bytes
-		trash = append(trash, c.removeEpochLocked(v))
+		evs = append(evs, c.removeEpochLocked(v))
 	}
 	c.reserved += size
-	return trash, nil
+	return evs, nil
 }
 
 // Open maps the committed shard of k read-only. The first Open of a file in
@@ -545,11 +610,14 @@ func (c *Cache) Open(k Key, shard int) (*Mapping, error) {
 		}
 		c.m.checksums.Inc()
 		c.mu.Lock()
-		if c.epochs[k] == ep && ep.shards[shard] == sf {
+		record := c.epochs[k] == ep && ep.shards[shard] == sf
+		if record {
 			c.verified[path] = st
-			c.recordVerified(path, st)
 		}
 		c.mu.Unlock()
+		if record {
+			c.recordVerified(path, st)
+		}
 	}
 	c.m.hits.Inc()
 	m := &Mapping{data: data}
@@ -567,11 +635,11 @@ func (c *Cache) corrupt(ep *epoch, shard int, sf shardFile, fi fs.FileInfo, reas
 }
 
 // forget drops a shard from ep, and deletes its file if that is still the
-// file fi (nil: the file is known to be gone). Under the lock, so no commit
-// renames a fresh file into place in between.
+// file fi (nil: the file is known to be gone). Under ep's fs lock, so no
+// commit renames a fresh file into place in between.
 func (c *Cache) forget(ep *epoch, shard int, sf shardFile, fi fs.FileInfo) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	ep.fs.Lock()
+	defer ep.fs.Unlock()
 	path := filepath.Join(ep.dir, sf.name)
 	cur, err := os.Stat(path)
 	switch {
@@ -583,6 +651,8 @@ func (c *Cache) forget(ep *epoch, shard int, sf shardFile, fi fs.FileInfo) {
 	default:
 		return // replaced by a new commit, or unreadable: leave it
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.epochs[ep.key] == ep && ep.shards[shard] == sf {
 		delete(ep.shards, shard)
 		ep.bytes -= sf.size

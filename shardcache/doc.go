@@ -38,5 +38,7 @@
 // live stream; Evict of a pinned epoch marks it evicting and frees it when
 // its last pin is released.
 //
-// A Cache is safe for concurrent use.
+// A Cache is safe for concurrent use. No lock that Has, Open, Usage or
+// Epochs take is held across I/O: directory creation, fsyncs, renames,
+// removals and verified.log appends happen outside it (see Cache).
 package shardcache

@@ -88,8 +88,9 @@ func (c *Cache) loadVerified() {
 	}
 }
 
-// recordVerified appends a verified file to the memo; the caller holds c.mu.
-// A lost line only costs a checksum after the next restart.
+// recordVerified appends a verified file to the memo, under c.vmu (not
+// c.mu: readers never wait for the append). A lost line only costs a
+// checksum after the next restart.
 func (c *Cache) recordVerified(full string, st stamp) {
 	if c.boot == "" {
 		return
@@ -98,6 +99,8 @@ func (c *Cache) recordVerified(full string, st stamp) {
 	if err != nil {
 		return
 	}
+	c.vmu.Lock()
+	defer c.vmu.Unlock()
 	f, err := os.OpenFile(filepath.Join(c.dir, verifiedName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return

@@ -55,22 +55,24 @@ func (c *Cache) Create(k Key, shard int, size int64, prepare func(f *os.File) er
 		return nil, ErrClosed
 	}
 	ep := c.entryLocked(k)
-	trash, err := c.reserveLocked(ep, size)
-	if err == nil {
-		if err = c.ensureDirLocked(ep); err != nil {
-			c.reserved -= size
-		}
-	}
+	evs, err := c.reserveLocked(ep, size)
 	if err != nil {
-		trash = append(trash, c.settleLocked(ep)) // forget a new entry
+		evs = append(evs, c.settleLocked(ep)) // forget a new entry
 		c.mu.Unlock()
-		c.removeTrash(trash...)
+		c.discard(evs...)
 		return nil, err
 	}
-	ep.writers++
+	ep.writers++ // keeps the entry while its directory is made
 	ep.lastUsed = time.Now()
+	onDisk := ep.onDisk
 	c.mu.Unlock()
-	c.removeTrash(trash...)
+	c.discard(evs...)
+	if !onDisk {
+		if err := c.ensureDir(ep); err != nil {
+			c.finishWrite(ep, size)
+			return nil, err
+		}
+	}
 
 	w := &Writer{c: c, ep: ep, shard: shard, size: size}
 	if err := w.open(prepare); err != nil {
@@ -165,37 +167,44 @@ func (w *Writer) Commit() error {
 	sf := shardFile{name: shardName(w.shard, crc), size: w.size}
 	final := filepath.Join(ep.dir, sf.name)
 
+	ep.fs.Lock() // the rename and forget's removal exclude each other
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		ep.fs.Unlock()
 		_ = os.Remove(w.tmp)
 		c.finishWrite(ep, w.size)
 		return ErrClosed
 	}
-	err = os.Rename(w.tmp, final) // under the lock: see Cache.forget
-	c.mu.Unlock()
+	err = os.Rename(w.tmp, final)
+	ep.fs.Unlock()
 	if err != nil {
 		_ = os.Remove(w.tmp)
 		c.finishWrite(ep, w.size)
 		return fmt.Errorf("shardcache: commit shard %d of %v: %w", w.shard, ep.key, err)
 	}
 	if err := syncDir(ep.dir); err != nil {
+		ep.fs.Lock()
 		c.mu.Lock()
-		if ep.shards[w.shard] != sf { // not an identical file committed before
+		same := ep.shards[w.shard] == sf // an identical file committed before
+		c.mu.Unlock()
+		if !same {
 			_ = os.Remove(final)
 		}
-		c.mu.Unlock()
+		ep.fs.Unlock()
 		c.finishWrite(ep, w.size)
 		return fmt.Errorf("shardcache: commit shard %d of %v: sync directory: %w", w.shard, ep.key, err)
 	}
 
+	ep.fs.Lock()
 	c.mu.Lock()
+	oldPath := ""
 	if old, ok := ep.shards[w.shard]; ok {
 		ep.bytes -= old.size
 		c.committed -= old.size
 		if old.name != sf.name { // different bytes: keep only the newest
-			oldPath := filepath.Join(ep.dir, old.name)
-			_ = os.Remove(oldPath)
+			oldPath = filepath.Join(ep.dir, old.name)
 			delete(c.verified, oldPath)
 		}
 	}
@@ -205,10 +214,14 @@ func (w *Writer) Commit() error {
 	c.reserved -= w.size
 	ep.writers--
 	ep.lastUsed = time.Now()
-	trash := c.settleLocked(ep)
+	ev := c.settleLocked(ep)
 	c.mu.Unlock()
+	if oldPath != "" {
+		_ = os.Remove(oldPath)
+	}
+	ep.fs.Unlock()
 	c.m.shardsWritten.Inc()
-	c.removeTrash(trash)
+	c.discard(ev)
 	return nil
 }
 
@@ -248,7 +261,7 @@ func (c *Cache) finishWrite(ep *epoch, size int64) {
 	c.mu.Lock()
 	c.reserved -= size
 	ep.writers--
-	trash := c.settleLocked(ep)
+	ev := c.settleLocked(ep)
 	c.mu.Unlock()
-	c.removeTrash(trash)
+	c.discard(ev)
 }
