@@ -181,7 +181,8 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 	o := &opened{orient: 1}
 	if f.name == "jpeg" {
 		o.orient = jpegOrientation(src)
-		if err := checkJPEGCost(src, lim); err != nil {
+		m, err := readJPEGMarkers(src, lim)
+		if err != nil {
 			return nil, err
 		}
 		if useLibjpeg && libjpegAvailable {
@@ -191,6 +192,9 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 			}
 			o.lj, o.lay = lj, lay
 			return o, nil
+		}
+		if src, err = goJPEG(src, m); err != nil {
+			return nil, err
 		}
 	}
 	cfg, err := safeConfig(f, src)
@@ -205,6 +209,9 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 		return nil, err
 	}
 	fr := frameFromImage(img)
+	if f.name == "jpeg" {
+		fr.upsampleAsLibjpeg()
+	}
 	if fr.w != cfg.Width || fr.h != cfg.Height {
 		return nil, fmt.Errorf("%w: %s: size %dx%d differs from header %dx%d", ErrDecode, f.name, fr.w, fr.h, cfg.Width, cfg.Height)
 	}

@@ -100,7 +100,7 @@ func frameFromImage(img image.Image) *frame {
 			row := m.Pix[y*m.Stride:]
 			for x := range w {
 				o := y*w + x
-				r[o], g[o], bl[o] = color.CMYKToRGB(row[4*x], row[4*x+1], row[4*x+2], row[4*x+3])
+				r[o], g[o], bl[o] = cmykToRGB(row[4*x], row[4*x+1], row[4*x+2], row[4*x+3])
 			}
 		}
 	default:
@@ -113,6 +113,55 @@ func frameFromImage(img image.Image) *frame {
 		}
 	}
 	return f
+}
+
+// fancyUpsampled reports whether libjpeg (jdsample.c, with its default
+// do_fancy_upsampling) upsamples a plane subsampled by fx×fy, w samples
+// wide, with its triangle filter, which the resampler's bilinear filter
+// matches; otherwise libjpeg replicates samples. Pillow decodes through
+// libjpeg, so its pixels follow the same choice.
+func fancyUpsampled(fx, fy, w int) bool {
+	switch {
+	case fx == 1 && (fy == 1 || fy == 2):
+		return true
+	case fx == 2 && (fy == 1 || fy == 2):
+		return w > 2
+	}
+	return false
+}
+
+// upsampleAsLibjpeg replaces each plane that libjpeg would upsample by
+// replication (factors other than 1 and 2, or a 2× plane at most two
+// samples wide) by its full-resolution replication, so the frame renders
+// as libjpeg's (and Pillow's) upsampling does.
+func (f *frame) upsampleAsLibjpeg() {
+	for c := 1; c < f.n; c++ {
+		s := f.p[c]
+		if fancyUpsampled(s.fx, s.fy, s.w) {
+			continue
+		}
+		d := plane{pix: make([]byte, f.w*f.h), stride: f.w, w: f.w, h: f.h, fx: 1, fy: 1}
+		for y := range f.h {
+			src := s.pix[(y/s.fy)*s.stride:]
+			row := d.pix[y*f.w : (y+1)*f.w]
+			for x := range row {
+				row[x] = src[x/s.fx]
+			}
+		}
+		f.p[c] = d
+	}
+}
+
+// cmykToRGB converts inked CMYK (255 = full ink) to RGB as Pillow's
+// convert("RGB") does: each channel is (255-k) less its share c·(255-k)/255,
+// rounded.
+func cmykToRGB(c, m, y, k uint8) (r, g, b uint8) {
+	nk := 255 - int(k)
+	scale := func(v uint8) uint8 {
+		t := int(v)*nk + 128
+		return uint8(nk - (t+t>>8)>>8)
+	}
+	return scale(c), scale(m), scale(y)
 }
 
 // orient applies an EXIF orientation (1..8) and returns the upright frame.

@@ -130,14 +130,12 @@ static int ld_comp(ld_dec *h, int c, int what) {
 	return 0;
 }
 
-static int ld_adobe(ld_dec *h) { return h->d.saw_Adobe_marker; }
 static int ld_cs(ld_dec *h) { return (int)h->d.jpeg_color_space; }
 */
 import "C"
 
 import (
 	"fmt"
-	"image/color"
 	"runtime"
 	"strconv"
 	"unsafe"
@@ -212,9 +210,13 @@ func ljOpen(src []byte, lim Limits) (*ljDecoder, frame, error) {
 	}
 	maxH, maxV := int(d.h.d.max_h_samp_factor), int(d.h.d.max_v_samp_factor)
 	if d.mode == ljRaw {
+		// Raw planes when the resampler reproduces libjpeg's upsampling
+		// of every plane (its triangle filter); otherwise libjpeg
+		// upsamples (replicating samples) and converts to RGB itself.
 		for c := range nc {
 			hs, vs := int(C.ld_comp(d.h, C.int(c), 0)), int(C.ld_comp(d.h, C.int(c), 1))
-			if hs <= 0 || vs <= 0 || maxH%hs != 0 || maxV%vs != 0 || (c == 0 && (hs != maxH || vs != maxV)) {
+			if hs <= 0 || vs <= 0 || maxH%hs != 0 || maxV%vs != 0 || (c == 0 && (hs != maxH || vs != maxV)) ||
+				!fancyUpsampled(maxH/hs, maxV/vs, int(C.ld_comp(d.h, C.int(c), 2))) {
 				d.mode, model, out = ljRGBLn, modelRGB, C.JCS_RGB
 				break
 			}
@@ -298,13 +300,11 @@ func (d *ljDecoder) read(rows []int, full bool) (*frame, error) {
 		out := newRGBFrame(f.w, f.h)
 		r, g, b := out.p[0].pix, out.p[1].pix, out.p[2].pix
 		if d.mode == ljCMYK {
-			inv := byte(0)
-			if C.ld_adobe(d.h) != 0 { // Adobe CMYK is stored inverted
-				inv = 0xFF
-			}
+			// Stored inverted (Adobe's convention), marker or not: Pillow
+			// ("CMYK;I"), browsers and image/jpeg read every CMYK JPEG so.
 			for i := range r {
 				q := buf[4*i : 4*i+4]
-				r[i], g[i], b[i] = color.CMYKToRGB(q[0]^inv, q[1]^inv, q[2]^inv, q[3]^inv)
+				r[i], g[i], b[i] = cmykToRGB(^q[0], ^q[1], ^q[2], ^q[3])
 			}
 		} else {
 			for i := range r {

@@ -45,8 +45,10 @@ var opInfo = [...]struct {
 }
 
 // coreVersion versions what every pipeline shares: decoding to planes, the
-// resampler and the final colour conversion.
-const coreVersion = 1
+// resampler and the final colour conversion. 2: decoded pixels follow
+// Pillow's (CMYK JPEGs, libjpeg's chroma replication for 4:1:1, 4:1:0 and
+// tiny JPEGs).
+const coreVersion = 2
 
 // Presets are named pipelines.
 var presets = map[string]string{
