@@ -6,8 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
-
-	"gorgonia.org/tensor"
 )
 
 // geom is the composition of the geometric ops: the source rectangle
@@ -407,8 +405,7 @@ func applyJitter(rgb []byte, steps []jitterStep) {
 // normalize writes (v/255-mean)/std as a float32 3×H×W tensor into dst
 // (little-endian bytes).
 func normalize(dst, rgb []byte, h, w int, o *op, backing []float32) {
-	t := tensor.New(tensor.WithShape(3, h, w), tensor.WithBacking(backing[:3*h*w]))
-	data := t.Data().([]float32)
+	data := backing[:3*h*w]
 	n := h * w
 	for c := range 3 {
 		scale := float32(1 / (255 * o.std[c]))

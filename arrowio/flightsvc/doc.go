@@ -26,4 +26,10 @@
 //
 // A Server is safe for concurrent use; Serve owns every goroutine it starts
 // and returns only after draining.
+//
+// The client side: Dial returns a Client whose Fetch streams a request's
+// record batches (GetFlightInfo, then DoGet on each endpoint in order), and
+// whose FetchTensors hands each batch to Go code as Tensors: gorgonia.org/tensor
+// views over the received Arrow buffers, shape (B,H,W,C) uint8 or (B,C,H,W)
+// float32, without a copy.
 package flightsvc

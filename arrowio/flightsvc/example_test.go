@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/service"
 )
@@ -26,4 +27,28 @@ func ExampleStatusOf() {
 	err := fmt.Errorf("loader: cat/7.jpg: %w", service.ErrDataLoss)
 	fmt.Println(status.Code(flightsvc.StatusOf(err)))
 	// Output: DataLoss
+}
+
+// A Go trainer reads each batch as tensors over the record's buffers
+// (Client.FetchTensors hands them out the same way).
+func ExampleTensorsOf() {
+	schema, _ := arrowio.NewSchema(arrowio.ImageSpec(2, 2, false), nil)
+	bb, _ := arrowio.NewBatchBuilder(nil, schema, 2)
+	defer bb.Release()
+	for i := range 2 {
+		img, _ := bb.Next(uint64(40+i), int64(i))
+		img[0] = byte(100 + i) // pixel (0, 0), channel R
+	}
+	rec := bb.NewRecord()
+	defer rec.Release()
+
+	ts, err := flightsvc.TensorsOf(rec)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	r, _ := ts.Images.At(1, 0, 0, 0)
+	fmt.Println(ts.Images.Shape(), ts.Images.Dtype(), ts.Index, ts.Label, r)
+	// Output:
+	// (2, 2, 2, 3) uint8 [40 41] [0 1] 101
 }
