@@ -56,27 +56,43 @@ type msgLayout struct {
 	bodyLen int64
 }
 
-// A codec holds what the send path derives from a schema.
+// A codec holds what the send path derives from a schema: its schema
+// message, and the record batch messages of its row spec.
 type codec struct {
-	schema    *arrow.Schema
-	spec      RowSpec
 	rowBytes  int
-	schemaMsg []byte
+	schemaMsg []byte     // the IPC schema message, metadata included
+	batches   *batchMsgs // shared by every schema of the same row spec
+}
 
-	mu   sync.Mutex
-	msgs map[int]*msgLayout
+// batchMsgs are the record batch messages of one row spec, by row count. A
+// record batch message holds no schema metadata, so every schema of a spec
+// (one per stream: the metadata names the dataset and epoch) shares them.
+type batchMsgs struct {
+	schema *arrow.Schema // NewSchema(spec, nil): lays the messages out
+	spec   RowSpec
+
+	mu   sync.Mutex         // guards msgs
+	msgs map[int]*msgLayout // by row count
 }
 
 // codecs memoises codecs per schema (by pointer: a Source hands out the same
-// schema for a stream).
+// schema for a stream) and batch messages per row spec.
 var codecs struct {
-	sync.Mutex
-	m map[*arrow.Schema]*codec
+	sync.Mutex // guards the maps
+	bySchema   map[*arrow.Schema]*codec
+	bySpec     map[string]*batchMsgs // by specKey
+}
+
+// specKey names what a record batch message depends on: the image
+// tensor's element type and size (dimension names and order do not
+// change the bytes).
+func specKey(spec RowSpec) string {
+	return fmt.Sprintf("%d/%v", spec.RowBytes(), spec.Float32)
 }
 
 func codecOf(schema *arrow.Schema) (*codec, error) {
 	codecs.Lock()
-	c, ok := codecs.m[schema]
+	c, ok := codecs.bySchema[schema]
 	codecs.Unlock()
 	if ok {
 		return c, nil
@@ -85,18 +101,44 @@ func codecOf(schema *arrow.Schema) (*codec, error) {
 	if err != nil {
 		return nil, err
 	}
-	c = &codec{schema: schema, spec: spec, rowBytes: spec.RowBytes(), msgs: make(map[int]*msgLayout)}
-	// One row lays out the schema message as well.
-	if _, err := c.layout(1); err != nil {
+	schemaMsg, err := encodeSchema(schema)
+	if err != nil {
 		return nil, err
 	}
+	key := specKey(spec)
 	codecs.Lock()
-	if codecs.m == nil || len(codecs.m) >= layoutCacheMax {
-		codecs.m = make(map[*arrow.Schema]*codec)
+	defer codecs.Unlock()
+	bm := codecs.bySpec[key]
+	if bm == nil {
+		base, err := NewSchema(spec, nil)
+		if err != nil {
+			return nil, err
+		}
+		bm = &batchMsgs{schema: base, spec: spec, msgs: make(map[int]*msgLayout)}
+		if codecs.bySpec == nil || len(codecs.bySpec) >= layoutCacheMax {
+			codecs.bySpec = make(map[string]*batchMsgs)
+		}
+		codecs.bySpec[key] = bm
 	}
-	codecs.m[schema] = c
-	codecs.Unlock()
+	c = &codec{rowBytes: spec.RowBytes(), schemaMsg: schemaMsg, batches: bm}
+	if codecs.bySchema == nil || len(codecs.bySchema) >= layoutCacheMax {
+		codecs.bySchema = make(map[*arrow.Schema]*codec)
+	}
+	codecs.bySchema[schema] = c
 	return c, nil
+}
+
+// encodeSchema returns the IPC schema message of schema.
+func encodeSchema(schema *arrow.Schema) ([]byte, error) {
+	pr := &payloadRecorder{body: &recorder{}}
+	w := ipc.NewWriterWithPayloadWriter(pr, ipc.WithSchema(schema))
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("arrowio: encode schema: %w", err)
+	}
+	if len(pr.metas) != 1 {
+		return nil, fmt.Errorf("arrowio: encode schema: %d messages, want 1", len(pr.metas))
+	}
+	return pr.metas[0], nil
 }
 
 // payloadRecorder is an ipc.PayloadWriter that keeps the payloads' metadata
@@ -124,20 +166,20 @@ func (p *payloadRecorder) WritePayload(pl ipc.Payload) error {
 
 // layout returns the record batch message of rows rows, computing it with
 // arrow-go's writer on first use.
-func (c *codec) layout(rows int) (*msgLayout, error) {
-	c.mu.Lock()
-	m, ok := c.msgs[rows]
-	c.mu.Unlock()
+func (b *batchMsgs) layout(rows int) (*msgLayout, error) {
+	b.mu.Lock()
+	m, ok := b.msgs[rows]
+	b.mu.Unlock()
 	if ok {
 		return m, nil
 	}
 	pr := &payloadRecorder{body: &recorder{}}
-	rec, release, err := zeroRecord(c.schema, c.spec, rows, pr.body)
+	rec, release, err := zeroRecord(b.schema, b.spec, rows, pr.body)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	w := ipc.NewWriterWithPayloadWriter(pr, ipc.WithSchema(c.schema))
+	w := ipc.NewWriterWithPayloadWriter(pr, ipc.WithSchema(b.schema))
 	if err := w.Write(rec); err != nil {
 		return nil, fmt.Errorf("arrowio: encode %d rows: %w", rows, err)
 	}
@@ -149,15 +191,12 @@ func (c *codec) layout(rows int) (*msgLayout, error) {
 	}
 	body := pr.bodies[1]
 	m = &msgLayout{header: pr.metas[1], body: body.segs, bodyLen: body.pos}
-	c.mu.Lock()
-	if c.schemaMsg == nil {
-		c.schemaMsg = pr.metas[0]
+	b.mu.Lock()
+	if len(b.msgs) >= layoutCacheMax {
+		clear(b.msgs)
 	}
-	if len(c.msgs) >= layoutCacheMax {
-		clear(c.msgs)
-	}
-	c.msgs[rows] = m
-	c.mu.Unlock()
+	b.msgs[rows] = m
+	b.mu.Unlock()
 	return m, nil
 }
 
@@ -169,8 +208,6 @@ func SchemaMessage(schema *arrow.Schema) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return c.schemaMsg, nil
 }
 
@@ -196,7 +233,7 @@ func BatchMessage(schema *arrow.Schema, index []uint64, label []int64, images []
 			return Message{}, fmt.Errorf("%w: image %d has %d bytes, want %d", ErrBatch, i, len(img), c.rowBytes)
 		}
 	}
-	m, err := c.layout(rows)
+	m, err := c.batches.layout(rows)
 	if err != nil {
 		return Message{}, err
 	}

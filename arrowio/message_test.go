@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -267,5 +268,35 @@ func TestBatchMessageConcurrent(t *testing.T) {
 		if err != nil {
 			t.Errorf("goroutine %d: %v", g, err)
 		}
+	}
+}
+
+// TestBatchMessageAcrossStreams: schemas that differ only in metadata (a
+// new one per stream) share their record batch headers but not their
+// schema messages.
+func TestBatchMessageAcrossStreams(t *testing.T) {
+	spec := arrowio.ImageSpec(3, 2, true)
+	var headers [][]byte
+	var schemaMsgs [][]byte
+	for e := range 2 {
+		schema, err := arrowio.NewSchema(spec, map[string]string{"loaderd.epoch": strconv.Itoa(e)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := batchMessage(schema, testBatch(spec, 4, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sm, err := arrowio.SchemaMessage(schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers, schemaMsgs = append(headers, m.Header), append(schemaMsgs, sm)
+	}
+	if &headers[0][0] != &headers[1][0] {
+		t.Error("the second stream's schema computed its batch header again")
+	}
+	if bytes.Equal(schemaMsgs[0], schemaMsgs[1]) {
+		t.Error("schema messages of different metadata are equal")
 	}
 }
