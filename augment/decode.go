@@ -8,6 +8,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"strings"
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/webp"
@@ -39,6 +40,11 @@ func ResolveDecoder(choice string) (string, error) {
 	return goDecoderName, nil
 }
 
+// DecoderChoices returns the decoder choices PipelineOptions.Decoder
+// accepts besides "": "auto", "libjpeg-turbo" ("libjpeg" is its alias)
+// and "go". Whether libjpeg-turbo is built in is ResolveDecoder's to say.
+func DecoderChoices() []string { return []string{"auto", "libjpeg-turbo", "go"} }
+
 // parseDecoder reports whether a decoder choice uses libjpeg-turbo.
 func parseDecoder(choice string) (useLJ bool, err error) {
 	switch choice {
@@ -52,7 +58,7 @@ func parseDecoder(choice string) (useLJ bool, err error) {
 		}
 		return true, nil
 	}
-	return false, fmt.Errorf("%w: unknown decoder %q (want auto, go or libjpeg-turbo)", ErrPipeline, choice)
+	return false, fmt.Errorf("%w: unknown decoder %q (want one of %s)", ErrPipeline, choice, strings.Join(DecoderChoices(), ", "))
 }
 
 type format struct {

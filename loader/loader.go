@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -38,6 +40,9 @@ const (
 	PolicySubstitute = "substitute"
 	PolicyFail       = "fail"
 )
+
+// Policies returns the error policies Options.OnError accepts besides "".
+func Policies() []string { return []string{PolicySubstitute, PolicyFail} }
 
 // A DatasetSpec names a dataset to serve and where it lives: an ImageFolder
 // directory or a manifest file.
@@ -122,8 +127,8 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		return nil, fmt.Errorf("%w: no cache", ErrOptions)
 	case len(o.Datasets) == 0:
 		return nil, fmt.Errorf("%w: no dataset", ErrOptions)
-	case o.OnError != "" && o.OnError != PolicySubstitute && o.OnError != PolicyFail:
-		return nil, fmt.Errorf("%w: on-error %q (want substitute or fail)", ErrOptions, o.OnError)
+	case o.OnError != "" && !slices.Contains(Policies(), o.OnError):
+		return nil, fmt.Errorf("%w: on-error %q (want %s)", ErrOptions, o.OnError, strings.Join(Policies(), " or "))
 	case o.Workers < 0 || o.ShardSize < 0 || o.PrefetchEpochs < 0 || o.InFlightBatches < 0:
 		return nil, fmt.Errorf("%w: negative count", ErrOptions)
 	}

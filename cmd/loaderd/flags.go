@@ -27,9 +27,6 @@ const (
 	defaultListen   = "127.0.0.1:8815"
 )
 
-// decoders are the values --decoder accepts (augment.PipelineOptions.Decoder).
-var decoders = []string{"auto", "libjpeg-turbo", "go"}
-
 // A flagSet is one command's flags (GNU style: --name value or
 // --name=value, before or after the arguments) and what its --help says.
 type flagSet struct {
@@ -381,11 +378,11 @@ func (p *pipelineFlags) check(needData bool) error {
 	if needData && len(p.data) == 0 {
 		return usagef("--data NAME=PATH is required, e.g. --data train=/data/imagenet/train")
 	}
-	if p.onError != loader.PolicySubstitute && p.onError != loader.PolicyFail {
-		return usagef("--on-error %q: want substitute or fail", p.onError)
+	if !slices.Contains(loader.Policies(), p.onError) {
+		return usagef("--on-error %q: want %s", p.onError, strings.Join(loader.Policies(), " or "))
 	}
-	if !slices.Contains(decoders, p.decoder) {
-		return usagef("--decoder %q: want one of %s", p.decoder, strings.Join(decoders, ", "))
+	if !slices.Contains(augment.DecoderChoices(), p.decoder) {
+		return usagef("--decoder %q: want one of %s", p.decoder, strings.Join(augment.DecoderChoices(), ", "))
 	}
 	if p.workers < 0 {
 		return usagef("--workers %d: want 0 (one per CPU) or more", p.workers)
