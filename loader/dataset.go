@@ -26,6 +26,85 @@ var imageExts = map[string]bool{
 	".jpg": true, ".jpeg": true, ".png": true, ".webp": true, ".gif": true, ".bmp": true,
 }
 
+// Layout is how an ImageFolder dataset lies on disk, as messages write it.
+const Layout = "ROOT/<class>/<image>"
+
+// ImageExtensions returns the extensions that make a file a sample (SPEC
+// §1), sorted, for messages and help.
+func ImageExtensions() []string {
+	exts := make([]string, 0, len(imageExts))
+	for e := range imageExts {
+		exts = append(exts, e)
+	}
+	slices.Sort(exts)
+	return exts
+}
+
+// whyEmpty says why the listing d found no sample and what to do: the
+// expected layout, the extensions that count, and a hint when the root
+// holds images itself (a flat folder, a common layout ImageFolder skips).
+func whyEmpty(d *Dataset, isDir bool) string {
+	exts := strings.Join(ImageExtensions(), " ")
+	if !isDir {
+		return "the manifest lists none; want path<TAB>label lines"
+	}
+	flat, other := 0, 0
+	if entries, err := os.ReadDir(d.Root); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+				continue
+			}
+			if imageExts[strings.ToLower(filepath.Ext(e.Name()))] {
+				flat++
+			} else {
+				other++
+			}
+		}
+	}
+	skipped := 0
+	for _, n := range d.Skipped {
+		skipped += n
+	}
+	switch {
+	case flat > 0:
+		return fmt.Sprintf("its %d images lie in the root itself; an ImageFolder wants %s (one class: move them into e.g. ROOT/all/)", flat, Layout)
+	case len(d.Classes) == 0 && other == 0:
+		return fmt.Sprintf("the directory is empty; want %s, images ending in %s", Layout, exts)
+	case len(d.Classes) == 0:
+		return fmt.Sprintf("no class directories, only %d other files; want %s, images ending in %s", other, Layout, exts)
+	case skipped > 0:
+		return fmt.Sprintf("its %d class directories hold %d files, none ending in %s (found %s)", len(d.Classes), skipped, exts, skippedList(d.Skipped))
+	}
+	return fmt.Sprintf("its %d class directories hold no files; want %s, images ending in %s", len(d.Classes), Layout, exts)
+}
+
+// skippedList writes counts by extension, most common first: ".txt 3, .tif 2".
+func skippedList(m map[string]int) string {
+	exts := make([]string, 0, len(m))
+	for e := range m {
+		exts = append(exts, e)
+	}
+	slices.SortFunc(exts, func(a, b string) int {
+		if m[a] != m[b] {
+			return m[b] - m[a]
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, 0, min(len(exts), 4))
+	for i, e := range exts {
+		if i == 4 {
+			parts = append(parts, "…")
+			break
+		}
+		name := e
+		if name == "" {
+			name = "no extension"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, m[e]))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // A Sample is one file of a dataset: what the listing holds, never pixels.
 type Sample struct {
 	Path    string // slash-separated, relative to the dataset root
@@ -56,7 +135,9 @@ func OpenDataset(name, path string) (*Dataset, error) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrDataset, path, err)
 	}
 	st, err := os.Stat(abs)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist; want an ImageFolder root (%s) or a manifest file", ErrDataset, path, Layout)
+	} else if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDataset, err)
 	}
 	var d *Dataset
@@ -69,7 +150,7 @@ func OpenDataset(name, path string) (*Dataset, error) {
 		return nil, err
 	}
 	if len(d.Samples) == 0 {
-		return nil, fmt.Errorf("%w: %s: no samples", ErrDataset, path)
+		return nil, fmt.Errorf("%w: %s: no samples: %s", ErrDataset, path, whyEmpty(d, st.IsDir()))
 	}
 	d.Name = name
 	d.Fingerprint = fingerprint(d)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -142,11 +143,53 @@ func TestManifest(t *testing.T) {
 	}
 }
 
+// TestEmptyOrMissing: a dataset without samples is ErrDataset, and the
+// message says what was found, the layout wanted and the extensions that
+// count, with a hint for a root that holds its images itself.
 func TestEmptyOrMissing(t *testing.T) {
-	if _, err := OpenDataset("e", t.TempDir()); !errors.Is(err, ErrDataset) {
-		t.Errorf("empty dir: %v", err)
+	exts := strings.Join(ImageExtensions(), " ")
+	tests := []struct {
+		name  string
+		files []string // made under the root, relative
+		want  []string // in the message
+	}{
+		{name: "missing", want: []string{"does not exist", Layout, "manifest"}},
+		{name: "empty", files: []string{}, want: []string{"the directory is empty", Layout, exts}},
+		{name: "flat images", files: []string{"a.jpg", "b.JPEG", "c.png", "notes.txt"},
+			want: []string{"its 3 images lie in the root itself", Layout, "ROOT/all/"}},
+		{name: "only other files", files: []string{"readme.md", "data.csv"},
+			want: []string{"no class directories, only 2 other files", Layout, exts}},
+		{name: "classes of non-images", files: []string{"cat/1.tif", "cat/2.tif", "dog/x.txt", "dog/README"},
+			want: []string{"its 2 class directories hold 4 files, none ending in " + exts, "found .tif 2, no extension 1, .txt 1"}},
+		{name: "empty classes", files: []string{"cat/", "dog/"}, want: []string{"its 2 class directories hold no files", Layout}},
 	}
-	if _, err := OpenDataset("e", filepath.Join(t.TempDir(), "nope")); !errors.Is(err, ErrDataset) {
-		t.Errorf("missing: %v", err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			if tc.files != nil {
+				if err := os.MkdirAll(root, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, f := range tc.files {
+				p := filepath.Join(root, f)
+				if strings.HasSuffix(f, "/") {
+					if err := os.MkdirAll(p, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				writeFile(t, p, "x")
+			}
+			_, err := OpenDataset("e", root)
+			if !errors.Is(err, ErrDataset) {
+				t.Fatalf("OpenDataset = %v; want ErrDataset", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message %q lacks %q", err, w)
+				}
+			}
+		})
 	}
 }

@@ -48,7 +48,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	d, err := loader.OpenDataset("scan", fs.Arg(0))
 	if errors.Is(err, loader.ErrDataset) {
-		return usagef("%v", err)
+		return datasetError("", err)
 	} else if err != nil {
 		return err
 	}

@@ -343,6 +343,12 @@ func isDNSError(err error) bool {
 	return errors.As(err, &dns)
 }
 
+// datasetError is a usage error for a dataset path that lists no samples
+// (loader.ErrDataset): the path was wrong, the fix is on the command line.
+func datasetError(prefix string, err error) error {
+	return usagef("%s%s", prefix, strings.TrimPrefix(err.Error(), loader.ErrDataset.Error()+": "))
+}
+
 // pipelineFlags are the flags shared by serve and precompute that decide
 // what a sample's bytes are, plus where they are cached.
 type pipelineFlags struct {

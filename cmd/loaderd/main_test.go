@@ -33,6 +33,12 @@ func TestUsageErrors(t *testing.T) {
 	data := smallData(t, 4, false)
 	empty := t.TempDir()
 	cache := t.TempDir()
+	flat := t.TempDir() // images in the root, no class directories
+	for _, f := range []string{"a.jpg", "b.png"} {
+		if err := os.WriteFile(filepath.Join(flat, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -80,7 +86,8 @@ func TestUsageErrors(t *testing.T) {
 
 		{name: "scan without dir", args: []string{"scan"}, want: "ROOT/<class>/<image>"},
 		{name: "scan two dirs", args: []string{"scan", data, data}, want: "unexpected argument"},
-		{name: "scan missing dir", args: []string{"scan", filepath.Join(empty, "nope")}, want: "no such file"},
+		{name: "scan missing dir", args: []string{"scan", filepath.Join(empty, "nope")}, want: "does not exist; want an ImageFolder root (ROOT/<class>/<image>)"},
+		{name: "scan flat dir", args: []string{"scan", flat}, want: "its 2 images lie in the root itself; an ImageFolder wants ROOT/<class>/<image>"},
 		{name: "scan negative workers", args: []string{"scan", data, "--workers", "-2"}, want: "--workers -2"},
 
 		{name: "pipelines bad pipeline", args: []string{"pipelines", "blur(x=1)"}, want: `unknown op "blur"; the ops are random_resized_crop,`},
@@ -116,7 +123,16 @@ func TestUsageErrors(t *testing.T) {
 			if !strings.HasPrefix(lines[0], cmd+": ") || lines[1] != see {
 				t.Errorf("stderr:\n%s\nwant %q first and %q last", stderr, cmd+": ", see)
 			}
-			if n := utf8.RuneCountInString(lines[0]); n > 160 {
+			words := lines[0] // the message's own words: the paths it quotes count as one word
+			for _, a := range tc.args {
+				if _, p, _ := strings.Cut(a, "="); strings.HasPrefix(p, "/") {
+					a = p
+				}
+				if strings.HasPrefix(a, "/") {
+					words = strings.ReplaceAll(words, a, "PATH")
+				}
+			}
+			if n := utf8.RuneCountInString(words); n > 160 {
 				t.Errorf("first line is %d characters, want at most 160: %s", n, lines[0])
 			}
 			if stdout != "" {

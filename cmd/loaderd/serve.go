@@ -147,7 +147,7 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 	if err != nil {
 		cache.Close()
 		if errors.Is(err, loader.ErrDataset) {
-			return nil, &usageError{msg: "--data: " + err.Error()}
+			return nil, datasetError("--data ", err)
 		}
 		return nil, err
 	}
