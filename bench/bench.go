@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,17 +24,20 @@ import (
 
 // Run measures, on one dataset: the machine's limits, the cold pipeline at
 // 1…MaxWorkers workers, precompute of 1 and K fused epochs, warm Flight
-// DoGet at each client count, and the peer when asked for. Temporary data
+// DoGet at each client count, and the peers asked for. Temporary data
 // (generated images, subset, cache) lives in a temp dir removed on return.
-// With OutDir set it writes the JSON and the PNG there. A peer that cannot
-// run is recorded in Report.PeerError, not returned.
+// With OutDir set it writes the JSON, the PNG, the table and the peers'
+// sample images there. A peer that cannot run is recorded in its
+// PeerResult.Error (see Report.PeerErr), not returned.
 func Run(ctx context.Context, opts *Options) (*Report, error) {
 	o := opts.withDefaults()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if o.Peer != "" && o.Peer != "torchvision" {
-		return nil, fmt.Errorf("%w: peer %q (want \"\" or \"torchvision\")", ErrOptions, o.Peer)
+	for i, name := range o.Peers {
+		if _, ok := findPeerSpec(name); !ok || slices.Contains(o.Peers[:i], name) {
+			return nil, fmt.Errorf("%w: peers %v (want each of %s at most once)", ErrOptions, o.Peers, strings.Join(PeerNames(), ", "))
+		}
 	}
 	for _, c := range o.Clients {
 		if c <= 0 {
@@ -60,12 +63,9 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 
 	r := &Report{Machine: describeMachine(p.Decoder(), start), Repeat: o.Repeat, Options: Settings{
 		MaxWorkers: o.MaxWorkers, Epochs: o.Epochs, Clients: o.Clients, BatchSize: o.BatchSize, MaxImages: o.MaxImages,
-		TransferBytes: o.TransferBytes, Seed: o.Seed, Peer: o.Peer}}
-	if o.Peer != "" {
-		r.Options.PeerEpochs, r.Options.PeerScript = o.PeerEpochs, o.PeerScript
-		if script, err := findPeerScript(o.PeerScript); err == nil {
-			r.Options.PeerScript = script
-		}
+		TransferBytes: o.TransferBytes, Seed: o.Seed, Peers: o.Peers}}
+	if len(o.Peers) > 0 {
+		r.Options.PeerEpochs = o.PeerEpochs
 	}
 	data, err := prepareData(ctx, &o, tmp)
 	if err != nil {
@@ -84,10 +84,9 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 	if err := cachedPhases(ctx, &o, tmp, p, data, r, progress); err != nil {
 		return nil, err
 	}
-	if o.Peer != "" {
-		r.Peer, r.PeerInfo, r.PeerError = runPeerPhase(ctx, &o, data.Dir, progress)
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("bench: %w", ctx.Err())
+	if len(o.Peers) > 0 {
+		if r.Peers, err = runPeers(ctx, &o, tmp, data.Dir, progress); err != nil {
+			return nil, err
 		}
 	}
 	r.Ratios = r.computeRatios()
@@ -98,11 +97,19 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		r.JSONPath, r.PlotPath = filepath.Join(o.OutDir, JSONName), filepath.Join(o.OutDir, PlotName)
+		r.TablePath = filepath.Join(o.OutDir, TableName)
 		if err := r.WriteJSON(r.JSONPath); err != nil {
 			return nil, err
 		}
 		if err := r.WritePlot(r.PlotPath); err != nil {
 			return nil, err
+		}
+		var table bytes.Buffer
+		if err := r.WriteTable(&table); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(r.TablePath, table.Bytes(), 0o644); err != nil {
+			return nil, fmt.Errorf("bench: write table: %w", err)
 		}
 	}
 	return r, nil
@@ -197,36 +204,6 @@ func cachedPhases(ctx context.Context, o *Options, tmp string, p *augment.Pipeli
 		return err
 	})
 	return g.Wait()
-}
-
-// runPeerPhase runs the peer at num_workers 0…MaxWorkers; any failure is
-// returned as the report's PeerError.
-func runPeerPhase(ctx context.Context, o *Options, dir string, progress func(string, ...any)) ([]Point, string, string) {
-	script, err := findPeerScript(o.PeerScript)
-	if err != nil {
-		progress("peer: %v", err)
-		return nil, "", err.Error()
-	}
-	workers := make([]int, 0, o.MaxWorkers+1)
-	for w := 0; w <= o.MaxWorkers; w++ {
-		workers = append(workers, w)
-	}
-	pr := &peerRun{Python: o.PeerPython, Script: script, Dir: dir, Workers: workers,
-		Epochs: o.PeerEpochs, Repeats: o.Repeat, Stderr: o.Progress}
-	pctx, cancel := context.WithTimeout(ctx, o.PeerTimeout)
-	defer cancel()
-	points, info, err := pr.run(pctx)
-	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
-		err = fmt.Errorf("bench: peer timed out after %v: %w", o.PeerTimeout, err)
-	}
-	if err != nil {
-		if !errors.Is(err, ErrPeerUnavailable) {
-			o.Logger.Warn("peer failed", "err", err)
-		}
-		progress("peer: %v", err)
-		return nil, "", err.Error()
-	}
-	return points, info, ""
 }
 
 func describeMachine(decoder string, start time.Time) Machine {

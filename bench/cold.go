@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/loaderd/loaderd/augment"
@@ -55,8 +56,10 @@ func coldPhase(ctx context.Context, p *augment.Pipeline, files [][]byte, maxWork
 			return nil, err
 		}
 		runs := make([]float64, 0, repeat)
+		cores := make([]float64, 0, repeat)
 		var images int64
 		for r := range repeat {
+			cpu0 := processCPU()
 			n, d, err := coldRun(ctx, p, files, w, seed, r)
 			if err != nil {
 				return nil, err
@@ -66,10 +69,22 @@ func coldPhase(ctx context.Context, p *augment.Pipeline, files [][]byte, maxWork
 			}
 			images = n
 			runs = append(runs, rate(float64(n), d))
+			cores = append(cores, (processCPU() - cpu0).Seconds()/d.Seconds())
 		}
 		s := summarize(runs)
-		points = append(points, Point{Workers: w, ImagesPerSec: s.Median, Min: s.Min, Max: s.Max, Runs: runs, Images: images})
-		progress("cold: workers=%d: %.0f images/s [%.0f–%.0f]", w, s.Median, s.Min, s.Max)
+		points = append(points, Point{Workers: w, ImagesPerSec: s.Median, Min: s.Min, Max: s.Max, Runs: runs, Images: images,
+			CPUCores: summarize(cores).Median})
+		progress("cold: workers=%d: %.0f images/s [%.0f–%.0f], %.2f cores", w, s.Median, s.Min, s.Max, summarize(cores).Median)
 	}
 	return points, nil
+}
+
+// processCPU returns the user and system CPU time this process has used
+// (every thread), or 0 where getrusage fails.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -8,22 +8,24 @@ import (
 	"github.com/loaderd/loaderd/bench"
 )
 
-// A report prints as tables with the loaderd/peer and served/loopback
-// ratios; Run fills one from measurements.
+// A report prints as tables with the ratios to the best peer and to
+// loopback TCP; Run fills one from measurements.
 func ExampleReport_WriteTable() {
 	r := &bench.Report{
 		Machine: bench.Machine{CPU: "Example CPU", Cores: 2, GOMAXPROCS: 2, GoVersion: "go1.26", OS: "linux", Arch: "amd64", Decoder: "go"},
 		Dataset: bench.DatasetInfo{Source: "generated", Images: 256, SourceImages: 256, Classes: 4, Bytes: 256 * 30000,
 			BytesPerPixel: 0.21, Pipeline: "random_resized_crop(size=224,scale=0.08:1,ratio=0.75:1.3333)|hflip(p=0.5)", RowBytes: 150528},
 		Repeat:     3,
-		Cold:       []bench.Point{{Workers: 1, ImagesPerSec: 450, Min: 440, Max: 460}},
+		Cold:       []bench.Point{{Workers: 1, ImagesPerSec: 450, Min: 440, Max: 460, CPUCores: 0.98}},
 		Precompute: []bench.Point{{Workers: 1, Epochs: 4, ImagesPerSec: 900, Min: 880, Max: 910}},
 		Warm:       []bench.Point{{Clients: 1, ImagesPerSec: 9000, GBPerSec: 1.35, Min: 8800, Max: 9100}},
 		Limits: bench.Limits{
 			Memcpy:   bench.Rate{Streams: 1, GBPerSec: 16, Min: 15, Max: 17, SamplesPerSec: 106293},
 			Loopback: []bench.Rate{{Streams: 1, GBPerSec: 2.7, Min: 2.5, Max: 2.9, SamplesPerSec: 17937}},
 		},
-		Peer: []bench.Point{{Workers: 0, ImagesPerSec: 375, Min: 370, Max: 380}},
+		Peers: []bench.PeerResult{{Name: "tfdata", Label: "tf.data", Python: "/venv/bin/python",
+			Versions: map[string]string{"tensorflow": "2.21.0"},
+			Cold:     []bench.Point{{Workers: 1, Variant: "crop", Epochs: 2, ImagesPerSec: 375, Min: 370, Max: 380, CPUCores: 1.1}}}},
 	}
 	if err := r.WriteTable(os.Stdout); err != nil {
 		fmt.Println(err)
@@ -34,12 +36,12 @@ func ExampleReport_WriteTable() {
 	// pipeline: random_resized_crop(size=224,scale=0.08:1,ratio=0.75:1.3333)|hflip(p=0.5) (150528 bytes/sample); medians of 3 runs after a warm-up, [min–max]
 	//
 	// COLD: decode + augment, files in memory
-	//   workers  images/s  [min–max]  torchvision  loaderd/peer
-	//         1       450  [440–460]    375 (W=0)          1.20
+	//   workers  images/s  [min–max]  cores          best peer  peer images/s  loaderd/peer  per CPU-second
+	//         1       450  [440–460]   0.98  tfdata crop (W=1)            375          1.20            1.35
 	//
 	// PRECOMPUTE: augmented samples into the cache
-	//   epochs  images/s  [min–max]  workers
-	//        4       900  [880–910]        1
+	//   epochs  images/s  [min–max]  workers  best peer per epoch  peer images/s  loaderd/peer
+	//        4       900  [880–910]        1    tfdata crop (W=1)            375          2.40
 	//
 	// WARM: cached epoch, Flight DoGet on loopback, client k of c reads rank k of world size c
 	//   clients  images/s    [min–max]  GB/s      served/loopback
@@ -50,9 +52,12 @@ func ExampleReport_WriteTable() {
 	//         memcpy        1  16.00  [15.00–17.00]     106293
 	//   loopback TCP        1   2.70    [2.50–2.90]      17937
 	//
-	// PEER: torchvision DataLoader, same images
-	//   num_workers  images/s  [min–max]  loaderd (workers)  loaderd/peer
-	//             0       375  [370–380]            450 (1)          1.20
+	// PEERS: the same files, the same work (decode, RandomResizedCrop(224), flip, uint8 HWC batches)
+	//     peer  variant  workers  epochs  images/s  [min–max]  cores  images/CPU-s
+	//   tfdata     crop        1       2       375  [370–380]   1.10           341
+	// peer tfdata: tf.data; tensorflow 2.21.0 (/venv/bin/python)
+	// workers: loaderd goroutines; DALI num_threads; tf.data num_parallel_calls and thread pool; DataLoader num_workers (0: in-process, counted as 1)
+	// warm/best peer: 24.0× (best warm images/s over the best peer's best cold images/s)
 	// warm/cold: 20.0× (best warm images/s over best cold images/s)
 }
 

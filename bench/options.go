@@ -18,17 +18,20 @@ type Options struct {
 	Repeat     int    // timed runs per figure; 0 → 3
 	Epochs     int    // K, the fused epochs of the precompute phase; 0 → 4
 	Clients    []int  // warm client counts; nil → 1, 2, 4
-	Peer       string // "" → off; "torchvision"
-	PeerScript string // "" → ../shared/peers/torchvision_baseline.py from the working directory
+	Peers      []string // peers to run beside loaderd (PeerNames; ParsePeers reads a --peer value); nil → none
 	MaxImages  int    // images every phase runs over (their files are held in memory); 0 → 500, negative → all
 	OutDir     string // "" → nothing written; else JSONName and PlotName in it
 	Decoder    string // augment decoder: "" or "auto", "go"
 	Logger     *slog.Logger
 	Progress   io.Writer // a line per measurement; nil → quiet
 
-	PeerPython    string        // "" → /usr/bin/python3
-	PeerEpochs    int           // epochs per peer configuration; 0 → 2
-	PeerTimeout   time.Duration // the peer is killed and reported failed after it; 0 → 5 minutes
+	// PeerPython maps a peer to its interpreter; a peer not in it uses the
+	// venv PeersDir()/<peer>/bin/python that bench/peers/setup.sh builds,
+	// else (torchvision only) /usr/bin/python3.
+	PeerPython  map[string]string
+	PeerDir     string        // directory of the peer scripts; "" → the copies built into the binary
+	PeerEpochs  int           // epochs per cold peer run; 0 → 2
+	PeerTimeout time.Duration // each peer script is killed and its peer reported failed after it; 0 → 10 minutes
 	Seed          uint64        // augmentation seed
 	BatchSize     int           // warm request batch size; 0 → 256
 	TransferBytes int64         // bytes each memcpy, loopback and warm run moves at least; 0 → 1 GiB
@@ -36,9 +39,12 @@ type Options struct {
 }
 
 const (
-	// JSONName and PlotName are the files Run writes into Options.OutDir.
-	JSONName = "bench.json"
-	PlotName = "bench.png"
+	// JSONName, PlotName and TableName are the files Run writes into
+	// Options.OutDir; SamplesDir the folder of the peers' sample images.
+	JSONName   = "bench.json"
+	PlotName   = "bench.png"
+	TableName  = "bench.txt"
+	SamplesDir = "peer-samples"
 )
 
 // withDefaults returns a copy of o (nil allowed) with zero fields filled.
@@ -48,6 +54,7 @@ func (o *Options) withDefaults() Options {
 		c = *o
 	}
 	c.Clients = slices.Clone(c.Clients)
+	c.Peers = slices.Clone(c.Peers)
 	if c.Pipeline == "" {
 		c.Pipeline = "imagenet-train"
 	}
@@ -69,14 +76,11 @@ func (o *Options) withDefaults() Options {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.PeerPython == "" {
-		c.PeerPython = defaultPython
-	}
 	if c.PeerEpochs <= 0 {
 		c.PeerEpochs = 2
 	}
 	if c.PeerTimeout <= 0 {
-		c.PeerTimeout = 5 * time.Minute
+		c.PeerTimeout = 10 * time.Minute
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 256

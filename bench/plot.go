@@ -15,13 +15,19 @@ import (
 
 var (
 	colorLoaderd = color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
-	colorPeer    = color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	peerColors   = []color.Color{
+		color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+		color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
+		color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff},
+		color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 0xff},
+	}
 	colorFused   = color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}
 	colorLimit   = color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}
 )
 
 // WritePlot draws two panels into a PNG at path: images/s against workers
-// (loaderd cold, loaderd precompute, torchvision) and images/s against
+// (loaderd cold, loaderd precompute, each peer's best configuration per
+// worker count and its multi-epoch point) and images/s against
 // Flight clients (warm, with the loopback TCP limit and the best cold
 // figure as lines). Bars span the min and max of the repeats.
 func (r *Report) WritePlot(path string) error {
@@ -69,20 +75,25 @@ func (r *Report) workersPlot() (*plot.Plot, error) {
 	if err := addSeries(p, "loaderd cold", colorLoaderd, draw.CircleGlyph{}, r.Cold, func(q Point) float64 { return float64(q.Workers) }); err != nil {
 		return nil, err
 	}
-	var peer, peer0 []Point
-	for _, q := range r.Peer {
-		if q.Workers == 0 {
-			peer0 = append(peer0, q)
-		} else {
-			peer = append(peer, q)
+	for k, res := range r.Peers {
+		c := peerColors[k%len(peerColors)]
+		// The best configuration per worker count; num_workers 0 sits at 1.
+		var best []Point
+		for w := 1; w <= maxWorkers(r); w++ {
+			if p, ok := res.best(w); ok {
+				p.Workers = w
+				best = append(best, p)
+			}
 		}
-	}
-	if err := addSeries(p, "torchvision DataLoader", colorPeer, draw.TriangleGlyph{}, peer, func(q Point) float64 { return float64(q.Workers) }); err != nil {
-		return nil, err
-	}
-	// Lone points sit a little off their worker count so they do not hide the lines.
-	if err := addPoints(p, "torchvision num_workers=0 (in-process)", colorPeer, draw.BoxGlyph{}, peer0, func(Point) float64 { return 0.92 }); err != nil {
-		return nil, err
+		if err := addSeries(p, res.Label+", best variant", c, draw.TriangleGlyph{}, best, func(q Point) float64 { return float64(q.Workers) }); err != nil {
+			return nil, err
+		}
+		for _, q := range res.MultiEpoch {
+			label := fmt.Sprintf("%s %s, %d epochs", res.Label, q.Variant, q.Epochs)
+			if err := addPoints(p, label, c, draw.PlusGlyph{}, []Point{q}, func(q Point) float64 { return float64(q.Workers) - 0.08 }); err != nil {
+				return nil, err
+			}
+		}
 	}
 	for _, q := range r.Precompute {
 		label := fmt.Sprintf("loaderd precompute, %d fused epochs", q.Epochs)
@@ -236,8 +247,10 @@ func maxWorkers(r *Report) int {
 	for _, q := range r.Cold {
 		n = max(n, q.Workers)
 	}
-	for _, q := range r.Peer {
-		n = max(n, q.Workers)
+	for _, res := range r.Peers {
+		for _, q := range res.Cold {
+			n = max(n, q.Workers)
+		}
 	}
 	for _, q := range r.Precompute {
 		n = max(n, q.Workers)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 )
@@ -17,15 +18,47 @@ type Report struct {
 	Precompute []Point `json:"precompute"` // into the cache: 1 epoch, then K fused epochs
 	Warm       []Point `json:"warm"`       // Flight DoGet of a cached epoch, per client count
 	Limits     Limits  `json:"limits"`
-	Peer       []Point `json:"peer"` // torchvision DataLoader, per num_workers (0 = in-process)
-	PeerError  string  `json:"peer_error,omitempty"`
-	PeerInfo   string  `json:"peer_info,omitempty"` // versions the peer printed
+	// Peers are the other loaders measured on the same files, in the order
+	// asked for; a peer that could not run has only its Error.
+	Peers []PeerResult `json:"peers,omitempty"`
 
 	Ratios  Ratios  `json:"ratios"`
 	Seconds float64 `json:"seconds"` // wall time of the whole run
 
-	JSONPath string `json:"-"` // where Run wrote the JSON, if anywhere
-	PlotPath string `json:"-"` // where Run wrote the PNG, if anywhere
+	JSONPath  string `json:"-"` // where Run wrote the JSON, if anywhere
+	PlotPath  string `json:"-"` // where Run wrote the PNG, if anywhere
+	TablePath string `json:"-"` // where Run wrote the table, if anywhere
+}
+
+// A PeerResult is one peer system's figures on the same files as loaderd,
+// or why it has none.
+type PeerResult struct {
+	Name     string            `json:"name"`               // as --peer names it: dali, tfdata, torchvision
+	Label    string            `json:"label"`              // as the table names it
+	Python   string            `json:"python,omitempty"`   // the interpreter that ran it
+	Versions map[string]string `json:"versions,omitempty"` // framework, Python and numpy versions it printed
+	// Cold has a point per variant and worker count (threads, or
+	// DataLoader num_workers; 0 is in-process): one epoch's work per
+	// image, Options.PeerEpochs epochs per run.
+	Cold []Point `json:"cold,omitempty"`
+	// MultiEpoch is the variant that keeps decoded images across epochs
+	// (tf.data's cache()), over Settings.Epochs epochs at the most workers,
+	// the decoding epoch included.
+	MultiEpoch []Point `json:"multi_epoch,omitempty"`
+	Error      string  `json:"error,omitempty"` // why it has no figures
+}
+
+// PeerErr returns an error naming every peer of r that could not run, or
+// nil.
+func (r *Report) PeerErr() error {
+	var errs []error
+	for _, p := range r.Peers {
+		if p.Error != "" {
+			errs = append(errs, errors.New(p.Error)) // it names the peer
+
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Machine describes where the figures were taken.
@@ -66,18 +99,21 @@ type Settings struct {
 	BatchSize     int    `json:"batch_size"`
 	MaxImages     int    `json:"max_images"`
 	TransferBytes int64  `json:"transfer_bytes"`
-	Seed          uint64 `json:"seed"`
-	Peer          string `json:"peer,omitempty"`
-	PeerEpochs    int    `json:"peer_epochs,omitempty"`
-	PeerScript    string `json:"peer_script,omitempty"`
+	Seed          uint64   `json:"seed"`
+	Peers         []string `json:"peers,omitempty"`
+	PeerEpochs    int      `json:"peer_epochs,omitempty"`
 }
 
 // A Point is one measured configuration: the median of the repeats, with
 // their minimum and maximum.
 type Point struct {
-	Workers      int       `json:"workers,omitempty"` // workers, or the peer's num_workers
+	Workers      int       `json:"workers,omitempty"` // workers, or the peer's threads or num_workers
 	Clients      int       `json:"clients,omitempty"` // concurrent Flight clients
-	Epochs       int       `json:"epochs,omitempty"`  // epochs per precompute call
+	Epochs       int       `json:"epochs,omitempty"`  // epochs per precompute call or peer run
+	Variant      string    `json:"variant,omitempty"` // the peer's way of doing the work
+	// CPUCores is CPU seconds per second while timed (median of the
+	// repeats): cores kept busy. Cold and peer points only.
+	CPUCores float64 `json:"cpu_cores,omitempty"`
 	ImagesPerSec float64   `json:"images_per_sec"`
 	GBPerSec     float64   `json:"gb_per_sec,omitempty"` // payload bytes (1e9/s), warm only
 	Min          float64   `json:"min"`                  // images/s, slowest repeat
@@ -104,22 +140,37 @@ type Rate struct {
 	Bytes         int64     `json:"bytes"`           // bytes moved per repeat
 }
 
-// Ratios compare loaderd with its peer and with the machine's limits.
+// Ratios compare loaderd with the best peer and with the machine's limits.
 type Ratios struct {
-	Peer   []PeerRatio   `json:"peer,omitempty"`
-	Served []ServedRatio `json:"served,omitempty"`
+	// Peer compares each cold worker count with the fastest peer
+	// configuration at that many workers.
+	Peer []PeerRatio `json:"peer,omitempty"`
+	// Precompute compares K fused epochs with the fastest peer's rate per
+	// epoch over K epochs at the same workers (its multi-epoch variant or
+	// its cold rate, whichever is faster).
+	Precompute *PeerRatio `json:"precompute,omitempty"`
+	// WarmOverPeer is the best warm images/s over the best peer's best
+	// cold images/s.
+	WarmOverPeer float64         `json:"warm_over_peer,omitempty"`
+	Served       []ServedRatio   `json:"served,omitempty"`
 	// WarmOverCold is the best warm images/s over the best cold images/s.
 	WarmOverCold float64 `json:"warm_over_cold,omitempty"`
 }
 
-// A PeerRatio compares loaderd's cold pipeline at Workers workers with the
-// peer at PeerWorkers (num_workers 0, in-process, compares with 1 worker).
+// A PeerRatio compares loaderd at Workers workers with the fastest peer
+// configuration at as many workers (a peer's num_workers 0, in-process,
+// counts as one).
 type PeerRatio struct {
-	PeerWorkers int     `json:"peer_workers"`
 	Workers     int     `json:"workers"`
 	Loaderd     float64 `json:"loaderd_images_per_sec"`
-	Peer        float64 `json:"peer_images_per_sec"`
-	Ratio       float64 `json:"ratio"` // Loaderd / Peer
+	Peer        string  `json:"peer"`
+	Variant     string  `json:"variant"`
+	PeerWorkers int     `json:"peer_workers"`
+	PeerRate    float64 `json:"peer_images_per_sec"`
+	Ratio       float64 `json:"ratio"` // Loaderd / PeerRate
+	// PerCPU is the ratio of images per CPU-second, where both CPU uses
+	// are known; 0 otherwise.
+	PerCPU float64 `json:"per_cpu,omitempty"`
 }
 
 // A ServedRatio compares the warm GB/s at Clients clients with loopback TCP
@@ -132,16 +183,60 @@ type ServedRatio struct {
 	Ratio    float64 `json:"ratio"` // Served / Loopback
 }
 
+// bestPeer returns the fastest peer point at loaderd worker count w over
+// every peer that ran, with the peer's name, and false if none.
+func (r *Report) bestPeer(w int) (Point, string, bool) {
+	var best Point
+	name, found := "", false
+	for i := range r.Peers {
+		if p, ok := r.Peers[i].best(w); ok && (!found || p.ImagesPerSec > best.ImagesPerSec) {
+			best, name, found = p, r.Peers[i].Name, true
+		}
+	}
+	return best, name, found
+}
+
+// bestPeerEpochs returns the fastest peer rate per epoch over k epochs at
+// w workers: a multi-epoch point over k epochs, or a cold point (whose
+// rate does not depend on the epochs).
+func (r *Report) bestPeerEpochs(w, k int) (Point, string, bool) {
+	best, name, found := r.bestPeer(w)
+	for _, res := range r.Peers {
+		for _, p := range res.MultiEpoch {
+			if p.Workers == w && p.Epochs == k && (!found || p.ImagesPerSec > best.ImagesPerSec) {
+				best, name, found = p, res.Name, true
+			}
+		}
+	}
+	return best, name, found
+}
+
+func peerRatio(w int, ours, cores float64, peer Point, name string) PeerRatio {
+	pr := PeerRatio{Workers: w, Loaderd: ours, Peer: name, Variant: peer.Variant, PeerWorkers: peer.Workers,
+		PeerRate: peer.ImagesPerSec, Ratio: ours / peer.ImagesPerSec}
+	if cores > 0 && peer.CPUCores > 0 {
+		pr.PerCPU = (ours / cores) / (peer.ImagesPerSec / peer.CPUCores)
+	}
+	return pr
+}
+
 // computeRatios derives the ratios from the measured points.
 func (r *Report) computeRatios() Ratios {
 	var out Ratios
-	for _, p := range r.Peer {
-		w := max(p.Workers, 1)
-		for _, c := range r.Cold {
-			if c.Workers == w && p.ImagesPerSec > 0 {
-				out.Peer = append(out.Peer, PeerRatio{PeerWorkers: p.Workers, Workers: w,
-					Loaderd: c.ImagesPerSec, Peer: p.ImagesPerSec, Ratio: c.ImagesPerSec / p.ImagesPerSec})
-			}
+	var bestPeer float64
+	for _, c := range r.Cold {
+		if p, name, ok := r.bestPeer(c.Workers); ok && p.ImagesPerSec > 0 {
+			out.Peer = append(out.Peer, peerRatio(c.Workers, c.ImagesPerSec, c.CPUCores, p, name))
+			bestPeer = max(bestPeer, p.ImagesPerSec)
+		}
+	}
+	for _, q := range r.Precompute {
+		if q.Epochs < 2 {
+			continue
+		}
+		if p, name, ok := r.bestPeerEpochs(q.Workers, q.Epochs); ok && p.ImagesPerSec > 0 {
+			pr := peerRatio(q.Workers, q.ImagesPerSec, 0, p, name)
+			out.Precompute = &pr
 		}
 	}
 	for _, p := range r.Warm {
@@ -166,6 +261,9 @@ func (r *Report) computeRatios() Ratios {
 	}
 	if bestCold > 0 {
 		out.WarmOverCold = bestWarm / bestCold
+	}
+	if bestPeer > 0 {
+		out.WarmOverPeer = bestWarm / bestPeer
 	}
 	return out
 }

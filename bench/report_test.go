@@ -22,7 +22,13 @@ func sampleReport() *Report {
 		Repeat:     3,
 		Cold:       []Point{pt(1, 0, 0, 400), pt(2, 0, 0, 750)},
 		Precompute: []Point{pt(2, 0, 1, 700), pt(2, 0, 4, 1400)},
-		Peer:       []Point{pt(0, 0, 0, 500), pt(1, 0, 0, 480), pt(2, 0, 0, 900)},
+		Peers: []PeerResult{
+			{Name: "torchvision", Label: "torchvision DataLoader", Versions: map[string]string{"torch": "2"},
+				Cold: []Point{pt(0, 0, 0, 500), pt(1, 0, 0, 480), pt(2, 0, 0, 900)}},
+			{Name: "dali", Label: "DALI (CPU)", Error: "bench: peer unavailable: no python"},
+			{Name: "tfdata", Label: "tf.data", Cold: []Point{pt(1, 0, 2, 450), pt(2, 0, 2, 800)},
+				MultiEpoch: []Point{pt(2, 0, 4, 1000)}},
+		},
 		Limits: Limits{
 			Memcpy:   Rate{Streams: 1, GBPerSec: 16, Min: 15, Max: 17},
 			Loopback: []Rate{{Streams: 1, GBPerSec: 2, Min: 1.8, Max: 2.2, SamplesPerSec: 13000}, {Streams: 2, GBPerSec: 3, Min: 2.8, Max: 3.2, SamplesPerSec: 20000}},
@@ -43,10 +49,12 @@ func TestWriteTable(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"COLD", "PRECOMPUTE", "WARM", "LIMITS", "PEER",
+		"COLD", "PRECOMPUTE", "WARM", "LIMITS", "PEERS",
 		"loaderd/peer", "served/loopback",
-		"0.80",                // cold 1 worker / peer W=0: 400/500
-		"0.83",                // cold 2 workers / peer W=2: 750/900
+		"0.80",                // cold 1 worker / best peer, torchvision W=0: 400/500
+		"0.83",                // cold 2 workers / best peer, torchvision W=2: 750/900
+		"1.40",                // 4 fused epochs / tfdata cache 4 epochs: 1400/1000
+		"peer dali FAILED: bench: peer unavailable: no python",
 		"0.68 (1-stream TCP)", // warm 1 client 9000*150528/1e9 = 1.355 GB/s over 2 GB/s
 		"[360–440]",           // noise of cold 1 worker
 	} {
@@ -83,7 +91,7 @@ func checkJSON(t *testing.T, path string, withPeer bool) {
 	}
 	sections := []string{"machine", "dataset", "cold", "precompute", "warm", "limits", "ratios"}
 	if withPeer {
-		sections = append(sections, "peer")
+		sections = append(sections, "peers")
 	}
 	for _, k := range sections {
 		if v, ok := m[k]; !ok || string(v) == "null" || string(v) == "[]" || string(v) == "{}" {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,16 +11,12 @@ import (
 )
 
 // tinyOptions run every phase in a few seconds: 12 generated images, small
-// transfers, the fake peer.
+// transfers, every peer faked by testdata/fakepeer.sh.
 func tinyOptions(t *testing.T) *Options {
 	t.Helper()
-	script, err := filepath.Abs("testdata/fakepeer.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &Options{
 		MaxImages: 12, MaxWorkers: 2, Repeat: 2, Epochs: 2, Clients: []int{1, 2},
-		Peer: "torchvision", PeerPython: "/bin/sh", PeerScript: script,
+		Peers: PeerNames(), PeerPython: shFor(PeerNames()...), PeerDir: fakePeerDir(t, ""),
 		TransferBytes: 8 << 20, BatchSize: 4, OutDir: t.TempDir(),
 	}
 }
@@ -34,9 +31,24 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
 	}
-	if len(r.Cold) != 2 || len(r.Precompute) != 2 || len(r.Warm) != 2 || len(r.Peer) != 3 || r.PeerError != "" {
-		t.Fatalf("Run: %d cold, %d precompute, %d warm, %d peer points, peer error %q; want 2, 2, 2, 3, none",
-			len(r.Cold), len(r.Precompute), len(r.Warm), len(r.Peer), r.PeerError)
+	if len(r.Cold) != 2 || len(r.Precompute) != 2 || len(r.Warm) != 2 || len(r.Peers) != 3 || r.PeerErr() != nil {
+		t.Fatalf("Run: %d cold, %d precompute, %d warm points, %d peers, peer errors %v; want 2, 2, 2, 3, none",
+			len(r.Cold), len(r.Precompute), len(r.Warm), len(r.Peers), r.PeerErr())
+	}
+	// dali: 2 variants at 1, 2 workers; tfdata: 1 at 1, 2 and the cache
+	// variant at 2; torchvision: 2 at 0, 1, 2.
+	for i, want := range []struct {
+		name        string
+		cold, multi int
+	}{{"dali", 4, 0}, {"tfdata", 2, 1}, {"torchvision", 6, 0}} {
+		p := r.Peers[i]
+		if p.Name != want.name || len(p.Cold) != want.cold || len(p.MultiEpoch) != want.multi || p.Python != "/bin/sh" || len(p.Versions) == 0 {
+			t.Errorf("peer %d: %s with %d cold, %d multi-epoch points, python %q, versions %v; want %s with %d, %d",
+				i, p.Name, len(p.Cold), len(p.MultiEpoch), p.Python, p.Versions, want.name, want.cold, want.multi)
+		}
+	}
+	if m := r.Peers[1].MultiEpoch; len(m) == 1 && (m[0].Epochs != 2 || m[0].Workers != 2 || m[0].Variant != "cache") {
+		t.Errorf("tfdata multi-epoch point %+v; want the cache variant over 2 epochs at 2 workers", m[0])
 	}
 	for _, p := range append(append(append([]Point(nil), r.Cold...), r.Precompute...), r.Warm...) {
 		if p.ImagesPerSec <= 0 || p.Min > p.ImagesPerSec || p.ImagesPerSec > p.Max || len(p.Runs) != 2 || p.Images <= 0 {
@@ -63,31 +75,58 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("progress:\n%s\n%s", progress.String(), table.String())
-	for _, want := range []string{"loaderd/peer", "served/loopback", "TCP)", "(W=0)", "memcpy"} {
+	for _, want := range []string{"loaderd/peer", "served/loopback", "TCP)", "memcpy", "tfdata crop (W=2)", "tfdata cache (W=2)",
+		"peer dali: DALI (CPU); dali fake, python 3 (/bin/sh)"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
 	}
-	if len(r.Ratios.Peer) != 3 || len(r.Ratios.Served) != 2 || r.Ratios.Peer[0].Workers != 1 {
-		t.Errorf("ratios %+v; want 3 peer ratios (W=0 against 1 worker) and 2 served ratios", r.Ratios)
+	if b, err := os.ReadFile(r.TablePath); err != nil || string(b) != table.String() {
+		t.Errorf("%s (%v) is not the table", r.TablePath, err)
+	}
+	// The best peer at each worker count is tfdata (150 and 300 images/s,
+	// medians of 2 repeats: +0.5); the fused epochs meet its cache variant.
+	if len(r.Ratios.Peer) != 2 || len(r.Ratios.Served) != 2 {
+		t.Fatalf("ratios %+v; want 2 peer ratios and 2 served ratios", r.Ratios)
+	}
+	for i, pr := range r.Ratios.Peer {
+		w := i + 1
+		if pr.Workers != w || pr.Peer != "tfdata" || pr.Variant != "crop" || pr.PeerRate != 150*float64(w)+0.5 ||
+			pr.Ratio != r.Cold[i].ImagesPerSec/pr.PeerRate || pr.PerCPU <= 0 {
+			t.Errorf("peer ratio %+v; want tfdata crop at %d workers, %v images/s", pr, w, 150*float64(w)+0.5)
+		}
+	}
+	if pr := r.Ratios.Precompute; pr == nil || pr.Peer != "tfdata" || pr.Variant != "cache" || pr.PeerRate != 1000.5 {
+		t.Errorf("precompute ratio %+v; want tfdata cache at 1000.5 images/s", pr)
+	}
+	if r.Ratios.WarmOverPeer <= 0 {
+		t.Errorf("no warm/peer ratio: %+v", r.Ratios)
 	}
 }
 
 func TestRunPeerUnavailable(t *testing.T) {
 	o := tinyOptions(t)
-	o.PeerPython = filepath.Join(t.TempDir(), "no-python")
+	o.PeerPython["dali"] = filepath.Join(t.TempDir(), "no-python")
+	o.PeerDir = fakePeerDir(t, "testdata/nomodule.sh", "tfdata")
 	o.Clients, o.MaxWorkers, o.Repeat, o.Epochs, o.MaxImages = []int{1}, 1, 1, 1, 4
 	r, err := Run(context.Background(), o)
 	if err != nil {
-		t.Fatalf("Run with no python: %v; want the peer reported unavailable", err)
+		t.Fatalf("Run with broken peers: %v; want them reported", err)
 	}
-	if r.PeerError == "" || len(r.Peer) != 0 {
-		t.Fatalf("PeerError %q, peer %+v; want an error and no points", r.PeerError, r.Peer)
+	if len(r.Peers) != 3 || r.Peers[0].Error == "" || r.Peers[1].Error == "" || r.Peers[2].Error != "" ||
+		len(r.Peers[0].Cold) != 0 || len(r.Peers[2].Cold) == 0 {
+		t.Fatalf("peers %+v; want dali and tfdata failed, torchvision measured", r.Peers)
+	}
+	err = r.PeerErr()
+	if err == nil || !strings.Contains(err.Error(), "dali: ") || !strings.Contains(err.Error(), "tfdata: ") || !strings.Contains(err.Error(), "No module named") {
+		t.Fatalf("PeerErr() = %v; want both failures with their reasons", err)
 	}
 	var table strings.Builder
-	if err := r.WriteTable(&table); err != nil || !strings.Contains(table.String(), "peer unavailable") {
-		t.Fatalf("table (%v) lacks the peer's absence:\n%s", err, table.String())
+	if err := r.WriteTable(&table); err != nil || !strings.Contains(table.String(), "peer dali FAILED") ||
+		!strings.Contains(table.String(), "peer tfdata FAILED") {
+		t.Fatalf("table (%v) lacks the peers' failures:\n%s", err, table.String())
 	}
+	checkJSON(t, r.JSONPath, true)
 }
 
 func TestRunRejects(t *testing.T) {
@@ -95,7 +134,8 @@ func TestRunRejects(t *testing.T) {
 		name string
 		opts Options
 	}{
-		{name: "unknown peer", opts: Options{Peer: "dali"}},
+		{name: "unknown peer", opts: Options{Peers: []string{"pytorch"}}},
+		{name: "peer twice", opts: Options{Peers: []string{"dali", "dali"}}},
 		{name: "zero clients", opts: Options{Clients: []int{1, 0}}},
 		{name: "bad pipeline", opts: Options{Pipeline: "no_such_op(x=1)"}},
 		{name: "missing dataset", opts: Options{Data: "/nonexistent/dataset"}},
@@ -138,7 +178,7 @@ func TestRunCancelledMidway(t *testing.T) {
 		{name: "during cold", trigger: "cold: workers=1"},
 		{name: "during precompute", trigger: "precompute: epochs=1"},
 		{name: "during warm", trigger: "warm: clients=1"},
-		{name: "during peer", trigger: "peer: num_workers 0"},
+		{name: "during a peer", trigger: "peer dali: rrc, workers 1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,17 +201,14 @@ func TestRunCancelledMidway(t *testing.T) {
 func TestRunPeerTimeout(t *testing.T) {
 	o := tinyOptions(t)
 	o.Clients, o.MaxWorkers, o.Repeat, o.Epochs, o.MaxImages = []int{1}, 1, 1, 1, 4
-	script, err := filepath.Abs("testdata/slowpeer.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.PeerScript, o.PeerTimeout = script, 200*time.Millisecond
+	o.Peers = []string{"dali"}
+	o.PeerDir, o.PeerTimeout = fakePeerDir(t, "testdata/slowpeer.sh", "dali"), 200*time.Millisecond
 	start := time.Now()
 	r, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("Run: %v; want the peer's timeout reported, not returned", err)
 	}
-	if !strings.Contains(r.PeerError, "timed out") || time.Since(start) > 30*time.Second {
-		t.Fatalf("PeerError %q after %v; want a prompt timeout", r.PeerError, time.Since(start))
+	if err := r.PeerErr(); err == nil || !strings.Contains(err.Error(), "timed out") || time.Since(start) > 30*time.Second {
+		t.Fatalf("PeerErr() = %v after %v; want a prompt timeout", err, time.Since(start))
 	}
 }

@@ -3,12 +3,15 @@ package bench
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
 
 // WriteTable prints r as aligned tables: every section with its medians
-// and min–max, the loaderd/peer ratio per worker count and the served over
+// and min–max, the ratio to the best peer per worker count (and per CPU
+// second), fused precompute against the best peer per epoch, every peer's
+// configurations with their CPU use and versions, and the served over
 // loopback ratio per client count.
 func (r *Report) WriteTable(w io.Writer) error {
 	ratios := r.computeRatios()
@@ -26,24 +29,32 @@ func (r *Report) WriteTable(w io.Writer) error {
 		d.Pipeline, d.RowBytes, r.Repeat)
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	peerAt := map[int]Point{}
-	for _, p := range r.Peer {
-		peerAt[p.Workers] = p
+	coldRatio := map[int]PeerRatio{}
+	for _, pr := range ratios.Peer {
+		coldRatio[pr.Workers] = pr
 	}
 	fmt.Fprintln(tw, "COLD: decode + augment, files in memory")
-	fmt.Fprintln(tw, "workers\timages/s\t[min–max]\ttorchvision\tloaderd/peer\t")
+	fmt.Fprintln(tw, "workers\timages/s\t[min–max]\tcores\tbest peer\tpeer images/s\tloaderd/peer\tper CPU-second\t")
 	for _, p := range r.Cold {
-		peer, ratio := "-", "-"
-		if q, ok := peerAt[coldPeerWorkers(p.Workers)]; ok && q.ImagesPerSec > 0 {
-			peer = fmt.Sprintf("%.0f (W=%d)", q.ImagesPerSec, q.Workers)
-			ratio = fmt.Sprintf("%.2f", p.ImagesPerSec/q.ImagesPerSec)
+		peer, rate, ratio, perCPU := "-", "-", "-", "-"
+		if pr, ok := coldRatio[p.Workers]; ok {
+			peer, rate, ratio = peerName(pr), fmt.Sprintf("%.0f", pr.PeerRate), fmt.Sprintf("%.2f", pr.Ratio)
+			if pr.PerCPU > 0 {
+				perCPU = fmt.Sprintf("%.2f", pr.PerCPU)
+			}
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t\n", p.Workers, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), peer, ratio)
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Workers, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"),
+			cores(p.CPUCores), peer, rate, ratio, perCPU)
 	}
 	fmt.Fprintln(tw, "\nPRECOMPUTE: augmented samples into the cache")
-	fmt.Fprintln(tw, "epochs\timages/s\t[min–max]\tworkers\t")
+	fmt.Fprintln(tw, "epochs\timages/s\t[min–max]\tworkers\tbest peer per epoch\tpeer images/s\tloaderd/peer\t")
 	for _, p := range r.Precompute {
-		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%d\t\n", p.Epochs, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), p.Workers)
+		peer, rate, ratio := "-", "-", "-"
+		if pr := ratios.Precompute; pr != nil && p.Epochs > 1 {
+			peer, rate, ratio = peerName(*pr), fmt.Sprintf("%.0f", pr.PeerRate), fmt.Sprintf("%.2f", pr.Ratio)
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%d\t%s\t%s\t%s\t\n", p.Epochs, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), p.Workers,
+			peer, rate, ratio)
 	}
 	served := map[int]ServedRatio{}
 	for _, s := range ratios.Served {
@@ -65,28 +76,38 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, l := range r.Limits.Loopback {
 		fmt.Fprintf(tw, "loopback TCP\t%d\t%.2f\t%s\t%.0f\t\n", l.Streams, l.GBPerSec, span(l.Min, l.Max, "%.2f"), l.SamplesPerSec)
 	}
-	if len(r.Peer) > 0 {
-		fmt.Fprintln(tw, "\nPEER: torchvision DataLoader, same images")
-		fmt.Fprintln(tw, "num_workers\timages/s\t[min–max]\tloaderd (workers)\tloaderd/peer\t")
-		ratioAt := map[int]PeerRatio{}
-		for _, pr := range ratios.Peer {
-			ratioAt[pr.PeerWorkers] = pr
-		}
-		for _, p := range r.Peer {
-			ours, ratio := "-", "-"
-			if pr, ok := ratioAt[p.Workers]; ok {
-				ours, ratio = fmt.Sprintf("%.0f (%d)", pr.Loaderd, pr.Workers), fmt.Sprintf("%.2f", pr.Ratio)
+	if len(r.Peers) > 0 {
+		fmt.Fprintln(tw, "\nPEERS: the same files, the same work (decode, RandomResizedCrop(224), flip, uint8 HWC batches)")
+		fmt.Fprintln(tw, "peer\tvariant\tworkers\tepochs\timages/s\t[min–max]\tcores\timages/CPU-s\t")
+		for _, res := range r.Peers {
+			if res.Error != "" {
+				fmt.Fprintf(tw, "%s\tFAILED\t-\t-\t-\t-\t-\t-\t\n", res.Name)
 			}
-			fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t\n", p.Workers, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), ours, ratio)
+			for _, p := range append(append([]Point(nil), res.Cold...), res.MultiEpoch...) {
+				perCPU := "-"
+				if p.CPUCores > 0 {
+					perCPU = fmt.Sprintf("%.0f", p.ImagesPerSec/p.CPUCores)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t\n", res.Name, orDash(p.Variant), p.Workers, p.Epochs,
+					p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), cores(p.CPUCores), perCPU)
+			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("bench: table: %w", err)
 	}
-	if r.PeerError != "" {
-		fmt.Fprintf(&b, "peer unavailable: %s\n", r.PeerError)
-	} else if r.PeerInfo != "" {
-		fmt.Fprintf(&b, "peer: %s (num_workers 0 runs in-process and compares with 1 worker)\n", r.PeerInfo)
+	for _, res := range r.Peers {
+		if res.Error != "" {
+			fmt.Fprintf(&b, "peer %s FAILED: %s\n", res.Name, res.Error)
+		} else {
+			fmt.Fprintf(&b, "peer %s: %s; %s (%s)\n", res.Name, res.Label, res.VersionText(), res.Python)
+		}
+	}
+	if len(r.Peers) > 0 {
+		fmt.Fprintln(&b, "workers: loaderd goroutines; DALI num_threads; tf.data num_parallel_calls and thread pool; DataLoader num_workers (0: in-process, counted as 1)")
+	}
+	if ratios.WarmOverPeer > 0 {
+		fmt.Fprintf(&b, "warm/best peer: %.1f× (best warm images/s over the best peer's best cold images/s)\n", ratios.WarmOverPeer)
 	}
 	if ratios.WarmOverCold > 0 {
 		fmt.Fprintf(&b, "warm/cold: %.1f× (best warm images/s over best cold images/s)\n", ratios.WarmOverCold)
@@ -94,8 +115,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Seconds > 0 {
 		fmt.Fprintf(&b, "bench ran %.0f s\n", r.Seconds)
 	}
-	if r.JSONPath != "" || r.PlotPath != "" {
-		fmt.Fprintf(&b, "wrote %s %s\n", r.JSONPath, r.PlotPath)
+	if r.JSONPath != "" || r.PlotPath != "" || r.TablePath != "" {
+		fmt.Fprintf(&b, "wrote %s\n", strings.Join(slices.DeleteFunc([]string{r.TablePath, r.JSONPath, r.PlotPath},
+			func(s string) bool { return s == "" }), " "))
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("bench: table: %w", err)
@@ -103,13 +125,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 	return nil
 }
 
-// coldPeerWorkers is the peer's num_workers compared with w cold workers:
-// 0 (in-process) for one worker, else w.
-func coldPeerWorkers(w int) int {
-	if w == 1 {
-		return 0
+// peerName is "name variant (W=w)" of a ratio's peer point.
+func peerName(pr PeerRatio) string {
+	return fmt.Sprintf("%s %s (W=%d)", pr.Peer, orDash(pr.Variant), pr.PeerWorkers)
+}
+
+func cores(c float64) string {
+	if c <= 0 {
+		return "-"
 	}
-	return w
+	return fmt.Sprintf("%.2f", c)
 }
 
 func span(lo, hi float64, f string) string {

@@ -5,14 +5,15 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 
 	"github.com/loaderd/loaderd/bench"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o bench.Options
-	var clients string
-	fs := newFlags("bench", "[--data DIR] [--peer torchvision] [flags]")
+	var clients, peers, pythons string
+	fs := newFlags("bench", "[--data DIR] [--peer all|dali,tfdata,torchvision] [flags]")
 	fs.StringVar(&o.Data, "data", "", "ImageFolder `DIRECTORY` to measure on (default: generated images)")
 	fs.StringVar(&o.Pipeline, "pipeline", defaultPipeline, "augmentation `PIPELINE` (`loaderd pipelines` lists the ops)")
 	fs.StringVar(&o.Decoder, "decoder", "auto", "JPEG `DECODER`: auto (libjpeg-turbo when built in, else go), libjpeg-turbo, go")
@@ -20,10 +21,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.Repeat, "repeat", 3, "repeats of each measurement (median reported)")
 	fs.IntVar(&o.Epochs, "epochs", 4, "epochs of the fused precompute measurement")
 	fs.StringVar(&clients, "clients", "1,2,4", "concurrent Flight clients of the warm measurement")
-	fs.StringVar(&o.Peer, "peer", "", "peer to run side by side: torchvision (empty = none)")
-	fs.StringVar(&o.PeerScript, "peer-script", "", "`PATH` of torchvision_baseline.py (default: ../shared/peers/...)")
+	fs.StringVar(&peers, "peer", "", "`PEERS` to run side by side: dali, tfdata, torchvision (comma-separated) or all; each must run, or bench exits 1")
+	fs.StringVar(&pythons, "peer-python", "", "`PEER=PATH,...`: a peer's Python (default: the venv of bench/peers/setup.sh in "+
+		"$LOADERD_PEERS_DIR or ~/.cache/loaderd/peers; torchvision falls back to /usr/bin/python3)")
 	fs.IntVar(&o.MaxImages, "max-images", 0, "images per measurement (0 = the harness default)")
-	fs.StringVar(&o.OutDir, "out", "bench-out", "`DIRECTORY` for bench.json and bench.png")
+	fs.StringVar(&o.OutDir, "out", "bench-out", "`DIRECTORY` for bench.txt (the table), bench.json, bench.png and the peers' sample images")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -32,8 +34,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--clients %q: want a list like 1,2,4", clients)
 	}
 	o.Clients = cl
-	if o.Peer != "" && o.Peer != "torchvision" {
-		return usagef("--peer %q: want torchvision (the one peer known)", o.Peer)
+	if o.Peers, err = bench.ParsePeers(peers); err != nil {
+		return usagef("--peer %q: want %s or all (comma-separated, each once)", peers, strings.Join(bench.PeerNames(), ", "))
+	}
+	if o.PeerPython, err = parsePeerPython(pythons); err != nil {
+		return err
 	}
 	for _, v := range []struct {
 		name string
@@ -55,5 +60,24 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return rep.WriteTable(stdout) // Run wrote bench.json and bench.png into OutDir
+	if err := rep.WriteTable(stdout); err != nil { // Run wrote it, the JSON and the PNG into OutDir too
+		return err
+	}
+	return rep.PeerErr() // a peer asked for that did not run: exit 1 with the reason
+}
+
+// parsePeerPython reads --peer-python: PEER=PATH pairs, comma-separated.
+func parsePeerPython(s string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if strings.TrimSpace(kv) == "" {
+			continue
+		}
+		name, path, ok := strings.Cut(kv, "=")
+		if _, err := bench.ParsePeers(name); !ok || path == "" || err != nil || name == "all" {
+			return nil, usagef("--peer-python %q: want PEER=PATH with PEER one of %s", kv, strings.Join(bench.PeerNames(), ", "))
+		}
+		m[name] = path
+	}
+	return m, nil
 }

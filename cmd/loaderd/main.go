@@ -112,7 +112,7 @@ func commands() []command {
 		{"scan", "decode every file of a dataset and list the broken ones", runScan},
 		{"pipelines", "print the pipeline grammar, every op with its arguments, and the presets", runPipelines},
 		{"topology", "show GPUs, NUMA nodes and worker placement", runTopology},
-		{"bench", "measure throughput beside the torchvision peer and the machine's limits", runBench},
+		{"bench", "measure throughput beside DALI, tf.data, torchvision and the machine's limits", runBench},
 		{"demo", "serve a generated sample dataset; stream epoch 0 twice (computed, cached) and epoch 1", runDemo},
 		{"version", "print the version, the JPEG decoder and the Go runtime", runVersion},
 	}

@@ -97,7 +97,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "topology negative workers", args: []string{"topology", "--workers", "-1"}, want: "--workers -1"},
 		{name: "topology stray argument", args: []string{"topology", "gpu0"}, want: "takes flags only"},
 
-		{name: "bench bad peer", args: []string{"bench", "--peer", "dali"}, want: "--peer"},
+		{name: "bench bad peer", args: []string{"bench", "--peer", "pytorch"}, want: `--peer "pytorch": want dali, tfdata, torchvision or all`},
+		{name: "bench bad peer python", args: []string{"bench", "--peer-python", "dali"}, want: `--peer-python "dali": want PEER=PATH`},
 		{name: "bench bad clients", args: []string{"bench", "--clients", "x"}, want: "--clients"},
 		{name: "bench zero repeat", args: []string{"bench", "--repeat", "0"}, want: "--repeat 0"},
 		{name: "bench bad pipeline", args: []string{"bench", "--pipeline", "hflip"}, want: "`loaderd pipelines`"},
@@ -464,9 +465,27 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("bench table lacks %q:\n%s", want, stdout)
 		}
 	}
-	for _, f := range []string{"bench.json", "bench.png"} {
+	for _, f := range []string{"bench.txt", "bench.json", "bench.png"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
 			t.Errorf("bench wrote no %s: %v", f, err)
 		}
+	}
+}
+
+// TestBenchPeerFails: a peer asked for that cannot run is reported in the
+// table and the JSON, and bench exits 1 naming it and the reason.
+func TestBenchPeerFails(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(t, "bench", "--data", smallData(t, 8, false), "--max-images", "8",
+		"--repeat", "1", "--max-workers", "1", "--epochs", "2", "--clients", "1", "--out", out,
+		"--peer", "dali", "--peer-python", "dali=/nonexistent/python3")
+	if code != 1 || !strings.Contains(stderr, "dali") || !strings.Contains(stderr, "/nonexistent/python3") {
+		t.Fatalf("bench with a broken peer: exit %d, stderr:\n%s\nwant exit 1 naming the peer and its python", code, stderr)
+	}
+	if !strings.Contains(stdout, "peer dali FAILED") {
+		t.Errorf("table lacks the failed peer:\n%s", stdout)
+	}
+	if b, err := os.ReadFile(filepath.Join(out, "bench.json")); err != nil || !strings.Contains(string(b), `"error"`) {
+		t.Errorf("bench.json (%v) lacks the peer's error", err)
 	}
 }
