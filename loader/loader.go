@@ -197,6 +197,7 @@ func (l *Loader) Close() error {
 	l.mu.Unlock()
 	l.sched.Stop()
 	l.commits.Wait()
+	l.met.unregister()
 	return nil
 }
 

@@ -6,15 +6,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the loader's Prometheus collectors; they exist (unregistered)
-// when Options.Registerer is nil, so the code never checks.
+// metrics are the loader's Prometheus collectors. They always exist, so the
+// code counts unconditionally; they are registered only when
+// Options.Registerer is set, until Close.
 type metrics struct {
+	reg         prometheus.Registerer // nil: not registered
 	decoded     prometheus.Counter
 	undecodable prometheus.Counter
 	computed    *prometheus.CounterVec
 	served      prometheus.Counter
 }
 
+// newMetrics makes the collectors and registers them with reg, if not nil.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		decoded: prometheus.NewCounter(prometheus.CounterOpts{
@@ -37,12 +40,45 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, w := range works {
 		m.computed.WithLabelValues(w.String())
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("loader: register metrics: %w", err)
-			}
-		}
+	if err := m.register(reg); err != nil {
+		return nil, fmt.Errorf("loader: register metrics: %w", err)
 	}
 	return m, nil
+}
+
+// collectors lists every collector of m.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served}
+}
+
+// register registers every collector with reg (nil: none); on a failure it
+// leaves none registered.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return err
+		}
+		done = append(done, c)
+	}
+	m.reg = reg
+	return nil
+}
+
+// unregister removes the collectors, so that a later Loader may register its
+// own with the same Registerer.
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+	m.reg = nil
 }

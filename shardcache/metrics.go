@@ -8,7 +8,7 @@ import (
 
 // metrics are the cache's Prometheus collectors. They always exist, so the
 // code counts unconditionally; they are registered only when
-// Options.Registerer is set.
+// Options.Registerer is set, until Close.
 type metrics struct {
 	reg           prometheus.Registerer // nil: not registered
 	hits          prometheus.Counter
@@ -46,8 +46,22 @@ func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, erro
 			Name: "loaderd_cache_bytes", Help: "Bytes of committed shards plus space reserved by shards being written.",
 		}, usage),
 	}
+	if err := m.register(reg); err != nil {
+		return nil, fmt.Errorf("shardcache: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// collectors lists every collector of m.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.checksums, m.evictions, m.shardsWritten, m.bytes}
+}
+
+// register registers every collector with reg (nil: none); on a failure it
+// leaves none registered.
+func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
 	var done []prometheus.Collector
 	for _, c := range m.collectors() {
@@ -55,16 +69,12 @@ func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, erro
 			for _, d := range done {
 				reg.Unregister(d)
 			}
-			return nil, fmt.Errorf("shardcache: register metrics: %w", err)
+			return err
 		}
 		done = append(done, c)
 	}
 	m.reg = reg
-	return m, nil
-}
-
-func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.checksums, m.evictions, m.shardsWritten, m.bytes}
+	return nil
 }
 
 // unregister removes the collectors, so that a later Cache may register its
@@ -76,4 +86,5 @@ func (m *metrics) unregister() {
 	for _, c := range m.collectors() {
 		m.reg.Unregister(c)
 	}
+	m.reg = nil
 }

@@ -1,12 +1,16 @@
 package flightsvc
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the service's Prometheus collectors. They exist (and are
-// updated) whether or not a Registerer was given.
+// metrics are the service's Prometheus collectors. They always exist, so
+// the code counts unconditionally; they are registered only when
+// Options.Registerer is set, for the Server's life.
 type metrics struct {
+	reg           prometheus.Registerer // nil: not registered
 	streamsActive prometheus.Gauge
 	batches       prometheus.Counter
 	samples       prometheus.Counter
@@ -15,6 +19,7 @@ type metrics struct {
 	requests      *prometheus.CounterVec
 }
 
+// newMetrics makes the collectors and registers them with reg, if not nil.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		streamsActive: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -43,13 +48,45 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Flight calls by method and gRPC status code.",
 		}, []string{"method", "code"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.streamsActive, m.batches, m.samples, m.bytes, m.streamWait, m.requests} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := m.register(reg); err != nil {
+		return nil, fmt.Errorf("flightsvc: register metrics: %w", err)
 	}
 	return m, nil
+}
+
+// collectors lists every collector of m.
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.streamsActive, m.batches, m.samples, m.bytes, m.streamWait, m.requests}
+}
+
+// register registers every collector with reg (nil: none); on a failure it
+// leaves none registered.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	var done []prometheus.Collector
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return err
+		}
+		done = append(done, c)
+	}
+	m.reg = reg
+	return nil
+}
+
+// unregister removes the collectors, so that a later Server may register its
+// own with the same Registerer.
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+	m.reg = nil
 }
