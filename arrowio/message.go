@@ -253,6 +253,63 @@ func BatchMessage(schema *arrow.Schema, index []uint64, label []int64, images []
 	return Message{Header: m.header, Body: body, BodyLen: m.bodyLen}, nil
 }
 
+// BatchMessageSize returns the bytes of the IPC record batch message of
+// rows rows of schema: its flatbuffer header and its body, padding
+// included (what BatchMessage gives for that many rows, and what an IPC
+// reader must hold at once).
+func BatchMessageSize(schema *arrow.Schema, rows int) (int64, error) {
+	c, err := codecOf(schema)
+	if err != nil {
+		return 0, err
+	}
+	m, err := c.batches.layout(rows)
+	if err != nil {
+		return 0, err
+	}
+	return int64(len(m.header)) + m.bodyLen, nil
+}
+
+// MaxBatchRows returns the most rows of schema, up to most, whose record
+// batch message (BatchMessageSize) is at most limit bytes; 0 when not even
+// one row fits. The size grows by the row's bytes per row, give or take the
+// padding of each buffer, so it starts from that estimate and steps to the
+// exact count.
+func MaxBatchRows(schema *arrow.Schema, limit int64, most int) (int, error) {
+	if most < 1 {
+		return 0, nil
+	}
+	size := func(rows int) (int64, error) { return BatchMessageSize(schema, rows) }
+	one, err := size(1)
+	if err != nil || one > limit {
+		return 0, err
+	}
+	two, err := size(2)
+	if err != nil {
+		return 0, err
+	}
+	rows := int(min(int64(most), 1+(limit-one)/max(1, two-one)))
+	for rows > 1 {
+		s, err := size(rows)
+		if err != nil {
+			return 0, err
+		}
+		if s <= limit {
+			break
+		}
+		rows--
+	}
+	for ; rows < most; rows++ {
+		s, err := size(rows + 1)
+		if err != nil {
+			return 0, err
+		}
+		if s > limit {
+			break
+		}
+	}
+	return rows, nil
+}
+
 // u64Bytes returns the little-endian bytes of v, in place where the machine
 // is little-endian.
 func u64Bytes(v []uint64) []byte {

@@ -300,3 +300,59 @@ func TestBatchMessageAcrossStreams(t *testing.T) {
 		t.Error("schema messages of different metadata are equal")
 	}
 }
+
+// TestMaxBatchRows checks the largest record batch under a limit against the
+// exact message sizes on either side of it.
+func TestMaxBatchRows(t *testing.T) {
+	tests := []struct {
+		name  string
+		spec  arrowio.RowSpec
+		limit int64
+		most  int
+		want  int // 0: only check the bracket
+	}{
+		{name: "uint8 224 under 2 GiB", spec: arrowio.ImageSpec(224, 224, false), limit: 1<<31 - 13, most: 65536},
+		{name: "normalize float32 224 under 2 GiB", spec: arrowio.ImageSpec(224, 224, true), limit: 1<<31 - 13, most: 65536},
+		{name: "odd rows, small limit", spec: arrowio.RowSpec{Shape: []int{3, 5, 3}}, limit: 10000, most: 65536},
+		{name: "capped by most", spec: arrowio.ImageSpec(2, 2, false), limit: 1<<31 - 13, most: 100, want: 100},
+		{name: "not one row", spec: arrowio.ImageSpec(64, 64, false), limit: 1000, most: 10, want: -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			schema, err := arrowio.NewSchema(tc.spec, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := arrowio.MaxBatchRows(schema, tc.limit, tc.most)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.want > 0 && got != tc.want, tc.want < 0 && got != 0:
+				t.Fatalf("MaxBatchRows = %d; want %d", got, max(tc.want, 0))
+			case tc.want != 0:
+				return
+			}
+			at, err := arrowio.BatchMessageSize(schema, got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			past, err := arrowio.BatchMessageSize(schema, got+1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if at > tc.limit || past <= tc.limit {
+				t.Fatalf("MaxBatchRows = %d: %d bytes, %d rows %d bytes; want the last count within %d", got, at, got+1, past, tc.limit)
+			}
+			// The size is what BatchMessage really sends.
+			rows := testBatch(tc.spec, 3, 0)
+			m, err := batchMessage(schema, rows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if three, _ := arrowio.BatchMessageSize(schema, 3); three != int64(len(m.Header))+m.BodyLen {
+				t.Fatalf("BatchMessageSize(3) = %d; BatchMessage gives %d", three, int64(len(m.Header))+m.BodyLen)
+			}
+		})
+	}
+}

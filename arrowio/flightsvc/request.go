@@ -8,6 +8,7 @@ import (
 	"sort"
 	"unicode/utf8"
 
+	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/service"
 )
 
@@ -16,6 +17,13 @@ const (
 	maxBatchSize = 65536
 	maxWorldSize = 65536
 	maxEpoch     = math.MaxInt32 // epoch < 2^31
+	// maxRecordBatch bounds the FlightData of one record batch: gRPC's C++
+	// core, hence pyarrow's Flight client, reads no message of 2 GiB or more
+	// (its length is an int), and Protobuf no message over 2 GiB.
+	maxRecordBatch = math.MaxInt32
+	// flightDataFraming is the Protobuf framing FlightData adds around the
+	// IPC header and body: a tag and a length of up to 5 bytes for each.
+	flightDataFraming = 2 * (1 + 5)
 )
 
 // ParseRequest parses the JSON descriptor of a Flight call (SPEC §4):
@@ -69,6 +77,32 @@ func ParseRequest(cmd []byte) (service.Request, error) {
 			Reason: fmt.Sprintf("%d is not below world_size %d", req.Rank, req.WorldSize)}
 	}
 	return req, nil
+}
+
+// checkBatchBytes refuses a request whose largest record batch, as the
+// plan says it will really hold (batch_size rows, or fewer when the stream
+// has fewer), would not fit a FlightData message pyarrow can read
+// (maxRecordBatch). So batch_size 65536 over 120 samples is one batch of 120
+// rows and passes, and the error names the largest batch_size that fits.
+func checkBatchBytes(req service.Request, p service.Plan) error {
+	rows := min(int64(req.BatchSize), p.Records)
+	if rows <= 0 {
+		return nil
+	}
+	size, err := arrowio.BatchMessageSize(p.Schema, int(rows))
+	if err != nil {
+		return fmt.Errorf("flightsvc: Source schema: %w", err)
+	}
+	if size+flightDataFraming <= maxRecordBatch {
+		return nil
+	}
+	most, err := arrowio.MaxBatchRows(p.Schema, maxRecordBatch-flightDataFraming, int(rows))
+	if err != nil {
+		return fmt.Errorf("flightsvc: Source schema: %w", err)
+	}
+	return &service.FieldError{Field: "batch_size", Reason: fmt.Sprintf(
+		"a batch of %d rows is a %d-byte record batch, over the 2 GiB one Flight message may hold (pyarrow cannot read it); the largest batch_size that fits is %d",
+		rows, size, most)}
 }
 
 // strictObject decodes data as one JSON object; what names the document in

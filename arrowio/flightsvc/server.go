@@ -37,10 +37,8 @@ import (
 
 // Flow-control windows and message limits. A 256×224×224×3 batch is 38 MB.
 const (
-	windowSize = 64 << 20
-	maxMsgSize = math.MaxUint32 // a gRPC message's length is a uint32
-	// maxBatchBytes bounds one batch's rows so that its FlightData fits.
-	maxBatchBytes  = maxMsgSize - 1<<20
+	windowSize     = 64 << 20
+	maxMsgSize     = math.MaxUint32 // a gRPC message's length is a uint32
 	writeBufSize   = 1 << 20
 	maxRecvMsgSize = 16 << 20 // requests are small
 	// readBufSize is the client's socket read buffer. Measured on loopback,
@@ -325,21 +323,7 @@ func (v *handler) plan(ctx context.Context, d *flight.FlightDescriptor) (service
 	if p.Schema == nil {
 		return req, p, fmt.Errorf("flightsvc: Source planned %q without a schema", req.Dataset)
 	}
-	return req, p, checkBatchBytes(req, p.Schema)
-}
-
-// checkBatchBytes refuses a batch size whose batches cannot be one gRPC
-// message (4 GiB): 65536 rows of 224×224×3 are 9.9 GB.
-func checkBatchBytes(req service.Request, schema *arrow.Schema) error {
-	spec, err := arrowio.SpecOf(schema)
-	if err != nil {
-		return fmt.Errorf("flightsvc: Source schema: %w", err)
-	}
-	if rb := int64(spec.RowBytes()) + 16; int64(req.BatchSize)*rb > maxBatchBytes {
-		return &service.FieldError{Field: "batch_size",
-			Reason: fmt.Sprintf("%d rows of %d bytes exceed a gRPC message; at most %d", req.BatchSize, rb, maxBatchBytes/rb)}
-	}
-	return nil
+	return req, p, checkBatchBytes(req, p)
 }
 
 func (v *handler) endpoint(req service.Request, fingerprint string) (*flight.FlightEndpoint, error) {
@@ -455,7 +439,7 @@ func (v *handler) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) e
 	if p.Schema == nil {
 		return status.Errorf(codes.Internal, "flightsvc: Source planned %q without a schema", req.Dataset)
 	}
-	if err := checkBatchBytes(req, p.Schema); err != nil {
+	if err := checkBatchBytes(req, p); err != nil {
 		return StatusOf(err)
 	}
 	hdr, err := arrowio.SchemaMessage(p.Schema)

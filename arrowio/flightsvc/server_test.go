@@ -176,7 +176,7 @@ func TestEndToEnd(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	f := newFakeSource(t, 10, 2, 2)
-	big := newFakeSource(t, 10, 224, 224)
+	big := newFakeSource(t, 20000, 224, 224)
 	big.name = "big"
 	addr, _ := startServer(t, &Options{Source: &twoSources{f, big}})
 	c := arrowClient(t, addr)
@@ -201,7 +201,8 @@ func TestBadRequests(t *testing.T) {
 		{name: "unknown gpu", desc: cmd(`{"dataset":"train","gpu":"7"}`), code: codes.InvalidArgument, contains: "gpu"},
 		{name: "unknown dataset", desc: cmd(`{"dataset":"nope"}`), code: codes.NotFound, contains: "nope"},
 		{name: "path descriptor", desc: &flight.FlightDescriptor{Type: flight.DescriptorPATH, Path: []string{"train"}}, code: codes.InvalidArgument, contains: "descriptor"},
-		{name: "batch too big for a message", desc: cmd(`{"dataset":"big","batch_size":65536}`), code: codes.InvalidArgument, contains: "batch_size"},
+		// 20000 rows of 150528 bytes: 3 GB, over 2 GiB; 14264 rows fit.
+		{name: "batch over 2 GiB", desc: cmd(`{"dataset":"big","batch_size":65536}`), code: codes.InvalidArgument, contains: "the largest batch_size that fits is 14264"},
 		{name: "no descriptor", desc: nil, code: codes.InvalidArgument, contains: "descriptor"},
 	}
 	for _, tc := range tests {
@@ -674,4 +675,66 @@ func (s *twoSources) Plan(ctx context.Context, req service.Request) (service.Pla
 
 func (s *twoSources) Stream(ctx context.Context, req service.Request, send func(*service.Batch) error) error {
 	return s.pick(req.Dataset).Stream(ctx, req, send)
+}
+
+// TestBatchBytes judges batch sizes on the batches a request really holds
+// (SPEC §4): batch_size 65536 over a few samples is one small batch, while
+// a record batch over 2 GiB is refused with the largest batch_size that
+// fits, for uint8 rows and for normalize's float32 ones.
+func TestBatchBytes(t *testing.T) {
+	small := newFakeSource(t, 10, 224, 224)
+	normalized := newFakeSource(t, 5000, 224, 224)
+	normalized.name = "normalized"
+	var err error
+	normalized.schema, err = arrowio.NewSchema(arrowio.ImageSpec(224, 224, true), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	most, err := arrowio.MaxBatchRows(normalized.schema, maxRecordBatch-flightDataFraming, 65536)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most < 3000 || most >= 4000 { // 602112-byte rows: 2^31/602112 = 3566
+		t.Fatalf("float32 224×224 rows: %d fit in 2 GiB; want about 3566", most)
+	}
+	addr, _ := startServer(t, &Options{Source: &twoSources{small, normalized}})
+	c := arrowClient(t, addr)
+	ctx := testCtx(t)
+
+	info, err := c.GetFlightInfo(ctx, cmd(`{"dataset":"train","batch_size":65536}`))
+	if err != nil {
+		t.Fatalf("batch_size 65536 over 10 samples: %v; want one batch of 10", err)
+	}
+	st, err := c.DoGet(ctx, info.Endpoint[0].Ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, small, st); len(got) != 10 || info.TotalRecords != 10 {
+		t.Fatalf("batch_size 65536 over 10 samples: %d rows, total_records %d; want 10", len(got), info.TotalRecords)
+	}
+
+	for _, tc := range []struct {
+		name string
+		cmd  string
+		ok   bool
+	}{
+		{name: "fits", cmd: fmt.Sprintf(`{"dataset":"normalized","batch_size":%d}`, most), ok: true},
+		{name: "one row over", cmd: fmt.Sprintf(`{"dataset":"normalized","batch_size":%d}`, most+1)},
+		// The last batch of a rank is what remains: 5000 samples over 2
+		// ranks are 2500 each, one batch whatever batch_size says.
+		{name: "few rows per rank", cmd: `{"dataset":"normalized","batch_size":65536,"world_size":2}`, ok: true},
+		// start_batch 1 leaves the rank's short last batch: 5000 - 3560 rows.
+		{name: "short last batch", cmd: `{"dataset":"normalized","batch_size":3560,"start_batch":1}`, ok: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.GetFlightInfo(ctx, cmd(tc.cmd))
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("GetFlightInfo: %v; want accepted", err)
+				}
+				return
+			}
+			wantCode(t, err, codes.InvalidArgument, fmt.Sprintf("the largest batch_size that fits is %d", most))
+		})
+	}
 }
