@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"image"
-	"image/gif"
 	"image/jpeg"
 	"image/png"
 	"io"
 	"strings"
 
-	"golang.org/x/image/bmp"
 	"golang.org/x/image/webp"
 )
 
@@ -61,18 +59,20 @@ func parseDecoder(choice string) (useLJ bool, err error) {
 	return false, fmt.Errorf("%w: unknown decoder %q (want one of %s)", ErrPipeline, choice, strings.Join(DecoderChoices(), ", "))
 }
 
+// A format is a file format and its pure-Go decoder. JPEG goes through
+// libjpeg-turbo instead when the decoder choice says so.
 type format struct {
-	name         string
-	decodeConfig func(io.Reader) (image.Config, error)
-	decode       func(io.Reader) (image.Image, error)
+	name   string
+	size   func(src []byte) (w, h int, err error) // from the header only
+	decode func(src []byte, lim Limits) (*frame, error)
 }
 
 var (
-	fmtJPEG = format{"jpeg", jpeg.DecodeConfig, jpeg.Decode}
-	fmtPNG  = format{"png", png.DecodeConfig, png.Decode}
-	fmtGIF  = format{"gif", gif.DecodeConfig, gif.Decode}
-	fmtBMP  = format{"bmp", bmp.DecodeConfig, bmp.Decode}
-	fmtWebP = format{"webp", webp.DecodeConfig, webp.Decode}
+	fmtJPEG = format{"jpeg", jpegSize, goLibrary("jpeg", jpeg.DecodeConfig, jpeg.Decode)}
+	fmtPNG  = format{"png", libraryConfig("png", png.DecodeConfig), goLibrary("png", png.DecodeConfig, png.Decode)}
+	fmtGIF  = format{"gif", gifSize, decodeGIF}
+	fmtBMP  = format{"bmp", bmpSize, decodeBMP}
+	fmtWebP = format{"webp", libraryConfig("webp", webp.DecodeConfig), goLibrary("webp", webp.DecodeConfig, webp.Decode)}
 )
 
 // sniff recognises the image format by its magic bytes.
@@ -100,37 +100,74 @@ func DecodeConfig(src []byte) (w, h int, format string, err error) {
 	if !ok {
 		return 0, 0, "", fmt.Errorf("%w: unknown format", ErrDecode)
 	}
-	if f.name == "jpeg" { // also the JPEGs only libjpeg-turbo decodes (arithmetic coding)
-		w, h, o := jpegHeader(src)
-		if w <= 0 || h <= 0 {
-			return 0, 0, f.name, fmt.Errorf("%w: jpeg: no frame header", ErrDecode)
-		}
-		if o >= 5 {
-			w, h = h, w
-		}
-		return w, h, f.name, nil
-	}
-	cfg, err := safeConfig(f, src)
+	w, h, err = f.size(src)
 	if err != nil {
 		return 0, 0, f.name, err
 	}
-	return cfg.Width, cfg.Height, f.name, nil
+	if w <= 0 || h <= 0 {
+		return 0, 0, f.name, fmt.Errorf("%w: %s: empty image %dx%d", ErrDecode, f.name, w, h)
+	}
+	return w, h, f.name, nil
 }
 
-func safeConfig(f format, src []byte) (cfg image.Config, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrDecode, f.name, r)
+// jpegSize reads the frame header (also of the JPEGs only libjpeg-turbo
+// decodes) and applies the EXIF orientation.
+func jpegSize(src []byte) (w, h int, err error) {
+	w, h, o := jpegHeader(src)
+	if w <= 0 || h <= 0 {
+		return 0, 0, fmt.Errorf("%w: jpeg: no frame header", ErrDecode)
+	}
+	if o >= 5 {
+		w, h = h, w
+	}
+	return w, h, nil
+}
+
+// libraryConfig adapts a Go library's DecodeConfig: errors and panics wrap
+// ErrDecode.
+func libraryConfig(name string, config func(io.Reader) (image.Config, error)) func([]byte) (int, int, error) {
+	return func(src []byte) (w, h int, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("%w: %s: %v", ErrDecode, name, r)
+			}
+		}()
+		cfg, err := config(bytes.NewReader(src))
+		if err != nil {
+			return 0, 0, fmt.Errorf("%w: %s: %w", ErrDecode, name, err)
 		}
-	}()
-	cfg, err = f.decodeConfig(bytes.NewReader(src))
-	if err != nil {
-		return cfg, fmt.Errorf("%w: %s: %w", ErrDecode, f.name, err)
+		return cfg.Width, cfg.Height, nil
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return cfg, fmt.Errorf("%w: %s: empty image %dx%d", ErrDecode, f.name, cfg.Width, cfg.Height)
+}
+
+// goLibrary adapts a Go library's decoder: the header's size is checked
+// against the limits first, errors and panics wrap ErrDecode, and the
+// image becomes planes.
+func goLibrary(name string, config func(io.Reader) (image.Config, error), decode func(io.Reader) (image.Image, error)) func([]byte, Limits) (*frame, error) {
+	size := libraryConfig(name, config)
+	return func(src []byte, lim Limits) (f *frame, err error) {
+		w, h, err := size(src)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkPixels(w, h, lim); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if r := recover(); r != nil {
+				f, err = nil, fmt.Errorf("%w: %s: %v", ErrDecode, name, r)
+			}
+		}()
+		img, err := decode(bytes.NewReader(src))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrDecode, name, err)
+		}
+		f = frameFromImage(img)
+		if f.w != w || f.h != h {
+			return nil, fmt.Errorf("%w: %s: size %dx%d differs from header %dx%d", ErrDecode, name, f.w, f.h, w, h)
+		}
+		return f, nil
 	}
-	return cfg, nil
 }
 
 func checkPixels(w, h int, lim Limits) error {
@@ -177,8 +214,8 @@ type opened struct {
 	img    *frame     // already decoded (Go decoders)
 }
 
-// openImage reads the header of src, checks its size against lim and
-// prepares decoding.
+// openImage reads the header of src, checks it against lim and prepares
+// decoding.
 func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 	f, ok := sniff(src)
 	if !ok {
@@ -203,39 +240,26 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 			return nil, err
 		}
 	}
-	cfg, err := safeConfig(f, src)
+	fr, err := decodeSafely(f, src, lim)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPixels(cfg.Width, cfg.Height, lim); err != nil {
-		return nil, err
-	}
-	img, err := safeDecode(f, src)
-	if err != nil {
-		return nil, err
-	}
-	fr := frameFromImage(img)
 	if f.name == "jpeg" {
 		fr.upsampleAsLibjpeg()
-	}
-	if fr.w != cfg.Width || fr.h != cfg.Height {
-		return nil, fmt.Errorf("%w: %s: size %dx%d differs from header %dx%d", ErrDecode, f.name, fr.w, fr.h, cfg.Width, cfg.Height)
 	}
 	o.img, o.lay = fr, *fr
 	return o, nil
 }
 
-func safeDecode(f format, src []byte) (img image.Image, err error) {
+// decodeSafely runs a format's decoder; a panic (a bug, never expected)
+// becomes an error wrapping ErrDecode rather than a crash.
+func decodeSafely(f format, src []byte, lim Limits) (fr *frame, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrDecode, f.name, r)
+			fr, err = nil, fmt.Errorf("%w: %s: decoder panic: %v", ErrDecode, f.name, r)
 		}
 	}()
-	img, err = f.decode(bytes.NewReader(src))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrDecode, f.name, err)
-	}
-	return img, nil
+	return f.decode(src, lim)
 }
 
 // size returns the upright size of the image.

@@ -16,6 +16,9 @@ func FuzzDecode(f *testing.F) {
 	for _, b := range pngVariants(f) {
 		f.Add(b)
 	}
+	for _, e := range readPillowCorpus(f).Files { // every format and variant
+		f.Add(readTestdata(f, "pillow/"+e.File))
+	}
 	small := encodeJPEG(f, natural(24, 16, 1), 80)
 	f.Add(small)
 	f.Add(withOrientation(small, 6, true))

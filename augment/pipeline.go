@@ -47,8 +47,9 @@ var opInfo = [...]struct {
 // coreVersion versions what every pipeline shares: decoding to planes, the
 // resampler and the final colour conversion. 2: decoded pixels follow
 // Pillow's (CMYK JPEGs, libjpeg's chroma replication for 4:1:1, 4:1:0 and
-// tiny JPEGs).
-const coreVersion = 2
+// tiny JPEGs). 3: GIF's transparent pixels keep their colour, the first
+// frame sits on the screen's canvas.
+const coreVersion = 3
 
 // Presets are named pipelines.
 var presets = map[string]string{
