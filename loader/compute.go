@@ -71,7 +71,7 @@ func (l *Loader) computeFused(d *dataset, epochs []int, i int, dsts [][]byte) ([
 const (
 	fileUnknown uint8 = iota
 	fileGood          // a full decode succeeded
-	fileBad           // unreadable, or a full decode failed
+	fileBad           // a full decode failed (never set by a failed read)
 )
 
 // applyFile writes file j augmented with each of rngs into dsts. A file
@@ -80,7 +80,9 @@ const (
 // need, which gives the same pixels. So which files count as undecodable
 // depends on the files alone, never on which rows came first. It reports
 // false for an undecodable file under the substitute policy; under the
-// fail policy that is an error wrapping service.ErrDataLoss.
+// fail policy that is an error wrapping service.ErrDataLoss. A file that
+// cannot be read, or changed since the listing, is an error (*ReadError,
+// *ChangedError) under either policy.
 func (l *Loader) applyFile(d *dataset, j int, dsts [][]byte, rngs []*rand.Rand) (bool, error) {
 	st := d.state(j)
 	if st == fileBad {
@@ -88,8 +90,9 @@ func (l *Loader) applyFile(d *dataset, j int, dsts [][]byte, rngs []*rand.Rand) 
 	}
 	src, err := d.ReadFile(j)
 	if err != nil {
-		l.markBad(d, j, err.Error())
-		return false, l.undecodableError(d, j)
+		// Unreadable or changed is not undecodable (SPEC §5): no mark, no
+		// substitute; the row fails and nothing of it is stored.
+		return false, err
 	}
 	if st == fileGood {
 		err = l.pipe.ApplyMulti(dsts, src, rngs)
@@ -130,7 +133,7 @@ func (l *Loader) markBad(d *dataset, j int, reason string) {
 	seen := d.files[j] == fileBad
 	d.files[j] = fileBad
 	if !seen {
-		d.errs[j] = service.SampleError{Index: int64(j), Path: d.Samples[j].Path, Reason: reason}
+		d.errs[j] = service.SampleError{Index: int64(j), Path: d.Samples[j].Path, Kind: service.SampleUndecodable, Reason: reason}
 	}
 	d.mu.Unlock()
 	if !seen {

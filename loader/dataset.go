@@ -125,6 +125,10 @@ type Dataset struct {
 	// are not samples because of their extension, by lower-case extension
 	// ("" for none); dot-files are not counted. Nil for a manifest.
 	Skipped map[string]int
+
+	// fault, in tests, is called before each attempt to read a sample's
+	// file; an error it returns is that attempt's error (read.go).
+	fault func(path string) error
 }
 
 // OpenDataset lists the dataset at path: a directory is an ImageFolder
@@ -163,15 +167,6 @@ func (d *Dataset) Len() int { return len(d.Samples) }
 // File returns the path of sample i on disk.
 func (d *Dataset) File(i int) string {
 	return filepath.Join(d.Root, filepath.FromSlash(d.Samples[i].Path))
-}
-
-// ReadFile returns the bytes of sample i's file.
-func (d *Dataset) ReadFile(i int) ([]byte, error) {
-	b, err := os.ReadFile(d.File(i))
-	if err != nil {
-		return nil, fmt.Errorf("loader: sample %d: %w", i, err)
-	}
-	return b, nil
 }
 
 // listImageFolder lists ROOT/<class>/<file...>. Classes are the visible

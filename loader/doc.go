@@ -35,4 +35,11 @@
 // undecodable in every epoch, whatever rows came first. Under the fail
 // policy the stream or precompute ends with an error wrapping
 // service.ErrDataLoss.
+//
+// A file that cannot be read is not undecodable (read.go): the read is
+// retried, then the request that needed the row ends with a *ReadError
+// (service.ErrUnreadable); a file that changed or vanished since the
+// listing ends it with a *ChangedError (service.ErrStale). Neither marks
+// the file, and the row is left absent, so its shard does not commit and
+// a later request computes it afresh.
 package loader

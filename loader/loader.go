@@ -93,6 +93,8 @@ type Loader struct {
 	closed  bool                   // Close was called: no new user
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
+
+	readFault func(path string) error // tests: Dataset.fault of every listing
 }
 
 // dataset is a served dataset and what the loader learns about it.
@@ -208,6 +210,14 @@ func (l *Loader) Dataset(name string) (*Dataset, bool) {
 		return nil, false
 	}
 	return d.Dataset, true
+}
+
+// setReadFault makes fault (tests) run before every read of a sample file.
+func (l *Loader) setReadFault(fault func(path string) error) {
+	l.readFault = fault
+	for _, d := range l.sets {
+		d.fault = fault
+	}
 }
 
 // lookup returns a served dataset or an error wrapping service.ErrNotFound.

@@ -68,7 +68,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work
 		eps = append(eps, ep)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	r := &runner{l: l, kind: kind, pool: -1}
+	r := &runner{l: l, kind: kind, pool: -1, fail: cancel}
 	defer r.tasks.Wait()
 	defer cancel(nil)
 

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -23,7 +24,8 @@ type ScanOptions struct {
 }
 
 // Scan decodes every sample of d in full and reports those that cannot be
-// decoded, sorted by index. It reads one file per worker at a time, so its
+// used, sorted by index, each with its kind (SPEC §5): undecodable,
+// unreadable (after retries), or changed since d was listed. It reads one file per worker at a time, so its
 // memory does not grow with the dataset.
 func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleError, error) {
 	var o ScanOptions
@@ -48,14 +50,24 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleE
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			reason := ""
-			if b, err := d.ReadFile(i); err != nil {
-				reason = err.Error()
-			} else if err := augment.CheckDecoder(b, o.Decoder, o.Limits); err != nil {
-				reason = err.Error()
+			kind, reason := "", ""
+			b, err := d.ReadFile(i)
+			var re *ReadError
+			var ce *ChangedError
+			switch {
+			case errors.As(err, &re):
+				kind, reason = service.SampleUnreadable, re.Err.Error()
+			case errors.As(err, &ce):
+				kind, reason = service.SampleChanged, ce.Reason
+			case err != nil:
+				kind, reason = service.SampleUnreadable, err.Error()
+			default:
+				if err := augment.CheckDecoder(b, o.Decoder, o.Limits); err != nil {
+					kind, reason = service.SampleUndecodable, err.Error()
+				}
 			}
-			if reason != "" {
-				bad[i] = &service.SampleError{Index: int64(i), Path: d.Samples[i].Path, Reason: reason}
+			if kind != "" {
+				bad[i] = &service.SampleError{Index: int64(i), Path: d.Samples[i].Path, Kind: kind, Reason: reason}
 			}
 			if o.Progress != nil {
 				o.Progress(int(done.Add(1)), d.Len())

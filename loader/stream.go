@@ -29,7 +29,9 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 		return err
 	}
 	defer release()
-	st := &runner{l: l, kind: workStream, pool: pool}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	st := &runner{l: l, kind: workStream, pool: pool, fail: cancel}
 	defer st.tasks.Wait() // after g.Wait has cancelled gctx: abandoned tasks return at once
 
 	nb := o.Batches()
@@ -117,7 +119,7 @@ func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int) (*service
 			case <-s.Wait:
 			case <-ctx.Done():
 				drop()
-				return nil, ctx.Err()
+				return nil, context.Cause(ctx)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -141,9 +142,13 @@ func (l *Loader) releaseEpoch(ep *openEpoch, w work) {
 // A runner computes rows of one kind of work for a stream or a precompute
 // and tracks the tasks it submitted, so its owner can wait for them.
 type runner struct {
-	l     *Loader
-	kind  work
-	pool  int            // the workers' pool (gpu.Placement); -1 the default
+	l    *Loader
+	kind work
+	pool int // the workers' pool (gpu.Placement); -1 the default
+	// fail ends the owner's work with the error of a row that failed for
+	// now (a file unreadable or changed, a full disk): the shard forgets
+	// such a failure, so the runner that asked for the row reports it.
+	fail  context.CancelCauseFunc
 	tasks sync.WaitGroup // tasks submitted and not yet returned
 	done  atomic.Int64   // rows computed
 }
@@ -167,6 +172,9 @@ func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 			err = sh.Store(p, *img)
 		}
 		if err != nil {
+			if !errors.Is(err, service.ErrDataLoss) {
+				r.fail(err) // before Finish wakes the row's waiters
+			}
 			sh.Finish(p, 0, 0, err)
 			return
 		}

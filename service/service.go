@@ -140,12 +140,23 @@ type EpochStatus struct {
 	Samples int64  `json:"samples"`
 }
 
-// SampleError reports one undecodable sample.
+// SampleError reports one sample that could not be used, and why.
 type SampleError struct {
 	Index  int64  `json:"index"`
 	Path   string `json:"path"`
+	Kind   string `json:"kind"` // SampleUndecodable, SampleUnreadable or SampleChanged
 	Reason string `json:"reason"`
 }
+
+// Kinds of SampleError (SPEC §5): the bytes are not a decodable image (or
+// exceed a decoder limit); the file could not be read; the file changed or
+// vanished since the dataset was listed. Only the first is a property of
+// the file: dataset-errors lists those, scan all three.
+const (
+	SampleUndecodable = "undecodable"
+	SampleUnreadable  = "unreadable"
+	SampleChanged     = "changed"
+)
 
 // Errors a Source or Actions returns, wrapped with %w, and the gRPC codes
 // the service answers with.
@@ -156,6 +167,10 @@ var (
 	ErrExhausted   = errors.New("service: resource exhausted")         // ResourceExhausted
 	ErrUnavailable = errors.New("service: unavailable: shutting down") // Unavailable
 	ErrDataLoss    = errors.New("service: undecodable sample")         // DataLoss
+	// ErrUnreadable reports a sample file that could not be read (permission
+	// denied, an I/O error, too many open files) after retries: not an
+	// undecodable sample (SPEC §5), and nothing of it is cached.
+	ErrUnreadable = errors.New("service: sample file unreadable") // Unavailable
 )
 
 // A FieldError reports an invalid request field. It wraps ErrInvalid.

@@ -53,7 +53,7 @@ func (a *fakeActions) Evict(_ context.Context, ds string, epochs []int) (service
 
 func (a *fakeActions) DatasetErrors(_ context.Context, ds string) ([]service.SampleError, error) {
 	a.record("dataset-errors " + ds)
-	return []service.SampleError{{Index: 3, Path: "cat/3.jpg", Reason: "truncated"}}, nil
+	return []service.SampleError{{Index: 3, Path: "cat/3.jpg", Kind: service.SampleUndecodable, Reason: "truncated"}}, nil
 }
 
 func (a *fakeActions) Topology(context.Context) (service.Topology, error) {
@@ -137,7 +137,7 @@ func TestActions(t *testing.T) {
 		{name: "evict", typ: ActionEvict, body: `{"dataset":"train","epochs":[0]}`, call: "evict train [0]", want: []string{`{"datasets":[]}`}},
 		{name: "evict no dataset", typ: ActionEvict, body: `{"epochs":[0]}`, code: codes.InvalidArgument, contains: "dataset"},
 		{name: "dataset-errors", typ: ActionDatasetErrors, body: `{"dataset":"train"}`, call: "dataset-errors train",
-			want: []string{`[{"index":3,"path":"cat/3.jpg","reason":"truncated"}]`}},
+			want: []string{`[{"index":3,"path":"cat/3.jpg","kind":"undecodable","reason":"truncated"}]`}},
 		{name: "dataset-errors malformed", typ: ActionDatasetErrors, body: `{"dataset":`, code: codes.InvalidArgument},
 		{name: "topology", typ: ActionTopology, call: "topology", want: []string{`{"topology":{"gpus":[]},"placement":{}}`}},
 		{name: "unknown action", typ: "reboot", code: codes.InvalidArgument, contains: "reboot"},

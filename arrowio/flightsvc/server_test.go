@@ -493,6 +493,7 @@ func TestErrorMapping(t *testing.T) {
 		{name: "stale", err: fmt.Errorf("x: %w", service.ErrStale), code: codes.FailedPrecondition},
 		{name: "exhausted", err: fmt.Errorf("x: %w", service.ErrExhausted), code: codes.ResourceExhausted},
 		{name: "unavailable", err: fmt.Errorf("x: %w", service.ErrUnavailable), code: codes.Unavailable},
+		{name: "unreadable", err: fmt.Errorf("x: %w", service.ErrUnreadable), code: codes.Unavailable},
 		{name: "data loss", err: fmt.Errorf("x: bad.jpg: %w", service.ErrDataLoss), code: codes.DataLoss},
 		{name: "other", err: errors.New("disk on fire"), code: codes.Internal},
 	} {

@@ -12,8 +12,8 @@ import (
 
 // StatusOf maps err to the gRPC status the service answers with (SPEC §4):
 // service.ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrStale →
-// FailedPrecondition, ErrExhausted → ResourceExhausted, ErrUnavailable →
-// Unavailable, ErrDataLoss → DataLoss, context cancellation → Canceled or
+// FailedPrecondition, ErrExhausted → ResourceExhausted, ErrUnavailable and
+// ErrUnreadable → Unavailable, ErrDataLoss → DataLoss, context cancellation → Canceled or
 // DeadlineExceeded. An error that already carries a gRPC status keeps it;
 // anything else is Internal. The message is err's text. StatusOf(nil) is nil.
 func StatusOf(err error) error {
@@ -29,6 +29,7 @@ func StatusOf(err error) error {
 		{err: service.ErrStale, code: codes.FailedPrecondition},
 		{err: service.ErrExhausted, code: codes.ResourceExhausted},
 		{err: service.ErrUnavailable, code: codes.Unavailable},
+		{err: service.ErrUnreadable, code: codes.Unavailable},
 		{err: service.ErrDataLoss, code: codes.DataLoss},
 		{err: context.Canceled, code: codes.Canceled},
 		{err: context.DeadlineExceeded, code: codes.DeadlineExceeded},

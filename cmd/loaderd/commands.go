@@ -17,6 +17,7 @@ import (
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/gpu"
 	"github.com/loaderd/loaderd/loader"
+	"github.com/loaderd/loaderd/service"
 )
 
 func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,7 +30,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	fs.Int64Var(&maxPixels, "max-pixels", 0, "largest image accepted, in pixels (0 = the decoder's default)")
 	fs.StringVar(&decoder, "decoder", "auto", "decoders to check with, as serve's --decoder: auto, go, libjpeg-turbo")
-	fs.notes = "Exit status 3: the scan ran and found undecodable files (listed on stdout)."
+	fs.notes = "Exit status 3: the scan ran and found undecodable or unreadable files (listed on stdout, each with its kind and reason)."
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
@@ -60,13 +61,27 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, n := range d.Skipped {
 		skipped += n
 	}
+	// Undecodable files are the data's; unreadable ones (or changed during
+	// the scan) are the machine's moment: listed apart (SPEC §5).
+	undecodable, unreadable := []service.SampleError{}, []service.SampleError{}
+	for _, e := range bad {
+		if e.Kind == service.SampleUndecodable {
+			undecodable = append(undecodable, e)
+		} else {
+			unreadable = append(unreadable, e)
+		}
+	}
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(map[string]any{"path": fs.Arg(0), "samples": d.Len(), "classes": len(d.Classes),
-			"fingerprint": d.Fingerprint, "decoder": decName, "undecodable": bad, "skipped": d.Skipped})
+			"fingerprint": d.Fingerprint, "decoder": decName, "undecodable": undecodable, "unreadable": unreadable, "skipped": d.Skipped})
 	} else {
-		fmt.Fprintf(stdout, "%s: %d samples in %d classes, %d undecodable (decoder %s)\n", fs.Arg(0), d.Len(), len(d.Classes), len(bad), decName)
+		fmt.Fprintf(stdout, "%s: %d samples in %d classes, %d undecodable (decoder %s)", fs.Arg(0), d.Len(), len(d.Classes), len(undecodable), decName)
+		if len(unreadable) > 0 {
+			fmt.Fprintf(stdout, ", %d could not be read", len(unreadable))
+		}
+		fmt.Fprintln(stdout)
 		if skipped > 0 {
 			exts := slices.Sorted(maps.Keys(d.Skipped))
 			parts := make([]string, len(exts))
@@ -80,7 +95,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 		for _, e := range bad {
-			fmt.Fprintf(tw, "%d\t%s\t%s\n", e.Index, e.Path, e.Reason)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Index, e.Path, e.Kind, e.Reason)
 		}
 		err = tw.Flush()
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/loader/epoch"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -136,8 +137,9 @@ func TestLifeCycle(t *testing.T) {
 	}
 }
 
-// TestAbandonAndFail gives a claim back, then fails a row: the first is
-// claimable again, the second is an error to every caller.
+// TestAbandonAndFail gives a claim back, fails a row for now (a read
+// error), then for good (undecodable under the fail policy): the first two
+// are claimable again, the last is an error to every caller.
 func TestAbandonAndFail(t *testing.T) {
 	ep := newEpoch(t, openCache(t), epoch.NewCommits(), 2, 2)
 	defer ep.Close()
@@ -149,7 +151,13 @@ func TestAbandonAndFail(t *testing.T) {
 	if claimed, err := sh.Request(0, false); !claimed || err != nil {
 		t.Fatalf("Request after abandon = %v, %v; want a claim", claimed, err)
 	}
-	bad := errors.New("undecodable")
+	// A failed read is nobody's business but its claimer's: the row is
+	// absent again, and the shard keeps no trace of the error.
+	sh.Finish(0, 0, 0, errors.New("read x.jpg: input/output error"))
+	if claimed, err := sh.Request(0, false); !claimed || err != nil {
+		t.Fatalf("Request after a failed read = %v, %v; want a claim", claimed, err)
+	}
+	bad := fmt.Errorf("x.jpg: %w", service.ErrDataLoss)
 	sh.Finish(0, 0, 0, bad)
 	if _, err := sh.Request(0, false); !errors.Is(err, bad) {
 		t.Fatalf("Request of a failed row = %v, want %v", err, bad)

@@ -13,8 +13,15 @@ package epoch
 //	committing  every row written and no batch reads the writer: Commit runs
 //
 // While writing, each row is absent, claimed (one worker computes it), ready
-// (written, with the index and label it carries) or failed (cannot be
-// computed under the fail policy).
+// (written, with the index and label it carries) or failed (undecodable
+// under the fail policy: every later caller gets the error). A computation
+// that fails for a reason of the moment (a file unreadable or changed, a
+// full disk) leaves its row absent, as an abandoned claim does: its
+// claimer reports the error to the request that asked for the row, and a
+// later request computes the row afresh. So a failed read is never
+// remembered, and a shard with a row that is not ready never commits (the
+// rows already written stay in the writer: they came from files that
+// matched the listing).
 //
 // # Transitions
 //
@@ -79,7 +86,7 @@ const (
 	rowAbsent  rowState = iota
 	rowClaimed          // a worker computes it
 	rowReady            // written into the writer's mapping
-	rowFailed           // cannot be computed (policy fail)
+	rowFailed           // undecodable under the fail policy: final
 )
 
 // mode is where a shard stands (see the top of this file).
@@ -339,9 +346,11 @@ func (sh *Shard) Store(p int, img []byte) error {
 }
 
 // Finish records the outcome of claimed row p: written (by Store) with the
-// index and label it carries, failed, or (err is ErrAbandoned) given up
-// unwritten. When this was the last row and no batch holds the writer, it
-// hands the shard to a commit goroutine.
+// index and label it carries, failed for good (err wraps
+// service.ErrDataLoss: every later caller gets err), or given up unwritten
+// (any other err, ErrAbandoned among them: the row is absent again, and
+// reporting err is the claimer's). When this was the last row and no batch
+// holds the writer, it hands the shard to a commit goroutine.
 func (sh *Shard) Finish(p int, index uint64, label int64, err error) {
 	sh.mu.Lock()
 	switch {
@@ -352,10 +361,10 @@ func (sh *Shard) Finish(p int, index uint64, label int64, err error) {
 		if sh.ready++; sh.ready == sh.n {
 			sh.commits.start(sh.id)
 		}
-	case errors.Is(err, ErrAbandoned):
-		sh.rows[p] = rowAbsent
-	default:
+	case errors.Is(err, service.ErrDataLoss):
 		sh.rows[p], sh.errs[p] = rowFailed, err
+	default:
+		sh.rows[p] = rowAbsent
 	}
 	sh.broadcast()
 	commit := sh.ready == sh.n && sh.wrefs == 0

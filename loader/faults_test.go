@@ -1,0 +1,230 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/loaderd/loaderd/service"
+)
+
+// fxFault makes every read of the files of samples idx of l's "train" fail
+// with err, for the first times attempts of each file (all of them when
+// times is 0). It returns a function that lifts the fault.
+func fxFault(t *testing.T, l *Loader, err error, times int, idx ...int) func() {
+	t.Helper()
+	d, _ := l.Dataset("train")
+	bad := map[string]bool{}
+	for _, i := range idx {
+		bad[d.File(i)] = true
+	}
+	var mu sync.Mutex
+	on, tries := true, map[string]int{}
+	l.setReadFault(func(path string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !on || !bad[path] {
+			return nil
+		}
+		tries[path]++
+		if times > 0 && tries[path] > times {
+			return nil
+		}
+		return &fs.PathError{Op: "read", Path: path, Err: err}
+	})
+	return func() {
+		mu.Lock()
+		on = false
+		mu.Unlock()
+	}
+}
+
+// fxShardFiles lists the committed shard files under a cache directory,
+// relative to it: their names carry their checksums, so two caches with
+// the same list hold the same bytes.
+func fxShardFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.IsDir() && strings.HasSuffix(p, ".arrow") && !strings.Contains(e.Name(), ".tmp") {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReadErrorIsNotUndecodable: a file that cannot be read ends the
+// stream (or precompute) with Unavailable naming it, under either policy
+// and on the uncached path too; nothing is marked bad, nothing of it is
+// cached, and once the file reads again every request gets the right
+// bytes, into a cache equal to a fresh one (SPEC §5).
+func TestReadErrorIsNotUndecodable(t *testing.T) {
+	const n, bad = 40, 21
+	root := fxDataset(t, n)
+	want := fxEpoch(t, root, 0, nil)
+	freshDir := t.TempDir()
+	fresh := fxLoader(t, root, fxCache(t, freshDir, 0), nil)
+	if _, err := fresh.Precompute(context.Background(), "train", []int{0, 1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	freshFiles := fxShardFiles(t, freshDir)
+
+	for _, tc := range []struct {
+		name   string
+		policy string
+		budget int64
+	}{
+		{name: "substitute", policy: PolicySubstitute},
+		{name: "fail", policy: PolicyFail},
+		{name: "uncached", policy: PolicySubstitute, budget: 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l := fxLoader(t, root, fxCache(t, dir, tc.budget), func(o *Options) { o.OnError = tc.policy })
+			d, _ := l.Dataset("train")
+			lift := fxFault(t, l, syscall.EIO, 0, bad)
+			_, err := fxCollect(context.Background(), l, fxReq(nil))
+			if !errors.Is(err, service.ErrUnreadable) || errors.Is(err, service.ErrDataLoss) ||
+				!strings.Contains(err.Error(), d.Samples[bad].Path) || !strings.Contains(err.Error(), "input/output error") {
+				t.Fatalf("stream with an unreadable file = %v; want ErrUnreadable naming %s and the cause", err, d.Samples[bad].Path)
+			}
+			if tc.budget == 0 {
+				if _, err := l.Precompute(context.Background(), "train", []int{0, 1}, nil); !errors.Is(err, service.ErrUnreadable) {
+					t.Fatalf("precompute with an unreadable file = %v; want ErrUnreadable", err)
+				}
+				if shards := l.cache.Shards(l.key(l.sets["train"], 0)); slices.Contains(shards, bad/16) {
+					t.Fatalf("shard %d of sample %d committed from a failed read (shards %v)", bad/16, bad, shards)
+				}
+			}
+			if errs, _ := l.DatasetErrors(context.Background(), "train"); len(errs) != 0 || testutilUndecodable(l) != 0 {
+				t.Fatalf("a read error marked samples undecodable: %+v", errs)
+			}
+			lift()
+			got, err := fxCollect(context.Background(), l, fxReq(nil))
+			if err != nil {
+				t.Fatalf("stream once the file reads again: %v", err)
+			}
+			fxSame(t, "after the read error", want, got)
+			if !slices.Contains(got.Index, bad) && tc.budget == 0 {
+				t.Fatalf("sample %d missing from the epoch after its file reads again", bad)
+			}
+			if tc.budget > 0 {
+				return
+			}
+			if _, err := l.Precompute(context.Background(), "train", []int{0, 1}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got := fxShardFiles(t, dir); !slices.Equal(got, freshFiles) {
+				t.Fatalf("cache after the read error holds %v; a fresh one %v", got, freshFiles)
+			}
+		})
+	}
+}
+
+// TestReadRetried: reads that fail a few times, then succeed (a brief
+// shortage of descriptors), cost retries, not the stream.
+func TestReadRetried(t *testing.T) {
+	root := fxDataset(t, 30)
+	want := fxEpoch(t, root, 0, nil)
+	l := fxLoader(t, root, fxCache(t, "", 0), nil)
+	fxFault(t, l, syscall.EMFILE, readAttempts-1, 0, 7, 29)
+	got, err := fxCollect(context.Background(), l, fxReq(nil))
+	if err != nil {
+		t.Fatalf("stream over reads that fail %d times: %v", readAttempts-1, err)
+	}
+	fxSame(t, "after retried reads", want, got)
+}
+
+// TestFileRemovedAndRestored removes a file between requests, then puts
+// it back: while it is gone the stream ends with FailedPrecondition naming
+// it (the dataset changed) and nothing is marked bad; restored, with its
+// size and mtime, the same listing streams the right bytes.
+func TestFileRemovedAndRestored(t *testing.T) {
+	const n, gone = 30, 12
+	root := fxDataset(t, n)
+	want := fxEpoch(t, root, 0, nil)
+	l := fxLoader(t, root, fxCache(t, "", 0), nil)
+	d, _ := l.Dataset("train")
+	aside := filepath.Join(t.TempDir(), "aside")
+	if err := os.Rename(d.File(gone), aside); err != nil {
+		t.Fatal(err)
+	}
+	_, err := fxCollect(context.Background(), l, fxReq(nil))
+	if !errors.Is(err, service.ErrStale) || !strings.Contains(err.Error(), d.Samples[gone].Path) || !strings.Contains(err.Error(), "vanished") {
+		t.Fatalf("stream with a file gone = %v; want ErrStale naming %s", err, d.Samples[gone].Path)
+	}
+	if errs, _ := l.DatasetErrors(context.Background(), "train"); len(errs) != 0 {
+		t.Fatalf("a missing file marked samples undecodable: %+v", errs)
+	}
+	if err := os.Rename(aside, d.File(gone)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fxCollect(context.Background(), l, fxReq(nil))
+	if err != nil {
+		t.Fatalf("stream after the file is back: %v", err)
+	}
+	fxSame(t, "after the file is back", want, got)
+}
+
+// TestScanKinds: scan reports undecodable, unreadable and changed files
+// apart, each with its reason (SPEC §5).
+func TestScanKinds(t *testing.T) {
+	root := fxDataset(t, 12)
+	probe, err := OpenDataset("scan", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(probe.File(2), []byte("\x89PNG\r\n\x1a\nnot really"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDataset("scan", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.File(5), fxImage(99, 20), 0o644); err != nil { // rewritten after the listing
+		t.Fatal(err)
+	}
+	d.fault = func(path string) error {
+		if path == d.File(9) {
+			return &fs.PathError{Op: "open", Path: path, Err: syscall.EACCES}
+		}
+		return nil
+	}
+	bad, err := Scan(context.Background(), d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		index  int64
+		kind   string
+		reason string
+	}{
+		{index: 2, kind: service.SampleUndecodable, reason: "decode"},
+		{index: 5, kind: service.SampleChanged, reason: "size"},
+		{index: 9, kind: service.SampleUnreadable, reason: "permission denied"},
+	}
+	if len(bad) != len(want) {
+		t.Fatalf("scan found %+v; want samples 2, 5, 9", bad)
+	}
+	for k, w := range want {
+		if g := bad[k]; g.Index != w.index || g.Kind != w.kind || !strings.Contains(g.Reason, w.reason) {
+			t.Errorf("scan entry %d = %+v; want sample %d, %s, reason naming %q", k, g, w.index, w.kind, w.reason)
+		}
+	}
+}
