@@ -20,13 +20,18 @@ func (l *Loader) CacheStatus(ctx context.Context, dataset string) (service.Cache
 		names = []string{dataset}
 	}
 	status := l.cacheStatus()
+	infos, notes := l.cache.Epochs(), readPipelines(l.cache.Dir())
 	out := service.CacheStatus{Datasets: []service.DatasetCache{}}
 	for _, name := range names {
 		eps := status[name]
 		if eps == nil {
 			eps = []service.EpochStatus{}
 		}
-		out.Datasets = append(out.Datasets, service.DatasetCache{Dataset: name, Epochs: eps})
+		other := l.otherEpochs(l.sets[name], infos, notes)
+		if len(other) == 0 {
+			other = nil
+		}
+		out.Datasets = append(out.Datasets, service.DatasetCache{Dataset: name, Epochs: eps, Other: other})
 	}
 	return out, nil
 }

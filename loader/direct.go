@@ -70,6 +70,7 @@ func (l *Loader) streamDirect(ctx context.Context, d *dataset, o *Order, pool in
 					}
 					db.b.Index[row], db.b.Label[row] = uint64(j), d.Samples[j].Label
 					l.met.computed.WithLabelValues(workUncached.String()).Inc()
+					l.met.misses.Inc() // streamed uncached: every row is cold
 				})
 				if !ok {
 					db.wg.Done()

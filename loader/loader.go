@@ -182,6 +182,9 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		l.names = append(l.names, spec.Name)
 		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, files: make([]uint8, d.Len()), errs: map[int]service.SampleError{}}
 	}
+	if err := l.notePipeline(pipeKey); err != nil {
+		return nil, err
+	}
 	l.placement = gpu.Place(o.Topology, o.Workers)
 	l.sched = workers.New(l.placement, o.Workers, o.Topology != nil, l.log)
 	return l, nil

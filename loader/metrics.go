@@ -15,6 +15,8 @@ type metrics struct {
 	undecodable prometheus.Counter
 	computed    *prometheus.CounterVec
 	served      prometheus.Counter
+	hits        prometheus.Counter // rows a stream found cached, computed or in production
+	misses      prometheus.Counter // rows a stream had to compute: cold
 }
 
 // newMetrics makes the collectors and registers them with reg, if not nil.
@@ -36,6 +38,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "loaderd_rows_served_from_cache_total",
 			Help: "Rows streamed from committed cache shards.",
 		}),
+		hits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_hits_total",
+			Help: "Rows a stream asked for that were cached, or computed or being computed by other work (prefetch, precompute, another stream).",
+		}),
+		misses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_cache_misses_total",
+			Help: "Rows a stream asked for that nothing had computed (cold): computed for the stream, or streamed uncached.",
+		}),
 	}
 	for _, w := range works {
 		m.computed.WithLabelValues(w.String())
@@ -48,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served}
+	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served, m.hits, m.misses}
 }
 
 // register registers every collector with reg (nil: none); on a failure it

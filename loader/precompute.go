@@ -3,7 +3,9 @@ package loader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +37,147 @@ func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, p
 	if err != nil {
 		return service.PrecomputeSummary{}, err
 	}
-	return l.precompute(ctx, d, es, workPrecompute, progress)
+	fit, left, budgetErr := l.budgetFit(d, es)
+	if len(fit) == 0 {
+		return service.PrecomputeSummary{Dataset: d.Name, Epochs: []int{}}, budgetErr
+	}
+	if progress != nil && len(left) > 0 {
+		// The bar covers the whole request, so it stops where the budget did.
+		var leftRows int64
+		for _, e := range left {
+			leftRows += int64(d.Len()) - l.cachedRows(d, e)
+		}
+		inner := progress
+		progress = func(p service.PrecomputeProgress) error {
+			p.Epochs, p.Total = es, p.Total+leftRows
+			return inner(p)
+		}
+	}
+	sum, err := l.precompute(ctx, d, fit, workPrecompute, progress)
+	if err == nil {
+		err = budgetErr
+	}
+	return sum, err
+}
+
+// A BudgetError reports a precompute whose epochs do not all fit in the
+// cache budget: the epochs that fit were computed and kept, the others
+// left out. It wraps service.ErrExhausted (gRPC ResourceExhausted).
+type BudgetError struct {
+	Dataset    string
+	EpochBytes int64 // one epoch of the dataset on disk
+	Budget     int64 // the cache budget
+	Free       int64 // bytes the budget had for the request: not held by epochs in use
+	Kept       []int // requested epochs that fit, cached once the call returns
+	Left       []int // requested epochs left out
+	Need       int64 // bytes the left-out epochs still need
+	Short      int64 // bytes the budget lacks to hold them too
+}
+
+func (e *BudgetError) Error() string {
+	if e.EpochBytes > e.Budget {
+		return fmt.Sprintf("loader: cache budget: an epoch of %s takes %s, more than the whole budget of %s: it can be streamed (uncached) but not precomputed; a budget of %s holds one",
+			e.Dataset, humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.EpochBytes))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "loader: cache budget: epochs %s of %s do not fit: they need %s more (%s an epoch) and the budget of %s had %s for this request, the rest holding epochs in use",
+		epochRanges(e.Left), e.Dataset, humanBytes(e.Need), humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.Free))
+	if len(e.Kept) > 0 {
+		fmt.Fprintf(&b, "; epochs %s are cached", epochRanges(e.Kept))
+	}
+	fmt.Fprintf(&b, "; a budget of %s would hold them all", humanBytes(e.Budget+e.Short))
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, service.ErrExhausted) hold.
+func (e *BudgetError) Unwrap() error { return service.ErrExhausted }
+
+// budgetFit splits the epochs es of d into those whose missing shards fit
+// in the cache budget beside the epochs in use (idle epochs count as
+// evictable) and those that do not, keeping order; with no budget all fit.
+// When some are left out it returns a *BudgetError naming both.
+func (l *Loader) budgetFit(d *dataset, es []int) (fit, left []int, err error) {
+	budget := l.cache.Budget()
+	if budget == 0 {
+		return es, nil, nil
+	}
+	l.mu.Lock()
+	live := make([]epochID, 0, len(l.live))
+	for id := range l.live {
+		live = append(live, id)
+	}
+	l.mu.Unlock()
+	avail, onDisk := l.headroom(live)
+	size := l.epochBytes(d)
+	isLive := func(e int) bool { return slices.Contains(live, epochID{d.Name, e}) }
+	free := max(0, avail)
+	for _, e := range es { // this request keeps what it has: not evictable for it
+		if !isLive(e) {
+			avail -= onDisk[l.key(d, e)]
+		}
+	}
+	for _, e := range es {
+		need := size - onDisk[l.key(d, e)]
+		if isLive(e) || l.complete(d, e) {
+			need = 0 // a stream holds it already, or it is done
+		}
+		if need <= avail {
+			avail -= need
+			fit = append(fit, e)
+		} else {
+			left = append(left, e)
+		}
+	}
+	if len(left) == 0 {
+		return fit, nil, nil
+	}
+	be := &BudgetError{Dataset: d.Name, EpochBytes: size, Budget: budget, Free: free, Kept: fit, Left: left}
+	for _, e := range left {
+		be.Need += size - onDisk[l.key(d, e)]
+	}
+	be.Short = be.Need - max(0, avail)
+	return fit, left, be
+}
+
+// cachedRows is the number of rows of epoch e of d in committed shards.
+func (l *Loader) cachedRows(d *dataset, e int) int64 {
+	var n int64
+	for _, s := range l.cache.Shards(l.key(d, e)) {
+		n += int64(max(0, min(l.opts.ShardSize, d.Len()-s*l.opts.ShardSize)))
+	}
+	return n
+}
+
+// epochRanges writes sorted epochs compactly: "0-3,7".
+func epochRanges(es []int) string {
+	var parts []string
+	for i := 0; i < len(es); {
+		j := i
+		for j+1 < len(es) && es[j+1] == es[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", es[i], es[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(es[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",")
+}
+
+// humanBytes writes n in binary units: "193.2 GiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	f, i := float64(n), -1
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
 }
 
 // epochList checks and sorts epochs, dropping repeats.
@@ -90,6 +232,9 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work
 		}
 		done := r.done.Load()
 		return progress(service.PrecomputeProgress{Dataset: d.Name, Epochs: es, Done: done, Total: total, ImagesPerSec: rate(done, time.Since(start))})
+	}
+	if err := report(); err != nil { // at once: a display learns the total, and when the work began
+		return sum, err
 	}
 	var ticker sync.WaitGroup
 	ticker.Go(func() {

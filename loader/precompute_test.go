@@ -511,3 +511,82 @@ func TestUncachedStreamCancel(t *testing.T) {
 		t.Errorf("sent %d of 15 batches before stopping", sent)
 	}
 }
+
+// TestPrecomputeKeepsWhatFits: a precompute of more epochs than the cache
+// budget holds computes and keeps the epochs that fit, leaves the rest out
+// with a BudgetError in human units, and reports progress over the whole
+// request, so a display stops where the work did.
+func TestPrecomputeKeepsWhatFits(t *testing.T) {
+	root := fxDataset(t, 32)
+	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
+	size := probe.epochBytes(probe.sets["train"])
+	l := fxLoader(t, root, fxCache(t, "", 2*size+size/2), nil)
+	var last service.PrecomputeProgress
+	sum, err := l.Precompute(context.Background(), "train", []int{0, 1, 2, 3}, func(p service.PrecomputeProgress) error {
+		last = p
+		return nil
+	})
+	var be *BudgetError
+	if !errors.As(err, &be) || !errors.Is(err, service.ErrExhausted) {
+		t.Fatalf("Precompute = %v; want a BudgetError wrapping ErrExhausted", err)
+	}
+	if !slices.Equal(be.Kept, []int{0, 1}) || !slices.Equal(be.Left, []int{2, 3}) || be.Need != 2*size || be.EpochBytes != size {
+		t.Errorf("BudgetError = %+v; want epochs 0,1 kept, 2,3 left needing %d", be, 2*size)
+	}
+	for _, w := range []string{"epochs 2-3 of train do not fit", "KiB", "epochs 0-1 are cached", "would hold them all"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("message %q lacks %q", err, w)
+		}
+	}
+	if !slices.Equal(sum.Epochs, []int{0, 1}) || sum.Computed != 64 {
+		t.Errorf("summary %+v; want epochs 0,1 and 64 samples computed", sum)
+	}
+	if last.Done != 64 || last.Total != 128 {
+		t.Errorf("last progress %d of %d; want 64 of 128 (the request's total)", last.Done, last.Total)
+	}
+	if st := fxStatus(t, l); st[0] != service.EpochComplete || st[1] != service.EpochComplete || len(st) != 2 {
+		t.Errorf("cache status %v; want epochs 0 and 1 complete, nothing else", st)
+	}
+	// Asked again, the kept epochs count as cached and the rest still does not fit.
+	sum, err = l.Precompute(context.Background(), "train", []int{0, 1, 2, 3}, nil)
+	if !errors.As(err, &be) || sum.Cached != 64 || sum.Computed != 0 {
+		t.Errorf("second Precompute = %+v, %v; want 64 cached, 0 computed, a BudgetError", sum, err)
+	}
+}
+
+// TestOtherEpochs: epochs of the same dataset cached under another seed or
+// pipeline are listed (pipeline text, seed, epochs, bytes) by OtherEpochs
+// and by the cache-status action; the loader's own are not.
+func TestOtherEpochs(t *testing.T) {
+	root := fxDataset(t, 20)
+	dir := t.TempDir()
+	c := fxCache(t, dir, 0)
+	first := fxLoader(t, root, c, nil) // seed 42, fxPipeline
+	if _, err := first.Precompute(context.Background(), "train", []int{0, 2, 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	l := fxLoader(t, root, c, func(o *Options) { o.Seed = 7 })
+	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	others, err := l.OtherEpochs("train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	canonical := first.opts.Pipeline.String()
+	if len(others) != 1 || others[0].Seed != 42 || !slices.Equal(others[0].Epochs, []int{0, 2, 3}) ||
+		others[0].Pipeline != canonical || others[0].ShardSize != 16 || others[0].Bytes <= 0 {
+		t.Fatalf("OtherEpochs = %+v; want seed 42, epochs 0,2,3 under %q", others, canonical)
+	}
+	st, err := l.CacheStatus(context.Background(), "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Datasets[0]; len(d.Other) != 1 || len(d.Epochs) != 1 || d.Epochs[0].Epoch != 0 {
+		t.Errorf("cache-status = %+v; want its own epoch 0 and the other group", d)
+	}
+	if _, err := l.OtherEpochs("nosuch"); !errors.Is(err, service.ErrNotFound) {
+		t.Errorf("OtherEpochs of an unknown dataset = %v, want ErrNotFound", err)
+	}
+}

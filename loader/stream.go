@@ -38,6 +38,7 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	// Read ahead InFlightBatches batches, and at least two rows per worker
 	// so that small batches keep every worker busy too.
 	slots := make(chan struct{}, max(l.opts.InFlightBatches, (2*l.opts.Workers+o.BatchSize-1)/o.BatchSize))
+	cold := &coldRows{m: map[int]int{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { // producer: claim and submit the rows of the batches ahead
 		for k := range nb {
@@ -52,8 +53,11 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 				if err != nil {
 					return err
 				}
-				if claimed && !st.submit(gctx, ep, sh, p) {
-					return st.stopped(gctx)
+				if claimed {
+					cold.add(i)
+					if !st.submit(gctx, ep, sh, p) {
+						return st.stopped(gctx)
+					}
 				}
 			}
 		}
@@ -61,7 +65,7 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	})
 	g.Go(func() error { // consumer: gather each batch and send it
 		for k := range nb {
-			b, err := st.gather(gctx, ep, o.Batch(k))
+			b, err := st.gather(gctx, ep, o.Batch(k), cold)
 			if err != nil {
 				return err
 			}
@@ -79,9 +83,37 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	return g.Wait()
 }
 
+// coldRows holds the samples a stream's producer claimed and computes:
+// the rows that were not in the cache nor being computed by other work.
+type coldRows struct {
+	mu sync.Mutex  // guards m
+	m  map[int]int // claims not yet gathered, by sample index
+}
+
+func (c *coldRows) add(i int) {
+	c.mu.Lock()
+	c.m[i]++
+	c.mu.Unlock()
+}
+
+// take reports whether sample i was claimed cold, forgetting one claim.
+func (c *coldRows) take(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[i] == 0 {
+		return false
+	}
+	if c.m[i]--; c.m[i] == 0 {
+		delete(c.m, i)
+	}
+	return true
+}
+
 // gather waits for the rows of samples idx of ep and returns them as a
-// batch holding references to the mappings they live in.
-func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int) (*service.Batch, error) {
+// batch holding references to the mappings they live in. It counts each
+// row a cache hit, or a miss when this stream computed it (cold claims,
+// by the producer or here).
+func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int, cold *coldRows) (*service.Batch, error) {
 	b := &service.Batch{Index: make([]uint64, len(idx)), Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
 	var refs []func()
 	drop := func() {
@@ -89,9 +121,10 @@ func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int) (*service
 			rel()
 		}
 	}
-	cached := 0
+	cached, misses := 0, 0
 	for row, i := range idx {
 		sh, p := ep.ShardOf(i)
+		miss := false
 		for {
 			s, err := sh.Acquire(p, true, true)
 			if err != nil {
@@ -106,9 +139,13 @@ func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int) (*service
 				if s.Cached {
 					cached++
 				}
+				if cold.take(i) || miss { // the producer adds a claim before its row can be ready
+					misses++
+				}
 				break
 			}
-			if s.Claimed { // nobody computes it (its claimer left): we do
+			if s.Claimed { // nobody computes it (not claimed yet, or its claimer left): we do
+				miss = true
 				if !r.submit(ctx, ep, sh, p) {
 					drop()
 					return nil, r.stopped(ctx)
@@ -124,6 +161,8 @@ func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int) (*service
 		}
 	}
 	r.l.met.served.Add(float64(cached))
+	r.l.met.hits.Add(float64(len(idx) - misses))
+	r.l.met.misses.Add(float64(misses))
 	var once sync.Once
 	b.Release = func() { once.Do(drop) }
 	return b, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"slices"
 	"sync"
 	"testing"
@@ -69,6 +70,10 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 	if got := fxComputed(l, workStream); got != 40 {
 		t.Fatalf("cold stream computed %d rows, want 40", got)
 	}
+	// Cold rows are cache misses (loaderd_cache_misses_total), cached ones hits.
+	if h, m := testutil.ToFloat64(l.met.hits), testutil.ToFloat64(l.met.misses); h != 0 || m != 40 {
+		t.Fatalf("cold stream: %v hits, %v misses; want 0 and 40", h, m)
+	}
 	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 9 }))
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +81,9 @@ func TestStreamCacheHitAndRestart(t *testing.T) {
 	fxSame(t, "cache hit", want, got)
 	if got := fxComputed(l, workStream); got != 40 {
 		t.Fatalf("after a cached stream %d rows computed, want still 40", got)
+	}
+	if h, m := testutil.ToFloat64(l.met.hits), testutil.ToFloat64(l.met.misses); h != 40 || m != 40 {
+		t.Fatalf("cold then cached stream: %v hits, %v misses; want 40 and 40", h, m)
 	}
 	l.Close()
 	c.Close()

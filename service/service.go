@@ -123,6 +123,21 @@ type CacheStatus struct {
 type DatasetCache struct {
 	Dataset string        `json:"dataset"`
 	Epochs  []EpochStatus `json:"epochs"`
+	// Other lists the epochs of the same dataset (same fingerprint) that
+	// the cache holds under another pipeline, decoder, shard size or seed:
+	// this server never reads them. Omitted when there are none.
+	Other []OtherEpochs `json:"other,omitempty"`
+}
+
+// OtherEpochs are cached epochs of a served dataset under one (pipeline,
+// seed) that is not the server's.
+type OtherEpochs struct {
+	Pipeline  string `json:"pipeline"`             // canonical text, or "fingerprint F" when unknown
+	Decoder   string `json:"decoder,omitempty"`    // JPEG decoder of the pipeline, when known
+	ShardSize int    `json:"shard_size,omitempty"` // samples per shard, when known
+	Seed      uint64 `json:"seed"`
+	Epochs    []int  `json:"epochs"` // sorted
+	Bytes     int64  `json:"bytes"`  // on disk, all of Epochs
 }
 
 // Epoch states in the cache.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -534,8 +535,8 @@ func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 		}
 	}
 	if freeable < need {
-		return nil, fmt.Errorf("%w: %d bytes for %v with %d in use of %d, %d evictable",
-			ErrBudget, size, ep.key, c.committed+c.reserved, c.opts.Budget, freeable)
+		return nil, fmt.Errorf("%w: a shard of %s does not fit: %s of the %s budget in use, %s of it by idle epochs that could go",
+			ErrBudget, humanBytes(size), humanBytes(c.committed+c.reserved), humanBytes(c.opts.Budget), humanBytes(freeable))
 	}
 	slices.SortFunc(victims, func(a, b *epoch) int {
 		return cmp.Or(a.lastUsed.Compare(b.lastUsed), compareKeys(a.key, b.key))
@@ -671,4 +672,18 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// humanBytes writes n in binary units for messages: "38.5 MiB".
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatInt(n, 10) + " B"
+	}
+	f, i := float64(n), -1
+	for f >= unit && i < 4 {
+		f /= unit
+		i++
+	}
+	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
 }

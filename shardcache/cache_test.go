@@ -521,18 +521,18 @@ loaderd_cache_bytes 4000
 # HELP loaderd_cache_checksums_total Shards read and checksummed before their first use (once per file per boot).
 # TYPE loaderd_cache_checksums_total counter
 loaderd_cache_checksums_total 1
-# HELP loaderd_cache_hits_total Shard opens served from the cache.
-# TYPE loaderd_cache_hits_total counter
-loaderd_cache_hits_total 2
-# HELP loaderd_cache_misses_total Shard opens that found no committed shard.
-# TYPE loaderd_cache_misses_total counter
-loaderd_cache_misses_total 1
+# HELP loaderd_cache_shard_hits_total Shard opens that found a committed shard (the loader's loaderd_cache_hits_total counts rows).
+# TYPE loaderd_cache_shard_hits_total counter
+loaderd_cache_shard_hits_total 2
+# HELP loaderd_cache_shard_misses_total Shard opens that found no committed shard (the loader's loaderd_cache_misses_total counts rows).
+# TYPE loaderd_cache_shard_misses_total counter
+loaderd_cache_shard_misses_total 1
 # HELP loaderd_cache_shards_written_total Shards committed to the cache.
 # TYPE loaderd_cache_shards_written_total counter
 loaderd_cache_shards_written_total 2
 `
 	if err := testutil.GatherAndCompare(reg, bytes.NewBufferString(want),
-		"loaderd_cache_bytes", "loaderd_cache_checksums_total", "loaderd_cache_hits_total", "loaderd_cache_misses_total", "loaderd_cache_shards_written_total"); err != nil {
+		"loaderd_cache_bytes", "loaderd_cache_checksums_total", "loaderd_cache_shard_hits_total", "loaderd_cache_shard_misses_total", "loaderd_cache_shards_written_total"); err != nil {
 		t.Error(err)
 	}
 	if n, err := testutil.GatherAndCount(reg); err != nil || n != 7 {

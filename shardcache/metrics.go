@@ -25,10 +25,10 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, error) {
 	m := &metrics{
 		hits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "loaderd_cache_hits_total", Help: "Shard opens served from the cache.",
+			Name: "loaderd_cache_shard_hits_total", Help: "Shard opens that found a committed shard (the loader's loaderd_cache_hits_total counts rows).",
 		}),
 		misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "loaderd_cache_misses_total", Help: "Shard opens that found no committed shard.",
+			Name: "loaderd_cache_shard_misses_total", Help: "Shard opens that found no committed shard (the loader's loaderd_cache_misses_total counts rows).",
 		}),
 		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_cache_corrupt_total", Help: "Shards that failed their checksum or size check and were deleted.",

@@ -248,12 +248,12 @@ func (b *byteSize) Type() string { return "size" }
 
 func parseBytes(v string) (int64, error) {
 	s := strings.ToUpper(strings.TrimSpace(v))
-	s = strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B")
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B"))
 	mult := int64(1)
 	if s != "" {
 		if i := strings.IndexByte("KMGTP", s[len(s)-1]); i >= 0 {
 			mult = int64(1) << (10 * (i + 1))
-			s = s[:len(s)-1]
+			s = strings.TrimSpace(s[:len(s)-1])
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
@@ -263,21 +263,40 @@ func parseBytes(v string) (int64, error) {
 	return int64(f * float64(mult)), nil
 }
 
-// formatBytes writes n in binary units, to four significant digits: 1.5G.
+// formatBytes writes n in binary units, to four significant digits:
+// "1.5 GiB" (parseBytes reads it back).
 func formatBytes(n int64) string {
-	if n == 0 {
-		return "0"
-	}
 	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10)
+	switch {
+	case n == 0:
+		return "0"
+	case n < unit:
+		return strconv.FormatInt(n, 10) + " B"
 	}
 	f, i := float64(n), -1
 	for f >= unit && i < 4 {
 		f /= unit
 		i++
 	}
-	return fmt.Sprintf("%.4g%c", f, "KMGTP"[i])
+	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
+}
+
+// formatEpochs writes sorted epochs as parseEpochs reads them: "0-3,7".
+func formatEpochs(es []int) string {
+	var parts []string
+	for i := 0; i < len(es); {
+		j := i
+		for j+1 < len(es) && es[j+1] == es[j]+1 {
+			j++
+		}
+		if j > i {
+			parts = append(parts, fmt.Sprintf("%d-%d", es[i], es[j]))
+		} else {
+			parts = append(parts, strconv.Itoa(es[i]))
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",")
 }
 
 // parseEpochs reads "0-9", "0,2,5" or a mix ("0-3,7"): sorted, unique.

@@ -489,3 +489,37 @@ func TestBenchPeerFails(t *testing.T) {
 		t.Errorf("bench.json (%v) lacks the peer's error", err)
 	}
 }
+
+// TestBudgetAndOtherSeed: precompute keeps the epochs that fit its
+// budget and says in human units why the rest does not (exit 1); a run
+// under another seed says at start that the cache holds epochs it will not
+// read, and which flags would read them.
+func TestBudgetAndOtherSeed(t *testing.T) {
+	data := smallData(t, 20, false)
+	cache := t.TempDir()
+	args := []string{"precompute", "--data", "d=" + data, "--pipeline", tinyPipeline, "--cache-dir", cache,
+		"--shard-size", "8", "--log-level", "warn", "--epochs", "0-3"}
+	code, out, stderr := runCLI(t, append(args, "--cache-budget", "100K")...) // an epoch is ~61 KiB
+	if code != exitFailure || !strings.Contains(out, "d: epochs 0:") ||
+		!strings.Contains(stderr, "epochs 1-3 of d do not fit") || !strings.Contains(stderr, "KiB") || !strings.Contains(stderr, "(--cache-budget)") {
+		t.Fatalf("precompute over budget: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, args...) // no budget: the rest, under seed 0
+	if code != 0 || !strings.Contains(out, "60 samples computed, 20 already cached") {
+		t.Fatalf("precompute: exit %d\n%s%s", code, out, stderr)
+	}
+
+	var logs bytes.Buffer
+	f := &pipelineFlags{data: datasetFlag{{Name: "d", Path: data}}, pipeline: tinyPipeline, decoder: "auto",
+		seed: 7, cacheDir: cache, shardSize: 8, onError: "substitute"}
+	st, err := buildStack(context.Background(), f, 0, newLogger(&logs, "warn"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, want := range []string{"will not read", "epochs=0-3", "seed=0", "to_use_them=\"--seed 0\""} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("serve under seed 7 logged\n%s\nwant %q", logs.String(), want)
+		}
+	}
+}

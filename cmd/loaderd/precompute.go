@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/loaderd/loaderd/loader"
 	"github.com/loaderd/loaderd/service"
 )
 
@@ -46,12 +48,24 @@ serve reads these epochs when given the same --data, --pipeline, --seed and
 	for _, ds := range f.data {
 		report := newProgress(stderr, ds.Name, logger)
 		sum, err := st.loader.Precompute(ctx, ds.Name, list, report.update)
-		report.finish(err == nil)
-		if err != nil {
+		report.finish(err == nil, sum.Computed)
+		var budget *loader.BudgetError
+		switch {
+		case err == nil:
+		case errors.As(err, &budget) && len(budget.Kept) > 0:
+			// The epochs that fit are done and kept: say so, then why the rest is not.
+			fmt.Fprintf(stdout, "%s: epochs %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
+				ds.Name, formatEpochs(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
+			return fmt.Errorf("%w (--cache-budget)", err)
+		case budget != nil:
+			return fmt.Errorf("%w (--cache-budget)", err)
+		case ctx.Err() != nil:
+			return fmt.Errorf("precompute of %s stopped after %d samples; the finished shards are kept, and the same command continues: %w", ds.Name, sum.Computed, err)
+		default:
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: epochs %v: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-			ds.Name, sum.Epochs, sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
+		fmt.Fprintf(stdout, "%s: epochs %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
+			ds.Name, formatEpochs(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
 	}
 	return nil
 }
@@ -64,26 +78,39 @@ type progress struct {
 	bar    *progressbar.ProgressBar
 	logger *slog.Logger
 	last   time.Time
+	tty    bool  // w is a terminal: draw a bar
+	total  int64 // of the latest report: samples the request needs
 }
 
 func newProgress(w io.Writer, name string, logger *slog.Logger) *progress {
 	p := &progress{w: w, name: name, logger: logger, last: time.Now()}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.bar = progressbar.NewOptions64(-1,
-			progressbar.OptionSetWriter(w),
-			progressbar.OptionSetDescription("precompute "+name),
-			progressbar.OptionShowCount(),
-			progressbar.OptionShowIts(),
-			progressbar.OptionSetItsString("img"),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionFullWidth(),
-		)
+		p.tty = true
 	}
 	return p
 }
 
+// newBar makes the terminal's bar once the total is known: a bar of
+// unknown length would start a spinner goroutine that keeps drawing after
+// Exit.
+func (p *progress) newBar(total int64) {
+	p.bar = progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(p.w),
+		progressbar.OptionSetDescription("precompute "+p.name),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("img"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionFullWidth(),
+	)
+}
+
 func (p *progress) update(pr service.PrecomputeProgress) error {
+	p.total = pr.Total
+	if p.tty && p.bar == nil && pr.Total > 0 {
+		p.newBar(pr.Total)
+	}
 	if p.bar != nil {
 		if p.bar.GetMax64() != pr.Total {
 			p.bar.ChangeMax64(pr.Total)
@@ -102,15 +129,30 @@ func (p *progress) update(pr service.PrecomputeProgress) error {
 	return nil
 }
 
-// finish ends the bar: full when done, where it stopped otherwise.
-func (p *progress) finish(done bool) {
-	if p.bar == nil {
-		return
-	}
-	if done {
+// finish ends the progress display: a full bar when done; otherwise the
+// bar stays where the work stopped (done samples of the request), and a
+// line says so, since the bar's last drawing may be a moment old.
+func (p *progress) finish(ok bool, done int64) {
+	switch {
+	case ok && p.bar != nil:
 		p.bar.Finish()
-	} else {
-		p.bar.Exit()
+		fmt.Fprintln(p.w)
+	case ok:
+	case p.tty:
+		if p.bar != nil {
+			p.bar.Exit()
+			fmt.Fprintln(p.w)
+		}
+		fmt.Fprintf(p.w, "precompute %s: stopped at %d of %d samples (%.0f%%)\n", p.name, done, p.total, percent(done, p.total))
+	default:
+		p.logger.Info("precompute stopped", "dataset", p.name, "done", done, "total", p.total,
+			"percent", int(percent(done, p.total)))
 	}
-	fmt.Fprintln(p.w)
+}
+
+func percent(n, of int64) float64 {
+	if of <= 0 {
+		return 0
+	}
+	return 100 * float64(n) / float64(of)
 }

@@ -22,8 +22,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
+	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/gpu"
 	"github.com/loaderd/loaderd/loader"
+	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
 )
 
@@ -151,7 +153,47 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		}
 		return nil, err
 	}
+	for _, ds := range f.data {
+		others, err := l.OtherEpochs(ds.Name)
+		if err != nil {
+			l.Close()
+			cache.Close()
+			return nil, err
+		}
+		for _, o := range others {
+			logger.Warn("the cache holds epochs of this dataset that this run will not read",
+				"dataset", ds.Name, "epochs", formatEpochs(o.Epochs), "size", formatBytes(o.Bytes),
+				"seed", o.Seed, "pipeline", o.Pipeline, "decoder", o.Decoder, "shard_size", o.ShardSize,
+				"to_use_them", f.matching(pl, o))
+		}
+	}
 	return &stack{cache: cache, loader: l, topo: topo}, nil
+}
+
+// matching names the flags that would make this run read the epochs o:
+// those of --seed, --pipeline, --decoder and --shard-size that differ.
+func (f *pipelineFlags) matching(pl *augment.Pipeline, o service.OtherEpochs) string {
+	var flags []string
+	if o.Pipeline != pl.String() {
+		flags = append(flags, fmt.Sprintf("--pipeline '%s'", o.Pipeline))
+	}
+	if o.Decoder != "" && o.Decoder != pl.Decoder() {
+		dec := "libjpeg-turbo"
+		if strings.HasPrefix(o.Decoder, "go") {
+			dec = "go"
+		}
+		flags = append(flags, "--decoder "+dec)
+	}
+	if o.ShardSize != 0 && o.ShardSize != f.shardSize {
+		flags = append(flags, fmt.Sprintf("--shard-size %d", o.ShardSize))
+	}
+	if o.Seed != f.seed {
+		flags = append(flags, fmt.Sprintf("--seed %d", o.Seed))
+	}
+	if len(flags) == 0 {
+		return "unknown pipeline: see `loaderd pipelines TEXT` for fingerprints"
+	}
+	return strings.Join(flags, " ")
 }
 
 // serve runs the Flight server until ctx is done. ready, if not nil,
