@@ -72,7 +72,7 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 			return nil
 		}
 		fmt.Fprintf(stdout, "loaderd serving dataset %q at grpc://%s\n", "sample", addr)
-		ff := fetchFlags{addr: addr, clients: 1, req: service.Request{Dataset: "sample", BatchSize: 64, WorldSize: 1, Shuffle: true}}
+		ff := fetchFlags{connFlags: connFlags{addr: addr}, clients: 1, req: service.Request{Dataset: "sample", BatchSize: 64, WorldSize: 1, Shuffle: true}}
 		for _, step := range []struct {
 			what  string
 			epoch int

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -23,18 +20,18 @@ import (
 )
 
 type fetchFlags struct {
-	addr, tokenFile, tlsCA   string
-	useTLS, insecure, asJSON bool
-	vsLoopback               bool
-	decode                   bool
-	clients, repeat          int
-	req                      service.Request
+	connFlags
+	asJSON          bool
+	vsLoopback      bool
+	decode          bool
+	clients, repeat int
+	req             service.Request
 }
 
 func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f fetchFlags
 	fs := newFlags("fetch", "--dataset NAME [flags]")
-	fs.StringVar(&f.addr, "addr", defaultListen, "server address `HOST:PORT` (or grpc://HOST:PORT, grpc+tls://HOST:PORT)")
+	f.connFlags.register(fs.FlagSet)
 	fs.StringVar(&f.req.Dataset, "dataset", "", "dataset `NAME` (required)")
 	fs.IntVar(&f.req.Epoch, "epoch", 0, "epoch")
 	fs.IntVar(&f.req.BatchSize, "batch-size", 256, "batch size")
@@ -47,10 +44,6 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.clients, "clients", 1, "concurrent clients; client r fetches rank r of world size N")
 	fs.IntVar(&f.repeat, "repeat", 1, "stream the request this many times over the same connections (steady-state throughput)")
 	fs.BoolVar(&f.decode, "decode", false, "decode every batch into Arrow arrays (default: count bytes only)")
-	fs.StringVar(&f.tokenFile, "token-file", "", "`FILE` with the bearer token")
-	fs.BoolVar(&f.useTLS, "tls", false, "connect with TLS (grpc+tls)")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate `FILE` (PEM) to verify the server")
-	fs.BoolVar(&f.insecure, "tls-insecure", false, "with --tls, do not verify the server certificate")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&f.vsLoopback, "vs-loopback", false, "then measure loopback TCP with as many streams as clients, in this process, and print the ratio")
 	fs.notes = `Values the server refuses (an unknown dataset, --start-batch past the rank's
@@ -76,30 +69,10 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 		return usagef("--epoch %d: want 0 or more", f.req.Epoch)
 	case f.req.StartBatch < 0:
 		return usagef("--start-batch %d: want 0 or more", f.req.StartBatch)
-	case f.insecure && !f.useTLS, f.tlsCA != "" && !f.useTLS:
-		return usagef("--tls-ca and --tls-insecure go with --tls")
 	}
-	copts := &flightsvc.ClientOptions{}
-	if f.tokenFile != "" {
-		b, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return usagef("--token-file: %v", err)
-		}
-		copts.Token = strings.TrimSpace(string(b))
-	}
-	if f.useTLS {
-		cfg := &tls.Config{InsecureSkipVerify: f.insecure, MinVersion: tls.VersionTLS12}
-		if f.tlsCA != "" {
-			pem, err := os.ReadFile(f.tlsCA)
-			if err != nil {
-				return usagef("--tls-ca: %v", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return usagef("--tls-ca %s: no PEM certificate in it", f.tlsCA)
-			}
-		}
-		copts.TLS = cfg
+	copts, err := f.connFlags.options()
+	if err != nil {
+		return err
 	}
 	res, err := fetch(ctx, &f, copts)
 	if err != nil {

@@ -110,6 +110,7 @@ func commands() []command {
 		{"precompute", "write augmented epochs into the cache (offline)", runPrecompute},
 		{"fetch", "stream a request from a server and report images/s and MB/s", runFetch},
 		{"scan", "decode every file of a dataset and list the broken ones", runScan},
+		{"cache-status", "ask a server which epochs its cache holds, and which it will not read", runCacheStatus},
 		{"pipelines", "print the pipeline grammar, every op with its arguments, and the presets", runPipelines},
 		{"topology", "show GPUs, NUMA nodes and worker placement", runTopology},
 		{"bench", "measure throughput beside DALI, tf.data, torchvision and the machine's limits", runBench},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -89,6 +90,10 @@ func TestUsageErrors(t *testing.T) {
 		{name: "scan missing dir", args: []string{"scan", filepath.Join(empty, "nope")}, want: "does not exist; want an ImageFolder root (ROOT/<class>/<image>)"},
 		{name: "scan flat dir", args: []string{"scan", flat}, want: "its 2 images lie in the root itself; an ImageFolder wants ROOT/<class>/<image>"},
 		{name: "scan negative workers", args: []string{"scan", data, "--workers", "-2"}, want: "--workers -2"},
+
+		{name: "cache-status stray argument", args: []string{"cache-status", "d"}, want: "takes flags only"},
+		{name: "cache-status insecure without tls", args: []string{"cache-status", "--tls-insecure"}, want: "go with --tls"},
+		{name: "cache-status bad address", args: []string{"cache-status", "--addr", "http://x:1"}, want: "--addr"},
 
 		{name: "pipelines bad pipeline", args: []string{"pipelines", "blur(x=1)"}, want: `unknown op "blur"; the ops are random_resized_crop,`},
 		{name: "pipelines no fixed size", args: []string{"pipelines", "resize(size=256)"}, want: "end with random_resized_crop"},
@@ -398,7 +403,7 @@ func TestPrecomputeThenServe(t *testing.T) {
 		t.Fatalf("serve: %v\n%s", err, logs.String())
 	}
 	for epoch := range 2 {
-		ff := &fetchFlags{addr: addr, clients: 2, repeat: epoch + 1, req: service.Request{Dataset: "d", Epoch: epoch, BatchSize: 8, WorldSize: 1, Shuffle: true}}
+		ff := &fetchFlags{connFlags: connFlags{addr: addr}, clients: 2, repeat: epoch + 1, req: service.Request{Dataset: "d", Epoch: epoch, BatchSize: 8, WorldSize: 1, Shuffle: true}}
 		res, err := fetch(ctx, ff, &flightsvc.ClientOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -509,17 +514,59 @@ func TestBudgetAndOtherSeed(t *testing.T) {
 		t.Fatalf("precompute: exit %d\n%s%s", code, out, stderr)
 	}
 
-	var logs bytes.Buffer
-	f := &pipelineFlags{data: datasetFlag{{Name: "d", Path: data}}, pipeline: tinyPipeline, decoder: "auto",
-		seed: 7, cacheDir: cache, shardSize: 8, onError: "substitute"}
-	st, err := buildStack(context.Background(), f, 0, newLogger(&logs, "warn"), nil)
-	if err != nil {
-		t.Fatal(err)
+	// serve under seed 7: a warning at start, and cache-status lists the epochs.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := &serveFlags{listen: "127.0.0.1:0", maxStreams: 8, drainTimeout: 5 * time.Second}
+	f.data = datasetFlag{{Name: "d", Path: data}}
+	f.pipeline, f.decoder, f.onError, f.seed, f.cacheDir, f.shardSize = tinyPipeline, "auto", "substitute", 7, cache, 8
+	var logs syncBuffer
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() { done <- serve(ctx, f, newLogger(&logs, "warn"), ready) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
 	}
-	st.Close()
 	for _, want := range []string{"will not read", "epochs=0-3", "seed=0", "to_use_them=\"--seed 0\""} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("serve under seed 7 logged\n%s\nwant %q", logs.String(), want)
 		}
 	}
+	code, out, stderr = runCLI(t, "cache-status", "--addr", addr)
+	if code != 0 || !strings.Contains(out, "d        -      none cached") ||
+		!strings.Contains(out, "d: epochs 0-3 (") || !strings.Contains(out, "under seed 0, pipeline "+tinyPipeline) {
+		t.Errorf("cache-status: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, _ = runCLI(t, "cache-status", "--addr", addr, "--dataset", "d", "--json")
+	var st service.CacheStatus
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st.Datasets) != 1 || len(st.Datasets[0].Other) != 1 {
+		t.Errorf("cache-status --json: exit %d, %v: %s", code, err, out)
+	}
+	if code, _, stderr := runCLI(t, "cache-status", "--addr", addr, "--dataset", "nosuch"); code != exitUsage || !strings.Contains(stderr, "refused") {
+		t.Errorf("cache-status of an unknown dataset: exit %d, %s", code, stderr)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/loaderd/loaderd/arrowio/flightsvc"
+)
+
+// connFlags are the flags of the commands that talk to a server: where it
+// is and how to authenticate.
+type connFlags struct {
+	addr, tokenFile, tlsCA string
+	useTLS, insecure       bool
+}
+
+func (c *connFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&c.addr, "addr", defaultListen, "server address `HOST:PORT` (or grpc://HOST:PORT, grpc+tls://HOST:PORT)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "`FILE` with the bearer token")
+	fs.BoolVar(&c.useTLS, "tls", false, "connect with TLS (grpc+tls)")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate `FILE` (PEM) to verify the server")
+	fs.BoolVar(&c.insecure, "tls-insecure", false, "with --tls, do not verify the server certificate")
+}
+
+// options checks the flags and reads the files they name.
+func (c *connFlags) options() (*flightsvc.ClientOptions, error) {
+	if (c.insecure || c.tlsCA != "") && !c.useTLS {
+		return nil, usagef("--tls-ca and --tls-insecure go with --tls")
+	}
+	copts := &flightsvc.ClientOptions{}
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, usagef("--token-file: %v", err)
+		}
+		copts.Token = strings.TrimSpace(string(b))
+	}
+	if c.useTLS {
+		cfg := &tls.Config{InsecureSkipVerify: c.insecure, MinVersion: tls.VersionTLS12}
+		if c.tlsCA != "" {
+			pem, err := os.ReadFile(c.tlsCA)
+			if err != nil {
+				return nil, usagef("--tls-ca: %v", err)
+			}
+			cfg.RootCAs = x509.NewCertPool()
+			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, usagef("--tls-ca %s: no PEM certificate in it", c.tlsCA)
+			}
+		}
+		copts.TLS = cfg
+	}
+	return copts, nil
+}
