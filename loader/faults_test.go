@@ -2,11 +2,15 @@ package loader
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -226,5 +230,127 @@ func TestScanKinds(t *testing.T) {
 		if g := bad[k]; g.Index != w.index || g.Kind != w.kind || !strings.Contains(g.Reason, w.reason) {
 			t.Errorf("scan entry %d = %+v; want sample %d, %s, reason naming %q", k, g, w.index, w.kind, w.reason)
 		}
+	}
+}
+
+// Environment of TestFileLimitChild, set by TestLowFileLimit.
+const (
+	fdDataEnv  = "LOADERD_FDLIMIT_DATA"
+	fdCacheEnv = "LOADERD_FDLIMIT_CACHE"
+	fdOutEnv   = "LOADERD_FDLIMIT_OUT"
+	fdSlackEnv = "LOADERD_FDLIMIT_SLACK"
+)
+
+// fdShardSize is the shard size of the low-limit test: 4 rows, so a cold
+// shuffled epoch of 160 samples writes 40 shards at once.
+const fdShardSize = 4
+
+// TestFileLimitChild is the process TestLowFileLimit runs: it limits its
+// open files (soft and hard) to those open now plus the slack, then streams
+// a cold shuffled epoch and writes each row's index and hash, or the error,
+// to the output file. Without that environment it has nothing to do.
+func TestFileLimitChild(t *testing.T) {
+	root, dir, out, slackText := os.Getenv(fdDataEnv), os.Getenv(fdCacheEnv), os.Getenv(fdOutEnv), os.Getenv(fdSlackEnv)
+	if root == "" || dir == "" || out == "" {
+		return
+	}
+	slack, err := strconv.Atoi(slackText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := syscall.Rlimit{Cur: uint64(len(fds) + slack), Max: uint64(len(fds) + slack)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	l := fxLoader(t, root, fxCache(t, dir, 0), func(o *Options) { o.ShardSize = fdShardSize })
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.BatchSize = 8 }))
+	var report strings.Builder
+	fmt.Fprintf(&report, "limit %d\n", lim.Cur)
+	if err != nil {
+		fmt.Fprintf(&report, "error %v\n", err)
+	}
+	for r, i := range got.Index {
+		fmt.Fprintf(&report, "row %d %x\n", i, sha256.Sum256(got.Images[r]))
+	}
+	if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLowFileLimit streams a cold shuffled epoch over small shards in a
+// process whose open files are limited to a few more than it holds at
+// start (SPEC §5): with a little room it streams every row right; with
+// hardly any it streams right or ends with an error naming the shortage.
+// Either way every shard it committed is one a fresh cache holds.
+func TestLowFileLimit(t *testing.T) {
+	const n = 160
+	root := fxDataset(t, n)
+	want := fxEpoch(t, root, 0, nil)
+	freshDir := t.TempDir()
+	fresh := fxLoader(t, root, fxCache(t, freshDir, 0), func(o *Options) { o.ShardSize = fdShardSize })
+	if _, err := fresh.Precompute(context.Background(), "train", []int{0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	freshFiles := fxShardFiles(t, freshDir)
+	if len(freshFiles) != n/fdShardSize {
+		t.Fatalf("fresh cache holds %d shards; want %d", len(freshFiles), n/fdShardSize)
+	}
+	for _, tc := range []struct {
+		name    string
+		slack   int
+		mustRun bool
+	}{
+		{name: "some room", slack: 24, mustRun: true},
+		{name: "hardly any", slack: 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, out := t.TempDir(), filepath.Join(t.TempDir(), "rows")
+			cmd := exec.Command(os.Args[0], "-test.run=^TestFileLimitChild$", "-test.count=1")
+			cmd.Env = append(os.Environ(), fdDataEnv+"="+root, fdCacheEnv+"="+dir, fdOutEnv+"="+out, fdSlackEnv+"="+strconv.Itoa(tc.slack))
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("child: %v\n%s", err, b)
+			}
+			report, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, failure := 0, ""
+			for _, line := range strings.Split(strings.TrimSpace(string(report)), "\n") {
+				switch f := strings.Fields(line); f[0] {
+				case "limit":
+					t.Logf("open files limit %s", f[1])
+				case "error":
+					failure = line
+				case "row":
+					i, _ := strconv.Atoi(f[1])
+					if f[2] != fmt.Sprintf("%x", sha256.Sum256(want[uint64(i)])) {
+						t.Fatalf("row of sample %d differs from a fresh computation", i)
+					}
+					rows++
+				}
+			}
+			switch {
+			case failure != "" && tc.mustRun:
+				t.Fatalf("stream under a low file limit: %s", failure)
+			case failure != "" && !strings.Contains(failure, "too many open files"):
+				t.Fatalf("stream under a tiny file limit failed without naming the shortage: %s", failure)
+			case failure == "" && rows != n:
+				t.Fatalf("stream sent %d rows; want %d", rows, n)
+			}
+			t.Logf("%d rows streamed; %q", rows, failure)
+			got := fxShardFiles(t, dir)
+			for _, f := range got {
+				if !slices.Contains(freshFiles, f) {
+					t.Fatalf("shard %s is not one a fresh cache holds", f)
+				}
+			}
+			if failure == "" && !slices.Equal(got, freshFiles) {
+				t.Fatalf("cache after the stream holds %d shards; a fresh one %d", len(got), len(freshFiles))
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,12 @@ type Options struct {
 	Budget     int64                 // bytes on disk, committed plus in progress; 0 means unlimited
 	Logger     *slog.Logger          // nil means discard
 	Registerer prometheus.Registerer // nil disables metrics
+	// MaxOpenWriters bounds the writers that keep their file descriptor
+	// open between writes; the others open their file for each write (see
+	// Writer.WriteAt). 0 means a quarter of the soft RLIMIT_NOFILE at Open,
+	// at least 4: a cold shuffled stream writes nearly every shard of its
+	// epoch at once, thousands of files over small shards.
+	MaxOpenWriters int
 }
 
 // EpochInfo describes one epoch entry on disk.
@@ -78,6 +85,19 @@ type Cache struct {
 	trashSeq  int                      // makes trash names unique
 
 	vmu sync.Mutex // serialises appends to verified.log; a leaf lock
+
+	openWriters atomic.Int64 // writers holding a descriptor (Options.MaxOpenWriters)
+}
+
+// defaultOpenWriters is a quarter of the soft limit on open files, at
+// least 4, leaving the rest to dataset reads, mappings being opened, the
+// network and the rest of the process.
+func defaultOpenWriters() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return 1024
+	}
+	return int(max(4, min(lim.Cur/4, 1<<20)))
 }
 
 // epoch is the state of one epoch entry. Invariant: an entry with pins or
@@ -118,6 +138,12 @@ func Open(dir string, opts *Options) (*Cache, error) {
 	}
 	if o.Budget < 0 {
 		return nil, fmt.Errorf("shardcache: negative budget %d", o.Budget)
+	}
+	if o.MaxOpenWriters < 0 {
+		return nil, fmt.Errorf("shardcache: negative MaxOpenWriters %d", o.MaxOpenWriters)
+	}
+	if o.MaxOpenWriters == 0 {
+		o.MaxOpenWriters = defaultOpenWriters()
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

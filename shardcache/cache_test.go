@@ -644,3 +644,57 @@ func TestVerifiedAcrossRestart(t *testing.T) {
 		t.Fatalf("rewritten shard after restart: Open = %v, want ErrCorrupt", err)
 	}
 }
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(fds)
+}
+
+// TestWritersBoundDescriptors: many writers at once (a cold shuffled
+// stream over small shards) hold at most MaxOpenWriters descriptors; the
+// others open their file for each write, and every shard commits intact.
+func TestWritersBoundDescriptors(t *testing.T) {
+	const writers, kept = 12, 3
+	c := openCache(t, t.TempDir(), &Options{MaxOpenWriters: kept})
+	k := testKey(1)
+	base := openFiles(t)
+	ws := make([]*Writer, writers)
+	for s := range ws {
+		var err error
+		if ws[s], err = c.Create(k, s, shardSize(s), prepareSkeleton); err != nil {
+			t.Fatal(err)
+		}
+		defer ws[s].Abort()
+	}
+	if got := openFiles(t) - base; got > kept {
+		t.Fatalf("%d writers hold %d descriptors; want at most %d", writers, got, kept)
+	}
+	for s, w := range ws {
+		want := pattern(k, s, shardSize(s))
+		if _, err := w.WriteAt(want[len(skeleton):], int64(len(skeleton))); err != nil {
+			t.Fatalf("WriteAt of writer %d: %v", s, err)
+		}
+	}
+	if got := openFiles(t) - base; got > kept {
+		t.Fatalf("after writing, %d writers hold %d descriptors; want at most %d", writers, got, kept)
+	}
+	for s, w := range ws {
+		if err := w.Commit(); err != nil {
+			t.Fatalf("Commit of writer %d: %v", s, err)
+		}
+		if err := checkShard(c, k, s, shardSize(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := openFiles(t) - base; got > 0 {
+		t.Fatalf("%d descriptors left open after every commit", got)
+	}
+	if n := c.openWriters.Load(); n != 0 {
+		t.Fatalf("%d descriptor slots still taken after every commit", n)
+	}
+}

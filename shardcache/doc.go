@@ -18,7 +18,10 @@
 // there, not as SIGBUS later) and maps it read-write. Workers fill disjoint
 // ranges of Writer.Data concurrently; Commit syncs the file, computes the
 // checksum, renames the file to its final name and syncs the directory.
-// Only then does Open see the shard. A process killed at any moment leaves
+// Only then does Open see the shard. At most Options.MaxOpenWriters
+// writers keep their file's descriptor open between writes; the others
+// open it for each WriteAt, so thousands of shards in production (a cold
+// shuffled stream over small shards) do not exhaust the process's files. A process killed at any moment leaves
 // either a complete shard or a temporary file that the next Open removes.
 //
 // # Reading

@@ -21,12 +21,17 @@ func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 // A Writer is a shard being written: a temporary file mapped read-write.
 // Data may be written from many goroutines (disjoint ranges); Commit and
 // Abort are called once, by the owner, after those writes are done.
+//
+// A Writer holds its file's descriptor between writes only while fewer than
+// Options.MaxOpenWriters writers do; the others open the file for each
+// WriteAt (and take a free slot then, if one has come up). The mapping
+// needs no descriptor.
 type Writer struct {
 	c     *Cache
 	ep    *epoch
 	shard int
 	size  int64
-	f     *os.File
+	f     atomic.Pointer[os.File] // the kept descriptor, or nil
 	tmp   string
 	data  []byte
 	done  atomic.Bool
@@ -94,11 +99,59 @@ func (w *Writer) WriteAt(b []byte, off int64) (int, error) {
 	if off < 0 || off > w.size || int64(len(b)) > w.size-off {
 		return 0, fmt.Errorf("shardcache: write shard %d of %v: [%d, %d) outside its %d bytes", w.shard, w.ep.key, off, off+int64(len(b)), w.size)
 	}
-	n, err := w.f.WriteAt(b, off)
+	f := w.f.Load()
+	if f == nil {
+		var err error
+		if f, err = w.reopen(); err != nil {
+			return 0, fmt.Errorf("shardcache: write shard %d of %v: %w", w.shard, w.ep.key, err)
+		}
+		defer w.keepOrClose(f)
+	}
+	n, err := f.WriteAt(b, off)
 	if err != nil {
 		return n, fmt.Errorf("shardcache: write shard %d of %v: %w", w.shard, w.ep.key, err)
 	}
 	return n, nil
+}
+
+// reopenAttempts and reopenBackoff bound the retries of an open that finds
+// no free descriptor (EMFILE, ENFILE): others are being closed all the time.
+const (
+	reopenAttempts = 5
+	reopenBackoff  = 5 * time.Millisecond
+)
+
+// reopen opens the temporary file for writing.
+func (w *Writer) reopen() (*os.File, error) {
+	wait := reopenBackoff
+	for attempt := 1; ; attempt++ {
+		f, err := os.OpenFile(w.tmp, os.O_WRONLY, 0)
+		if err == nil || attempt == reopenAttempts || !(errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) {
+			return f, err
+		}
+		time.Sleep(wait)
+		wait *= 2
+	}
+}
+
+// keepOrClose keeps f as the writer's descriptor when a slot is free and
+// the writer has none, and closes it otherwise.
+func (w *Writer) keepOrClose(f *os.File) {
+	if w.c.openWriters.Add(1) <= int64(w.c.opts.MaxOpenWriters) && w.f.CompareAndSwap(nil, f) {
+		return
+	}
+	w.c.openWriters.Add(-1)
+	_ = f.Close()
+}
+
+// closeFile closes the kept descriptor, if any, freeing its slot.
+func (w *Writer) closeFile() error {
+	f := w.f.Swap(nil)
+	if f == nil {
+		return nil
+	}
+	w.c.openWriters.Add(-1)
+	return f.Close()
 }
 
 // open creates, prepares, allocates and maps the temporary file.
@@ -137,7 +190,8 @@ func (w *Writer) open(prepare func(f *os.File) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("shardcache: map shard %d of %v: %w", shard, k, err)
 	}
-	w.f, w.tmp, w.data = f, f.Name(), data
+	w.tmp, w.data = f.Name(), data
+	w.keepOrClose(f)
 	return nil
 }
 
@@ -230,14 +284,24 @@ func (w *Writer) Commit() error {
 func (w *Writer) sync() (uint32, error) {
 	err := unix.Msync(w.data, unix.MS_SYNC)
 	if err == nil {
-		err = w.f.Sync()
+		f := w.f.Load()
+		if f == nil {
+			if f, err = w.reopen(); err == nil {
+				err = f.Sync()
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+		} else {
+			err = f.Sync()
+		}
 	}
 	crc := checksum(w.data)
 	if uerr := unix.Munmap(w.data); err == nil {
 		err = uerr
 	}
 	w.data = nil
-	if cerr := w.f.Close(); err == nil {
+	if cerr := w.closeFile(); err == nil {
 		err = cerr
 	}
 	return crc, err
@@ -251,7 +315,7 @@ func (w *Writer) Abort() {
 	}
 	_ = unix.Munmap(w.data)
 	w.data = nil
-	_ = w.f.Close()
+	_ = w.closeFile()
 	_ = os.Remove(w.tmp)
 	w.c.finishWrite(w.ep, w.size)
 }

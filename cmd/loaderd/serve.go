@@ -119,6 +119,7 @@ func (s *stack) Close() {
 }
 
 func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slog.Logger, reg prometheus.Registerer) (*stack, error) {
+	raiseFileLimit(logger)
 	pl, err := f.parsePipeline()
 	if err != nil {
 		return nil, err

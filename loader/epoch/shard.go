@@ -71,6 +71,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"syscall"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -183,7 +184,7 @@ func (sh *Shard) lookup(open bool) (<-chan struct{}, error) {
 // startWriter creates the shard's file in the cache; the caller holds sh.mu.
 func (sh *Shard) startWriter() error {
 	w, err := sh.cache.Create(sh.id.key, sh.id.num, sh.layout.Size, sh.layout.WriteSkeleton)
-	if errors.Is(err, shardcache.ErrBudget) {
+	if errors.Is(err, shardcache.ErrBudget) || outOfFiles(err) {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w: %w", sh.id.num, sh.id.key.Epoch, service.ErrExhausted, err)
 	} else if err != nil {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
@@ -339,10 +340,19 @@ func (sh *Shard) Store(p int, img []byte) error {
 		return fmt.Errorf("epoch: row of %d bytes for a %d-byte slot", len(img), sh.layout.RowBytes)
 	}
 	off := sh.layout.ImageOffset + int64(p)*int64(sh.layout.RowBytes)
-	if _, err := sh.w.WriteAt(img, off); err != nil {
+	if _, err := sh.w.WriteAt(img, off); outOfFiles(err) {
+		return fmt.Errorf("epoch: shard %d of epoch %d: %w: %w", sh.id.num, sh.id.key.Epoch, service.ErrExhausted, err)
+	} else if err != nil {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
 	}
 	return nil
+}
+
+// outOfFiles reports whether err is the process (EMFILE) or the system
+// (ENFILE) out of file descriptors: a shortage of the moment, which the
+// service answers with ResourceExhausted.
+func outOfFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // Finish records the outcome of claimed row p: written (by Store) with the
