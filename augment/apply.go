@@ -275,6 +275,8 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 			}
 		case modelYCbCr:
 			yccRow(d, out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw])
+		case modelYCbCrVP8:
+			vp8Row(d, out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw])
 		}
 		if g.flip {
 			for i, j := 0, len(d)-3; i < j; i, j = i+3, j-3 {
@@ -323,6 +325,43 @@ func yccRow(d, py, pcb, pcr []byte) {
 		b := (yy + tabCbB[cb]) >> 16
 		q := d[x*3 : x*3+3 : x*3+3]
 		q[0], q[1], q[2] = tabClamp[(r+clampOff)&1023], tabClamp[(g+clampOff)&1023], tabClamp[(b+clampOff)&1023]
+	}
+}
+
+// Tables of the limited-range BT.601 conversion of VP8 (lossy WebP), 16-bit
+// fixed point, rounding included: R = 255/219·(Y-16) + 1.402·255/224·(V-128),
+// and so on (the factors of libwebp's conversion, which Pillow's pixels
+// come from).
+var (
+	tabVY  [256]int32
+	tabVRV [256]int32
+	tabVGU [256]int32
+	tabVGV [256]int32
+	tabVBU [256]int32
+)
+
+func init() {
+	for i := range 256 {
+		c := float64(i - 128)
+		tabVY[i] = int32(math.Round(float64(i-16)*255/219*65536)) + 1<<15
+		tabVRV[i] = int32(math.Round(c * 1.402 * 255 / 224 * 65536))
+		tabVGU[i] = int32(math.Round(-c * 1.772 * 0.114 / 0.587 * 255 / 224 * 65536))
+		tabVGV[i] = int32(math.Round(-c * 1.402 * 0.299 / 0.587 * 255 / 224 * 65536))
+		tabVBU[i] = int32(math.Round(c * 1.772 * 255 / 224 * 65536))
+	}
+}
+
+// vp8Row converts one row of limited-range planes to interleaved RGB.
+func vp8Row(d, py, pcb, pcr []byte) {
+	pcb, pcr = pcb[:len(py)], pcr[:len(py)]
+	d = d[:3*len(py)]
+	for x, yv := range py {
+		yy := tabVY[yv]
+		cb, cr := pcb[x], pcr[x]
+		q := d[x*3 : x*3+3 : x*3+3]
+		q[0] = clamp8((yy + tabVRV[cr]) >> 16)
+		q[1] = clamp8((yy + tabVGU[cb] + tabVGV[cr]) >> 16)
+		q[2] = clamp8((yy + tabVBU[cb]) >> 16)
 	}
 }
 
@@ -458,7 +497,7 @@ func (p *Pipeline) applyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand, full
 	if len(dsts) == 0 && !full {
 		return nil
 	}
-	o, err := openImage(src, p.useLJ, p.lim)
+	o, err := openImage(src, p.useC, p.lim)
 	if err != nil {
 		return err
 	}

@@ -191,10 +191,7 @@ func BenchmarkPipeline(b *testing.B) {
 	imgs := benchImages(b)
 	for _, text := range []string{"imagenet-train", "imagenet-val"} {
 		for _, lj := range decoders() {
-			dec := "go"
-			if lj {
-				dec = "libjpeg-turbo"
-			}
+			dec := decChoice(lj)
 			p, err := ParsePipeline(text, &PipelineOptions{Decoder: dec})
 			if err != nil {
 				b.Fatal(err)

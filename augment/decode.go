@@ -8,16 +8,11 @@ import (
 	"image/png"
 	"io"
 	"strings"
-
-	"golang.org/x/image/webp"
 )
 
-// goDecoderName names the pure-Go JPEG decoder.
-const goDecoderName = "go (image/jpeg)"
-
-// DecoderName returns the name of the JPEG decoder "auto" selects:
-// libjpeg-turbo and its version when built in, else the Go decoder. It is
-// part of every pipeline fingerprint.
+// DecoderName returns the name of the decoders "auto" selects, with their
+// versions: libjpeg-turbo for JPEG and libwebp for WebP where built in,
+// else Go's. It is part of every pipeline fingerprint.
 func DecoderName() string {
 	name, _ := ResolveDecoder("auto")
 	return name
@@ -25,17 +20,17 @@ func DecoderName() string {
 
 // ResolveDecoder returns the name (with versions) of the decoders a
 // decoder choice selects, as PipelineOptions.Decoder takes it: "" or
-// "auto", "go", "libjpeg-turbo". A choice that is unknown or not built in
-// gives an error wrapping ErrPipeline.
+// "auto" (the C libraries built in: libjpeg-turbo for JPEG, libwebp for
+// WebP), "go" (pure Go for every format), "libjpeg-turbo" (as auto, but
+// libjpeg-turbo must be built in). PNG, GIF and BMP always go through Go.
+// A choice that is unknown or not built in gives an error wrapping
+// ErrPipeline.
 func ResolveDecoder(choice string) (string, error) {
-	lj, err := parseDecoder(choice)
+	useC, err := parseDecoder(choice)
 	if err != nil {
 		return "", err
 	}
-	if lj {
-		return libjpegName, nil
-	}
-	return goDecoderName, nil
+	return decoderName(useC), nil
 }
 
 // DecoderChoices returns the decoder choices PipelineOptions.Decoder
@@ -43,11 +38,27 @@ func ResolveDecoder(choice string) (string, error) {
 // and "go". Whether libjpeg-turbo is built in is ResolveDecoder's to say.
 func DecoderChoices() []string { return []string{"auto", "libjpeg-turbo", "go"} }
 
-// parseDecoder reports whether a decoder choice uses libjpeg-turbo.
-func parseDecoder(choice string) (useLJ bool, err error) {
+// decoderName names the decoders in use: the C libraries when useC and
+// built in, Go's otherwise.
+func decoderName(useC bool) string {
+	jpeg, webp := "image/jpeg", "x/image/webp"
+	if useC && libjpegAvailable {
+		jpeg = libjpegName
+	}
+	if useC && libwebpAvailable {
+		webp = libwebpName
+	}
+	if !useC || !libjpegAvailable && !libwebpAvailable {
+		return "go (" + jpeg + ", " + webp + ")"
+	}
+	return jpeg + " + " + webp
+}
+
+// parseDecoder reports whether a decoder choice uses the C libraries built in.
+func parseDecoder(choice string) (useC bool, err error) {
 	switch choice {
 	case "", "auto":
-		return libjpegAvailable, nil
+		return libjpegAvailable || libwebpAvailable, nil
 	case "go":
 		return false, nil
 	case "libjpeg-turbo", "libjpeg":
@@ -72,7 +83,7 @@ var (
 	fmtPNG  = format{"png", libraryConfig("png", png.DecodeConfig), goLibrary("png", png.DecodeConfig, png.Decode)}
 	fmtGIF  = format{"gif", gifSize, decodeGIF}
 	fmtBMP  = format{"bmp", bmpSize, decodeBMP}
-	fmtWebP = format{"webp", libraryConfig("webp", webp.DecodeConfig), goLibrary("webp", webp.DecodeConfig, webp.Decode)}
+	fmtWebP = format{"webp", webpSize, decodeWebPGo}
 )
 
 // sniff recognises the image format by its magic bytes.
@@ -183,7 +194,7 @@ func checkPixels(w, h int, lim Limits) error {
 // Check fully decodes src with the default decoder and reports whether it
 // is a usable image: nil, or an error wrapping ErrDecode.
 func Check(src []byte, lim Limits) error {
-	return check(src, libjpegAvailable, lim)
+	return check(src, libjpegAvailable || libwebpAvailable, lim)
 }
 
 // CheckDecoder is Check with the decoders a choice selects (see
@@ -196,8 +207,8 @@ func CheckDecoder(src []byte, choice string, lim Limits) error {
 	return check(src, lj, lim)
 }
 
-func check(src []byte, useLJ bool, lim Limits) error {
-	o, err := openImage(src, useLJ, lim)
+func check(src []byte, useC bool, lim Limits) error {
+	o, err := openImage(src, useC, lim)
 	if err != nil {
 		return err
 	}
@@ -215,8 +226,8 @@ type opened struct {
 }
 
 // openImage reads the header of src, checks it against lim and prepares
-// decoding.
-func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
+// decoding, with the C libraries built in when useC.
+func openImage(src []byte, useC bool, lim Limits) (*opened, error) {
 	f, ok := sniff(src)
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown format", ErrDecode)
@@ -228,7 +239,7 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 		if err != nil {
 			return nil, err
 		}
-		if useLibjpeg && libjpegAvailable {
+		if useC && libjpegAvailable {
 			lj, lay, err := ljOpen(src, lim)
 			if err != nil {
 				return nil, err
@@ -239,6 +250,9 @@ func openImage(src []byte, useLibjpeg bool, lim Limits) (*opened, error) {
 		if src, err = goJPEG(src, m); err != nil {
 			return nil, err
 		}
+	}
+	if f.name == "webp" && useC && libwebpAvailable {
+		f.decode = decodeWebPC
 	}
 	fr, err := decodeSafely(f, src, lim)
 	if err != nil {

@@ -15,17 +15,27 @@ import (
 	"testing"
 )
 
-// decoders lists the JPEG decoders built into this test binary.
+// decoders lists the decoder sets built into this test binary: the pure-Go
+// decoders (false) and, when built in, the C libraries (true: libjpeg-turbo
+// for JPEG, libwebp for WebP).
 func decoders() []bool {
-	if libjpegAvailable {
+	if libjpegAvailable || libwebpAvailable {
 		return []bool{false, true}
 	}
 	return []bool{false}
 }
 
-func decName(lj bool) string {
-	if lj {
-		return "libjpeg"
+func decName(c bool) string {
+	if c {
+		return "c"
+	}
+	return "go"
+}
+
+// decChoice is the PipelineOptions.Decoder of a decoder set.
+func decChoice(c bool) string {
+	if c {
+		return "auto"
 	}
 	return "go"
 }
@@ -224,17 +234,14 @@ func TestBadInputs(t *testing.T) {
 	for _, tc := range tests {
 		for _, lj := range decoders() {
 			t.Run(tc.name+"/"+decName(lj), func(t *testing.T) {
-				dec := "go"
-				if lj {
-					dec = "libjpeg-turbo"
-				}
+				dec := decChoice(lj)
 				p, err := ParsePipeline("imagenet-val", &PipelineOptions{Decoder: dec, Limits: tc.lim})
 				if err != nil {
 					t.Fatal(err)
 				}
 				err = p.Apply(make([]byte, p.RowBytes()), tc.src, nil)
 				errCheck := Check(tc.src, tc.lim)
-				if lj == libjpegAvailable && !errors.Is(errCheck, ErrDecode) {
+				if lj == (libjpegAvailable || libwebpAvailable) && !errors.Is(errCheck, ErrDecode) {
 					t.Errorf("Check = %v, want ErrDecode", errCheck)
 				}
 				if tc.name == "truncated jpeg data" || tc.name == "corrupt jpeg data" {

@@ -16,9 +16,10 @@ type plane struct {
 type colorModel uint8
 
 const (
-	modelGray colorModel = iota
-	modelYCbCr
-	modelRGB
+	modelGray     colorModel = iota
+	modelYCbCr               // full range (JFIF), as JPEG stores it
+	modelRGB                 //
+	modelYCbCrVP8            // limited range (BT.601 studio swing), as lossy WebP stores it
 )
 
 // A frame is a decoded image as planes: one (gray) or three (YCbCr or RGB).
@@ -68,6 +69,8 @@ func frameFromImage(img image.Image) *frame {
 			{pix: m.Cb, stride: m.CStride, w: cw, h: ch, fx: fx, fy: fy},
 			{pix: m.Cr, stride: m.CStride, w: cw, h: ch, fx: fx, fy: fy},
 		}}
+	case *image.NYCbCrA: // alpha dropped; the colour of transparent pixels kept
+		return frameFromImage(&m.YCbCr)
 	case *image.Gray:
 		if b.Min == (image.Point{}) {
 			return &frame{model: modelGray, w: w, h: h, n: 1, p: [3]plane{

@@ -49,11 +49,11 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("Apply error %v does not wrap ErrDecode", err)
 			}
 			// Apply may decode less than Check: it can only fail where Check does.
-			if checkErr == nil && err != nil && p.useLJ == libjpegAvailable {
+			if checkErr == nil && err != nil && p.useC == (libjpegAvailable || libwebpAvailable) {
 				t.Fatalf("Check passed but Apply failed: %v", err)
 			}
 			errChecked := p.ApplyMultiChecked([][]byte{dst}, b, []*rand.Rand{rand.New(rand.NewPCG(1, 2))})
-			if p.useLJ == libjpegAvailable && (errChecked == nil) != (checkErr == nil) {
+			if p.useC == (libjpegAvailable || libwebpAvailable) && (errChecked == nil) != (checkErr == nil) {
 				t.Fatalf("ApplyMultiChecked = %v but Check = %v", errChecked, checkErr)
 			}
 		}

@@ -168,10 +168,7 @@ func TestScanBomb(t *testing.T) {
 	for _, tc := range tests {
 		for _, lj := range decoders() {
 			t.Run(tc.name+"/"+decName(lj), func(t *testing.T) {
-				dec := "go"
-				if lj {
-					dec = "libjpeg-turbo"
-				}
+				dec := decChoice(lj)
 				p, err := ParsePipeline("imagenet-val", &PipelineOptions{Decoder: dec, Limits: tc.lim})
 				if err != nil {
 					t.Fatal(err)
@@ -198,7 +195,7 @@ func TestScanBomb(t *testing.T) {
 }
 
 // BenchmarkScanBomb compares refusing a 2048×2048 scan bomb (2660 scans,
-// about 2 MB) at the default limits with decoding it under raised ones.
+// 390 KB) at the default limits with decoding it under raised ones.
 func BenchmarkScanBomb(b *testing.B) {
 	bomb := progressiveJPEG(2048, 2048, 3, 0)
 	b.Run("check", func(b *testing.B) {

@@ -11,9 +11,10 @@ import (
 
 // PipelineOptions configures ParsePipeline. The zero value means defaults.
 type PipelineOptions struct {
-	// Decoder picks the JPEG decoder: "" or "auto" is libjpeg-turbo when
-	// built in, else "go"; "go" forces the pure-Go decoder; "libjpeg-turbo"
-	// requires the cgo one.
+	// Decoder picks the decoders: "" or "auto" uses the C libraries built
+	// in (libjpeg-turbo for JPEG, libwebp for WebP); "go" the pure-Go
+	// decoders for every format; "libjpeg-turbo" is auto that requires
+	// libjpeg-turbo. See ResolveDecoder.
 	Decoder string
 	Limits  Limits
 }
@@ -48,8 +49,9 @@ var opInfo = [...]struct {
 // resampler and the final colour conversion. 2: decoded pixels follow
 // Pillow's (CMYK JPEGs, libjpeg's chroma replication for 4:1:1, 4:1:0 and
 // tiny JPEGs). 3: GIF's transparent pixels keep their colour, the first
-// frame sits on the screen's canvas.
-const coreVersion = 3
+// frame sits on the screen's canvas. 4: WebP through libwebp, or with
+// limited-range VP8 and transparent colours kept.
+const coreVersion = 4
 
 // Presets are named pipelines.
 var presets = map[string]string{
@@ -87,7 +89,7 @@ type Pipeline struct {
 	ops     []op
 	text    string
 	fp      string
-	useLJ   bool
+	useC    bool // the C decoders built in (libjpeg-turbo, libwebp)
 	decName string
 	lim     Limits
 	outH    int
@@ -107,13 +109,10 @@ func ParsePipeline(text string, opts *PipelineOptions) (*Pipeline, error) {
 	}
 	p := &Pipeline{lim: o.Limits}
 	var err error
-	if p.useLJ, err = parseDecoder(o.Decoder); err != nil {
+	if p.useC, err = parseDecoder(o.Decoder); err != nil {
 		return nil, err
 	}
-	p.decName = goDecoderName
-	if p.useLJ {
-		p.decName = libjpegName
-	}
+	p.decName = decoderName(p.useC)
 	text = strings.TrimSpace(text)
 	if pre, ok := presets[text]; ok {
 		text = pre

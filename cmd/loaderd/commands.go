@@ -151,7 +151,7 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	v := struct {
 		Version  string `json:"version"`
 		Revision string `json:"revision,omitempty"` // VCS commit, when built from a checkout
-		Decoder  string `json:"jpeg_decoder"`       // what --decoder auto picks
+		Decoder  string `json:"decoders"`           // what --decoder auto picks
 		Go       string `json:"go"`
 		OS       string `json:"os"`
 		Arch     string `json:"arch"`
@@ -172,6 +172,6 @@ func runVersion(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(v.Revision) >= 12 {
 		rev = " (" + v.Revision[:12] + ")"
 	}
-	_, err := fmt.Fprintf(stdout, "loaderd %s%s\njpeg decoder: %s\n%s %s/%s\n", v.Version, rev, v.Decoder, v.Go, v.OS, v.Arch)
+	_, err := fmt.Fprintf(stdout, "loaderd %s%s\ndecoders: %s\n%s %s/%s\n", v.Version, rev, v.Decoder, v.Go, v.OS, v.Arch)
 	return err
 }

@@ -388,7 +388,7 @@ func (p *pipelineFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&p.data, "data", "dataset `NAME=PATH` (repeatable); PATH an ImageFolder root (ROOT/<class>/<image>) or a manifest file")
 	fs.StringVar(&p.pipeline, "pipeline", defaultPipeline, "augmentation `PIPELINE`: a preset (imagenet-train, imagenet-val) or pipeline text; `loaderd pipelines` lists the ops")
 	fs.Uint64Var(&p.seed, "seed", defaultSeed, "random `SEED` of epoch order and augmentation")
-	fs.StringVar(&p.decoder, "decoder", "auto", "JPEG `DECODER`: auto (libjpeg-turbo when built in, else go), libjpeg-turbo (fail if not built in), go")
+	fs.StringVar(&p.decoder, "decoder", "auto", "`DECODER`s: auto (libjpeg-turbo for JPEG and libwebp for WebP when built in, else Go's), libjpeg-turbo (auto, failing if libjpeg-turbo is not built in), go (pure Go for every format)")
 	fs.StringVar(&p.cacheDir, "cache-dir", defaultCacheDir(), "`DIRECTORY` of the epoch cache")
 	fs.Var(&p.cacheBudget, "cache-budget", "bytes the cache may use on disk, e.g. 200G (0 = unlimited)")
 	fs.IntVar(&p.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")

@@ -115,7 +115,7 @@ func commands() []command {
 		{"topology", "show GPUs, NUMA nodes and worker placement", runTopology},
 		{"bench", "measure throughput beside DALI, tf.data, torchvision and the machine's limits", runBench},
 		{"demo", "serve a generated sample dataset; stream epoch 0 twice (computed, cached) and epoch 1", runDemo},
-		{"version", "print the version, the JPEG decoder and the Go runtime", runVersion},
+		{"version", "print the version, the decoders and the Go runtime", runVersion},
 	}
 }
 

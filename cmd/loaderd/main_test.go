@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
+	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/bench"
 	"github.com/loaderd/loaderd/service"
 )
@@ -272,12 +273,12 @@ func TestParseBytes(t *testing.T) {
 
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
-	if code != 0 || !strings.Contains(out, "jpeg decoder:") {
+	if code != 0 || !strings.Contains(out, "decoders:") {
 		t.Fatalf("version: exit %d, %q", code, out)
 	}
 	code, out, stderr := runCLI(t, "version", "--json")
 	var v map[string]string
-	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v["version"] != version || v["jpeg_decoder"] == "" || v["go"] == "" {
+	if err := json.Unmarshal([]byte(out), &v); code != 0 || err != nil || v["version"] != version || v["decoders"] == "" || v["go"] == "" {
 		t.Fatalf("version --json: exit %d, %v: %s%s", code, err, out, stderr)
 	}
 }
@@ -364,6 +365,53 @@ func TestScan(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "scan", "--decoder", "nope", data); code != exitUsage || !strings.Contains(stderr, "--decoder") {
 		t.Errorf("scan --decoder nope: exit %d, %q", code, stderr)
+	}
+}
+
+// TestScanDecoder: scan checks with the decoders --decoder selects (an
+// arithmetic-coded JPEG only libjpeg-turbo decodes), and reports JPEGs with
+// corrupt entropy-coded data with either decoder (the stated policy).
+func TestScanDecoder(t *testing.T) {
+	data := smallData(t, 6, false)
+	entries, _ := os.ReadDir(data)
+	for _, name := range []string{"jpeg-arithmetic.jpg", "jpeg-corrupt-markers.jpg", "gif-lzw11.gif", "bmp-rle8.bmp", "webp-animated-offset.webp"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "augment", "testdata", "pillow", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(data, entries[0].Name(), name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan := func(decoder string) (undecodable []string) {
+		t.Helper()
+		code, out, stderr := runCLI(t, "scan", "--json", "--decoder", decoder, data)
+		var rep struct {
+			Samples     int `json:"samples"`
+			Undecodable []struct {
+				Path   string `json:"path"`
+				Reason string `json:"reason"`
+			} `json:"undecodable"`
+		}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitFound || rep.Samples != 11 {
+			t.Fatalf("scan --decoder %s: exit %d, %v: %s %s", decoder, code, err, out, stderr)
+		}
+		for _, u := range rep.Undecodable {
+			undecodable = append(undecodable, filepath.Base(u.Path)+": "+u.Reason)
+		}
+		return undecodable
+	}
+	got := scan("go")
+	if len(got) != 2 || !strings.Contains(got[0], "jpeg-arithmetic.jpg: ") || !strings.Contains(got[0], "arithmetic coding") ||
+		!strings.Contains(got[1], "jpeg-corrupt-markers.jpg: ") {
+		t.Errorf("scan --decoder go: %q", got)
+	}
+	if _, err := augment.ResolveDecoder("libjpeg-turbo"); err != nil {
+		return // libjpeg-turbo not built in
+	}
+	got = scan("libjpeg-turbo")
+	if len(got) != 1 || !strings.Contains(got[0], "jpeg-corrupt-markers.jpg: ") || !strings.Contains(got[0], "Corrupt JPEG data") {
+		t.Errorf("scan --decoder libjpeg-turbo: %q", got)
 	}
 }
 

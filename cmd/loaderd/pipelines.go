@@ -44,7 +44,7 @@ shape and its fingerprint (part of the cache key, with --seed and the dataset).`
 		fmt.Fprintf(tw, "canonical\t%s\n", p)
 		fmt.Fprintf(tw, "sample\t%s %v %v, %d bytes\n", dtype, p.Shape(), p.DimNames(), p.RowBytes())
 		fmt.Fprintf(tw, "random\t%v\n", p.Random())
-		fmt.Fprintf(tw, "jpeg decoder\t%s\n", p.Decoder())
+		fmt.Fprintf(tw, "decoders\t%s\n", p.Decoder())
 		fmt.Fprintf(tw, "fingerprint\t%s\n", p.Fingerprint())
 		return tw.Flush()
 	}

@@ -17,8 +17,10 @@ with cjpeg from libjpeg-turbo-progs (arithmetic coding, restart markers,
 (CMYK and YCCK with and without the Adobe marker).
 
 Run from anywhere (Debian: python3-pil, python3-numpy, libjpeg-turbo-progs,
-gcc, libjpeg62-turbo-dev):  python3 augment/testdata/pillow/gen.py
-The output is deterministic for given library versions.
+gcc, libjpeg62-turbo-dev):  python3 augment/testdata/pillow/gen.py [OUTDIR]
+It writes next to itself, or into OUTDIR (CI regenerates into a temporary
+directory and compares). The output is deterministic for given library
+versions.
 """
 
 import io
@@ -35,7 +37,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps, features
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else SRC
 EXP = os.path.join(HERE, "expected")
 TMP = tempfile.mkdtemp(prefix="pillow-corpus-")
 entries = []
@@ -178,7 +181,7 @@ def jpegs():
         "CMYK without the Adobe marker (Pillow's, APP14 stripped)")
     raw = 255 - np.asarray(cmyk)  # Adobe convention: inverted
     mk = os.path.join(TMP, "mkjpeg")
-    subprocess.run(["gcc", "-O2", "-o", mk, path("mkjpeg.c"), "-ljpeg"], check=True)
+    subprocess.run(["gcc", "-O2", "-o", mk, os.path.join(SRC, "mkjpeg.c"), "-ljpeg"], check=True)
     for cs in ["ycck", "cmyk"]:
         for adobe in ["adobe", "noadobe"]:
             if cs == "cmyk" and adobe == "adobe":
