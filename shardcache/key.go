@@ -127,3 +127,8 @@ func parseShardName(name string) (shard int, crc uint32, ok bool) {
 	}
 	return int(n), uint32(c), true
 }
+
+// Name returns the name of k's epoch directory, "e-" and 32 hex digits: a
+// hash of every field. The shared tier (package tier) names its epochs the
+// same way.
+func (k Key) Name() string { return k.dirName() }
