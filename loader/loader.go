@@ -22,6 +22,7 @@ import (
 	"github.com/loaderd/loaderd/loader/workers"
 	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
+	"github.com/loaderd/loaderd/tier"
 )
 
 // ErrOptions reports Options New cannot work with. Other errors wrap the
@@ -61,6 +62,7 @@ type Options struct {
 	PrefetchEpochs  int           // epochs after a streamed one to precompute in Run; 0 means none
 	OnError         string        // "" or "substitute", or "fail" (SPEC §5)
 	Topology        *gpu.Topology // nil means one pool, no pinning
+	Tier            *tier.Store   // the shared tier (--remote-cache); nil means none
 	InFlightBatches int           // batches a stream reads ahead; 0 means 2
 	Logger          *slog.Logger  // nil means discard
 	Registerer      prometheus.Registerer

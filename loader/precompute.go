@@ -53,7 +53,7 @@ func (l *Loader) Precompute(ctx context.Context, dataset string, epochs []int, p
 			return inner(p)
 		}
 	}
-	sum, err := l.precompute(ctx, d, fit, workPrecompute, progress)
+	sum, err := l.precompute(ctx, d, fit, nil, workPrecompute, progress)
 	if err == nil {
 		err = budgetErr
 	}
@@ -180,6 +180,13 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
 }
 
+// A selection says which shards of which epochs a precompute fills; nil
+// means every shard of every epoch.
+type selection func(e, shard int) bool
+
+// has reports whether sel selects shard of epoch e.
+func (sel selection) has(e, shard int) bool { return sel == nil || sel(e, shard) }
+
 // epochList checks and sorts epochs, dropping repeats.
 func epochList(epochs []int) ([]int, error) {
 	if len(epochs) == 0 {
@@ -194,10 +201,10 @@ func epochList(epochs []int) ([]int, error) {
 	return es, nil
 }
 
-// precompute fills the epochs es of d (work kind workPrecompute or
-// workPrefetch) in index order, the rows of one sample for every epoch in
-// one task, at background priority.
-func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
+// precompute fills the shards sel selects of the epochs es of d (work kind
+// workPrecompute or workPrefetch) in index order, the rows of one sample
+// for every epoch in one task, at background priority.
+func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, sel selection, kind work, progress func(service.PrecomputeProgress) error) (service.PrecomputeSummary, error) {
 	start := time.Now()
 	sum := service.PrecomputeSummary{Dataset: d.Name, Epochs: es}
 	eps := make([]*openEpoch, 0, len(es))
@@ -214,8 +221,13 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work
 	defer r.tasks.Wait()
 	defer cancel(nil)
 
+	var total int64
 	for _, ep := range eps {
-		for _, sh := range ep.Shards() {
+		for s, sh := range ep.Shards() {
+			if !sel.has(ep.id.epoch, s) {
+				continue
+			}
+			total += int64(sh.Rows())
 			committed, err := sh.Committed()
 			if err != nil {
 				return sum, err
@@ -225,7 +237,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work
 			}
 		}
 	}
-	total := int64(len(eps)*d.Len()) - sum.Cached
+	total -= sum.Cached
 	report := func() error {
 		if progress == nil {
 			return nil
@@ -252,7 +264,7 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work
 			}
 		}
 	})
-	err := l.fill(ctx, r, d, eps, cancel)
+	err := l.fill(ctx, r, d, eps, sel, cancel)
 	cancel(nil)
 	ticker.Wait()
 	r.tasks.Wait()
@@ -277,22 +289,39 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, kind work
 	return sum, nil
 }
 
-// fill computes every missing row of eps and waits until each shard is
-// committed, in two passes: fillFused, then settle. A task's failure
-// cancels ctx with its error.
-func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, cancel context.CancelCauseFunc) error {
-	if err := l.fillFused(ctx, r, d, eps, cancel); err != nil {
+// fill computes every missing row of the shards sel selects of eps and
+// waits until each is committed, in two passes: fillFused, then settle. A
+// task's failure cancels ctx with its error.
+func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, sel selection, cancel context.CancelCauseFunc) error {
+	if err := l.fillFused(ctx, r, d, eps, sel, cancel); err != nil {
 		return err
 	}
-	return l.settle(ctx, r, eps)
+	return l.settle(ctx, r, eps, sel)
+}
+
+// samples returns, in index order, the samples of the shards sel selects
+// in some epoch of eps.
+func (l *Loader) samples(d *dataset, eps []*openEpoch, sel selection) func(yield func(int) bool) {
+	return func(yield func(int) bool) {
+		for lo, s := 0, 0; lo < d.Len(); lo, s = lo+l.opts.ShardSize, s+1 {
+			if sel != nil && !slices.ContainsFunc(eps, func(ep *openEpoch) bool { return sel(ep.id.epoch, s) }) {
+				continue
+			}
+			for i := lo; i < min(d.Len(), lo+l.opts.ShardSize); i++ {
+				if !yield(i) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // fillFused is fill's first pass: in index order, it claims sample i's
-// missing rows in every epoch of eps and computes them in one task, from
-// one decode.
-func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, cancel context.CancelCauseFunc) error {
+// missing rows in every epoch of eps whose shard sel selects and computes
+// them in one task, from one decode.
+func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, sel selection, cancel context.CancelCauseFunc) error {
 	fused := make([]int, 0, len(eps))
-	for i := range d.Len() {
+	for i := range l.samples(d, eps, sel) {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
@@ -303,6 +332,9 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 		var shs []*epoch.Shard
 		var ps []int // the row of sample i in each of shs
 		for _, ep := range eps {
+			if !sel.has(ep.id.epoch, i/l.opts.ShardSize) {
+				continue
+			}
 			sh, p := ep.ShardOf(i)
 			claimed, err := sh.Request(p, false)
 			if err != nil {
@@ -361,12 +393,15 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 	return nil
 }
 
-// settle is fill's second pass: it waits until every shard of eps is
-// committed. Rows claimed by streams that left are absent again: it
+// settle is fill's second pass: it waits until every shard sel selects of
+// eps is committed. Rows claimed by streams that left are absent again: it
 // computes them too, one task per row.
-func (l *Loader) settle(ctx context.Context, r *runner, eps []*openEpoch) error {
+func (l *Loader) settle(ctx context.Context, r *runner, eps []*openEpoch, sel selection) error {
 	for _, ep := range eps {
-		for _, sh := range ep.Shards() {
+		for s, sh := range ep.Shards() {
+			if !sel.has(ep.id.epoch, s) {
+				continue
+			}
 			for {
 				committed, claims, wait, err := sh.Settle()
 				if err != nil {
@@ -441,7 +476,7 @@ func (l *Loader) Run(ctx context.Context) error {
 				break
 			}
 			l.log.Debug("loader: prefetch", "dataset", d.Name, "epochs", es)
-			_, err := l.precompute(ctx, d, es, workPrefetch, nil)
+			_, err := l.precompute(ctx, d, es, nil, workPrefetch, nil)
 			if ctx.Err() != nil {
 				return nil
 			}

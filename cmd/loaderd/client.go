@@ -15,6 +15,7 @@ import (
 // is and how to authenticate.
 type connFlags struct {
 	addr, tokenFile, tlsCA string
+	tlsCert, tlsKey        string // a client certificate, for mutual TLS
 	useTLS, insecure       bool
 }
 
@@ -24,12 +25,17 @@ func (c *connFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.useTLS, "tls", false, "connect with TLS (grpc+tls)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate `FILE` (PEM) to verify the server")
 	fs.BoolVar(&c.insecure, "tls-insecure", false, "with --tls, do not verify the server certificate")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "with --tls, client certificate `FILE` (PEM) for a server that requires one (serve --tls-client-ca)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "with --tls, the client certificate's private key `FILE` (PEM)")
 }
 
 // options checks the flags and reads the files they name.
 func (c *connFlags) options() (*flightsvc.ClientOptions, error) {
-	if (c.insecure || c.tlsCA != "") && !c.useTLS {
-		return nil, usagef("--tls-ca and --tls-insecure go with --tls")
+	if (c.insecure || c.tlsCA != "" || c.tlsCert != "") && !c.useTLS {
+		return nil, usagef("--tls-ca, --tls-insecure and --tls-cert go with --tls")
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return nil, usagef("--tls-cert and --tls-key go together: give both or neither")
 	}
 	copts := &flightsvc.ClientOptions{}
 	if c.tokenFile != "" {
@@ -50,6 +56,13 @@ func (c *connFlags) options() (*flightsvc.ClientOptions, error) {
 			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
 				return nil, usagef("--tls-ca %s: no PEM certificate in it", c.tlsCA)
 			}
+		}
+		if c.tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+			if err != nil {
+				return nil, usagef("--tls-cert/--tls-key: %v", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
 		}
 		copts.TLS = cfg
 	}

@@ -382,6 +382,12 @@ type pipelineFlags struct {
 	onError     string
 	logLevel    string
 	requireGPU  bool
+	remoteCache string // --remote-cache; registered by registerRemote
+}
+
+// registerRemote adds --remote-cache, the shared tier, to fs.
+func (p *pipelineFlags) registerRemote(fs *pflag.FlagSet) {
+	fs.StringVar(&p.remoteCache, "remote-cache", "", "shared cache tier `URL`: s3://BUCKET/PREFIX (endpoint and credentials from the AWS environment) or file:///PATH (a shared directory)")
 }
 
 func (p *pipelineFlags) register(fs *pflag.FlagSet) {

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -18,14 +20,21 @@ import (
 
 func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var f pipelineFlags
-	var epochs string
+	var epochs, partText string
 	fs := newFlags("precompute", "--data NAME=PATH --epochs LIST [flags]")
 	fs.StringVar(&epochs, "epochs", "", "epochs to precompute: `LIST` like 0-9 or 0,2,5 (required)")
+	fs.StringVar(&partText, "part", "", "compute only part `K/N` of each epoch's shards (shards s with s mod N = K), e.g. a Slurm array task's share")
 	f.register(fs.FlagSet)
+	f.registerRemote(fs.FlagSet)
 	fs.notes = `Each image is decoded once for all the epochs. Finished shards are kept when the
 run stops (Ctrl-C, a full budget); running the same command again continues.
 serve reads these epochs when given the same --data, --pipeline, --seed and
---decoder.`
+--decoder.
+
+With --remote-cache, every shard is uploaded to the shared tier once committed,
+and shards the tier already holds are skipped. --part K/N splits the work over
+N machines in any order (deploy/ has Slurm and Kubernetes recipes): the N parts
+together write the same shard files as one machine's precompute.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -39,12 +48,27 @@ serve reads these epochs when given the same --data, --pipeline, --seed and
 	if err != nil {
 		return usagef("--epochs: %v", err)
 	}
+	var part *loader.Part
+	if partText != "" {
+		p, err := parsePart(partText)
+		if err != nil {
+			return usagef("--part %q: %v", partText, err)
+		}
+		part = &p
+	}
 	logger := newLogger(stderr, f.logLevel)
 	st, err := buildStack(ctx, &f, 0, logger, nil)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if part != nil || st.tier != nil {
+		p := loader.Part{K: 0, N: 1}
+		if part != nil {
+			p = *part
+		}
+		return precomputeParts(ctx, st, f.data, list, p, stdout, stderr, logger)
+	}
 	for _, ds := range f.data {
 		report := newProgress(stderr, ds.Name, logger)
 		sum, err := st.loader.Precompute(ctx, ds.Name, list, report.update)
@@ -68,6 +92,42 @@ serve reads these epochs when given the same --data, --pipeline, --seed and
 			ds.Name, formatEpochs(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
 	}
 	return nil
+}
+
+// precomputeParts runs part p of the epochs of every dataset, uploading
+// to the tier when there is one.
+func precomputeParts(ctx context.Context, st *stack, data datasetFlag, epochs []int, p loader.Part, stdout, stderr io.Writer, logger *slog.Logger) error {
+	for _, ds := range data {
+		report := newProgress(stderr, ds.Name, logger)
+		sum, err := st.loader.PrecomputePart(ctx, ds.Name, epochs, p, report.update)
+		report.finish(err == nil, sum.Computed)
+		if err != nil {
+			return err
+		}
+		where := "the cache"
+		if st.tier != nil {
+			where = st.tier.URL()
+		}
+		fmt.Fprintf(stdout, "%s: part %s of epochs %v: %d shards, %d already in %s, %d uploaded; %d samples computed, %d already cached, %.1f s, %.0f images/s\n",
+			ds.Name, p, sum.Epochs, sum.Shards, sum.InTier, where, sum.Uploaded, sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec)
+	}
+	return nil
+}
+
+// parsePart reads --part K/N.
+func parsePart(v string) (loader.Part, error) {
+	ks, ns, ok := strings.Cut(v, "/")
+	k, err1 := strconv.Atoi(strings.TrimSpace(ks))
+	n, err2 := strconv.Atoi(strings.TrimSpace(ns))
+	switch {
+	case !ok || err1 != nil || err2 != nil:
+		return loader.Part{}, fmt.Errorf("want K/N, e.g. 0/4 for the first of four parts")
+	case n < 1 || n > 1<<20:
+		return loader.Part{}, fmt.Errorf("N = %d: want 1..1048576 parts", n)
+	case k < 0 || k >= n:
+		return loader.Part{}, fmt.Errorf("K = %d: want 0 ≤ K < N = %d (parts are numbered from 0)", k, n)
+	}
+	return loader.Part{K: k, N: n}, nil
 }
 
 // progress shows precompute progress as a bar on a terminal and as a log

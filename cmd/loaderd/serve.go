@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/loaderd/loaderd/loader"
 	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/shardcache"
+	"github.com/loaderd/loaderd/tier"
 )
 
 type serveFlags struct {
@@ -38,6 +40,7 @@ type serveFlags struct {
 	authTokenFile  string
 	tlsCert        string
 	tlsKey         string
+	tlsClientCA    string
 	ticketKeyFile  string
 	drainTimeout   time.Duration
 	pprof          bool
@@ -72,6 +75,7 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.authTokenFile, "auth-token-file", "", "`FILE` holding the bearer token every call must carry")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate `FILE` (PEM); with --tls-key serves grpc+tls")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS private key `FILE` (PEM)")
+	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA certificate `FILE` (PEM): require a client certificate signed by it on every connection (mutual TLS; needs --tls-cert)")
 	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`FILE` of the key that signs tickets (default CACHE-DIR/ticket.key)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
 }
@@ -90,6 +94,8 @@ func (f *serveFlags) check() error {
 		return usagef("--drain-timeout %v: want 0 or more, e.g. 30s", f.drainTimeout)
 	case (f.tlsCert == "") != (f.tlsKey == ""):
 		return usagef("--tls-cert and --tls-key go together: give both or neither")
+	case f.tlsClientCA != "" && f.tlsCert == "":
+		return usagef("--tls-client-ca asks clients for certificates over TLS: give --tls-cert and --tls-key too")
 	case f.pprof && f.metricsListen == "":
 		return usagef("--pprof serves on --metrics-listen: give --metrics-listen too, e.g. 127.0.0.1:9100")
 	}
@@ -107,6 +113,7 @@ type stack struct {
 	cache  *shardcache.Cache
 	loader *loader.Loader
 	topo   *gpu.Topology
+	tier   *tier.Store // nil without --remote-cache
 }
 
 func (s *stack) Close() {
@@ -115,6 +122,9 @@ func (s *stack) Close() {
 	}
 	if s.cache != nil {
 		s.cache.Close()
+	}
+	if s.tier != nil {
+		s.tier.Close()
 	}
 }
 
@@ -128,7 +138,20 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 	if err != nil {
 		return nil, err
 	}
+	var remote *tier.Store
+	if f.remoteCache != "" {
+		remote, err = tier.Open(ctx, f.remoteCache, &tier.Options{Logger: logger, Registerer: reg})
+		if errors.Is(err, tier.ErrURL) {
+			return nil, &usageError{msg: "--remote-cache: " + strings.TrimPrefix(err.Error(), "tier: ")}
+		} else if err != nil {
+			return nil, fmt.Errorf("--remote-cache: %w", err)
+		}
+		logger.Info("shared tier", "remote_cache", remote.String())
+	}
 	cache, err := shardcache.Open(f.cacheDir, &shardcache.Options{Budget: int64(f.cacheBudget), Logger: logger, Registerer: reg})
+	if err != nil && remote != nil {
+		remote.Close()
+	}
 	if errors.Is(err, shardcache.ErrLocked) {
 		return nil, fmt.Errorf("--cache-dir %s is in use by another loaderd (serve or precompute): stop it, or give this one another --cache-dir", f.cacheDir)
 	} else if err != nil {
@@ -144,11 +167,15 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		PrefetchEpochs: prefetch,
 		OnError:        f.onError,
 		Topology:       topo,
+		Tier:           remote,
 		Logger:         logger,
 		Registerer:     reg,
 	})
 	if err != nil {
 		cache.Close()
+		if remote != nil {
+			remote.Close()
+		}
 		if errors.Is(err, loader.ErrDataset) {
 			return nil, datasetError("--data ", err)
 		}
@@ -159,6 +186,9 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		if err != nil {
 			l.Close()
 			cache.Close()
+			if remote != nil {
+				remote.Close()
+			}
 			return nil, err
 		}
 		for _, o := range others {
@@ -168,7 +198,7 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 				"to_use_them", f.matching(pl, o))
 		}
 	}
-	return &stack{cache: cache, loader: l, topo: topo}, nil
+	return &stack{cache: cache, loader: l, topo: topo, tier: remote}, nil
 }
 
 // matching names the flags that would make this run read the epochs o:
@@ -233,6 +263,24 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 		}
 		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		scheme = "grpc+tls"
+		if f.tlsClientCA != "" {
+			pem, err := os.ReadFile(f.tlsClientCA)
+			if err != nil {
+				return usagef("--tls-client-ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return usagef("--tls-client-ca %s: no PEM certificate in it", f.tlsClientCA)
+			}
+			opts.TLSConfig.ClientCAs = pool
+			opts.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	for _, w := range exposure(lis.Addr(), opts.AuthToken != "", opts.TLSConfig != nil, f.tlsClientCA != "") {
+		logger.Warn(w)
+	}
+	if mlis != nil && f.pprof && !isLoopback(mlis.Addr()) {
+		logger.Warn(fmt.Sprintf("--pprof on %s, not a loopback address: anyone who reaches it can profile this process and read its memory layout; serve metrics on 127.0.0.1 or drop --pprof", mlis.Addr()))
 	}
 
 	reg := prometheus.NewRegistry()
@@ -277,6 +325,40 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 	}
 	logger.Info("loaderd stopped")
 	return err
+}
+
+// exposure returns the warnings serve logs for a Flight listener on addr:
+// on a non-loopback address, a server that admits anyone (no token, no
+// client certificates) gives every dataset to whoever reaches the port,
+// and a token sent without TLS crosses the network in clear.
+func exposure(addr net.Addr, token, useTLS, clientCerts bool) []string {
+	if isLoopback(addr) {
+		return nil
+	}
+	where := addr.String()
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		where += " (every interface)"
+	}
+	var out []string
+	if !token && !clientCerts {
+		scheme := "plain gRPC"
+		if useTLS {
+			scheme = "TLS without client certificates"
+		}
+		out = append(out, fmt.Sprintf("UNPROTECTED: serving on %s over %s with no --auth-token-file: anyone who can reach this port can read every dataset and run every action (precompute, evict). "+
+			"Listen on 127.0.0.1, or give --auth-token-file with --tls-cert/--tls-key, or --tls-client-ca for mutual TLS", where, scheme))
+	}
+	if token && !useTLS {
+		out = append(out, fmt.Sprintf("INSECURE: serving on %s without TLS: the bearer token and every batch cross the network in clear, where anyone on the path can read and replay them. Give --tls-cert and --tls-key", where))
+	}
+	return out
+}
+
+// isLoopback reports whether addr is a loopback TCP address (or not TCP at
+// all, e.g. a Unix socket, which the file system guards).
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return !ok || ta.IP.IsLoopback()
 }
 
 func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, withPprof bool) error {
