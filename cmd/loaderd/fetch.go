@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
 	"github.com/loaderd/loaderd/service"
@@ -23,7 +26,7 @@ type fetchFlags struct {
 	connFlags
 	asJSON          bool
 	vsLoopback      bool
-	decode          bool
+	decode, digest  bool
 	clients, repeat int
 	req             service.Request
 }
@@ -44,6 +47,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.clients, "clients", 1, "concurrent clients; client r fetches rank r of world size N")
 	fs.IntVar(&f.repeat, "repeat", 1, "stream the request this many times over the same connections (steady-state throughput)")
 	fs.BoolVar(&f.decode, "decode", false, "decode every batch into Arrow arrays (default: count bytes only)")
+	fs.BoolVar(&f.digest, "digest", false, "print the SHA-256 of the stream's values (per batch: index, label, image bytes) to compare clients; decodes, one client, one pass")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&f.vsLoopback, "vs-loopback", false, "then measure loopback TCP with as many streams as clients, in this process, and print the ratio")
 	fs.notes = `Values the server refuses (an unknown dataset, --start-batch past the rank's
@@ -69,6 +73,8 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 		return usagef("--epoch %d: want 0 or more", f.req.Epoch)
 	case f.req.StartBatch < 0:
 		return usagef("--start-batch %d: want 0 or more", f.req.StartBatch)
+	case f.digest && (f.clients != 1 || f.repeat != 1):
+		return usagef("--digest: want --clients 1 and --repeat 1")
 	}
 	copts, err := f.connFlags.options()
 	if err != nil {
@@ -96,6 +102,9 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 	fmt.Fprintf(stdout, "%s epoch %d ×%d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms\n",
 		f.req.Dataset, f.req.Epoch, f.repeat, res.Clients, res.Batches, res.Images, float64(res.Bytes)/1e6, res.Seconds,
 		res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
+	if f.digest {
+		fmt.Fprintf(stdout, "sha256 %s\n", res.SHA256)
+	}
 	if f.vsLoopback {
 		fmt.Fprintf(stdout, "loopback TCP, %d stream(s), same run: %.2f GB/s; served/loopback %.2f\n",
 			f.clients, res.LoopbackGBPerSec, res.VsLoopback)
@@ -116,10 +125,12 @@ type fetchResult struct {
 
 	LoopbackGBPerSec float64 `json:"loopback_gb_per_sec,omitempty"` // with --vs-loopback
 	VsLoopback       float64 `json:"vs_loopback,omitempty"`         // served GB/s over loopback GB/s
+	SHA256           string  `json:"sha256,omitempty"`              // with --digest: arrowio.WriteValues of every batch
 }
 
 func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (*fetchResult, error) {
 	stats := make([]flightsvc.FetchStats, f.clients)
+	digest := sha256.New()
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for c := range f.clients {
@@ -134,7 +145,10 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 				req.Rank, req.WorldSize = c, f.clients
 			}
 			var fn func(arrow.Record) error
-			if f.decode {
+			switch {
+			case f.digest:
+				fn = func(rec arrow.Record) error { return arrowio.WriteValues(digest, rec) }
+			case f.decode:
 				fn = func(arrow.Record) error { return nil }
 			}
 			for pass := range max(1, f.repeat) {
@@ -157,6 +171,9 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 	}
 	elapsed := time.Since(start).Seconds()
 	res := &fetchResult{Clients: f.clients, Seconds: elapsed}
+	if f.digest {
+		res.SHA256 = hex.EncodeToString(digest.Sum(nil))
+	}
 	for _, s := range stats {
 		res.Batches += s.Batches
 		res.Images += s.Rows

@@ -18,10 +18,13 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/loaderd/loaderd"
 )
 
-// version is set at link time: -ldflags "-X main.version=v0.1.0".
-var version = "dev"
+// version is the release version, written once in python/loaderd/VERSION
+// and shared with the Python package.
+var version = loaderd.Version()
 
 // Exit statuses, the same for every command (see the package comment).
 const (

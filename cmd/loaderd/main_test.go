@@ -85,6 +85,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "fetch bool with space", args: []string{"fetch", "--dataset", "d", "--shuffle", "false"}, want: "--shuffle=false"},
 		{name: "fetch insecure without tls", args: []string{"fetch", "--dataset", "d", "--tls-insecure"}, want: "go with --tls"},
 		{name: "fetch serve flag", args: []string{"fetch", "--dataset", "d", "--seed", "7"}, want: "unknown flag --seed"},
+		{name: "fetch digest of clients", args: []string{"fetch", "--dataset", "d", "--digest", "--clients", "2"}, want: "--digest: want --clients 1"},
 
 		{name: "scan without dir", args: []string{"scan"}, want: "ROOT/<class>/<image>"},
 		{name: "scan two dirs", args: []string{"scan", data, data}, want: "unexpected argument"},
@@ -492,6 +493,20 @@ func TestPrecomputeThenServe(t *testing.T) {
 		if tc.code == exitOK && !strings.Contains(out, " 0 images") {
 			t.Errorf("loaderd %q: %s; want 0 images", args, out)
 		}
+	}
+	// --digest: one digest per stream, the same when streamed again, another
+	// for another epoch (the Python package's tests compare theirs with it).
+	digest := func(epoch string) string {
+		t.Helper()
+		code, out, stderr := runCLI(t, "fetch", "--addr", addr, "--dataset", "d", "--epoch", epoch, "--batch-size", "16", "--digest", "--json")
+		var res fetchResult
+		if err := json.Unmarshal([]byte(out), &res); code != 0 || err != nil || len(res.SHA256) != 64 {
+			t.Fatalf("fetch --digest: exit %d, %v\n%s%s", code, err, out, stderr)
+		}
+		return res.SHA256
+	}
+	if d0, again, d1 := digest("0"), digest("0"), digest("1"); d0 != again || d0 == d1 {
+		t.Errorf("fetch --digest: epoch 0 %s, again %s, epoch 1 %s; want the same twice, another for epoch 1", d0, again, d1)
 	}
 	cancel()
 	select {
