@@ -1,0 +1,566 @@
+"""loaderd's Flight API (docs/SPEC.md §4) from Python, over pyarrow.flight."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from ._errors import DatasetChanged, DatasetNotFound, Error, InvalidRequest, Unavailable, translate
+
+__all__ = ["Client", "Batch", "Plan", "DatasetInfo", "BatchStream"]
+
+log = logging.getLogger("loaderd")
+
+# Flight's "use the connection you came in on" location (Flight ≥ 14).
+_REUSE = "arrow-flight-reuse-connection://?"
+
+
+class Batch(NamedTuple):
+    """One training batch, as the server sent it.
+
+    The arrays are read-only views of the Arrow record batch's memory (no
+    copy); they keep that memory alive.
+
+    Attributes
+    ----------
+    images : numpy.ndarray
+        shape (B, H, W, 3), uint8 (RGB, row-major); or shape (B, 3, H, W),
+        float32 when the server's pipeline ends in ``normalize``.
+    labels : numpy.ndarray
+        shape (B,), int64: the class of each sample (its index among the
+        dataset's sorted class names).
+    index : numpy.ndarray
+        shape (B,), uint64: each sample's index in the dataset (SPEC §1), the
+        same for a sample in every epoch.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    index: np.ndarray
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset the server serves (one ListFlights entry).
+
+    Attributes
+    ----------
+    name : str
+    samples : int
+        N, the samples of one epoch.
+    classes : list of str
+        Class names; a label is an index into this list.
+    pipeline : str
+        The augmentation pipeline's canonical text.
+    seed : int
+    cached_epochs : list of int
+        Epochs complete in the server's cache.
+    """
+
+    name: str
+    samples: int
+    classes: List[str] = field(default_factory=list)
+    pipeline: str = ""
+    seed: int = 0
+    cached_epochs: List[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a request will stream (GetFlightInfo).
+
+    Attributes
+    ----------
+    request : dict
+        The descriptor sent (SPEC §4).
+    total_records : int
+        Rows the stream yields: this rank's samples from ``start_batch`` on.
+    num_batches : int
+        Batches the stream yields.
+    schema : pyarrow.Schema
+        ``index`` uint64, ``label`` int64, ``image`` arrow.fixed_shape_tensor,
+        with the ``loaderd.*`` metadata.
+    endpoints : list of pyarrow.flight.FlightEndpoint
+        Read in order; one without a location is served by the server asked.
+    """
+
+    request: Dict[str, Any]
+    total_records: int
+    num_batches: int
+    schema: pa.Schema
+    endpoints: List[flight.FlightEndpoint]
+
+
+def _location(address: str, tls: bool) -> str:
+    """A Flight URI for address ("host:port" or a grpc:// URI)."""
+    if "://" in address:
+        scheme = address.split("://", 1)[0]
+        if scheme not in ("grpc", "grpc+tcp", "grpc+tls"):
+            raise InvalidRequest(
+                f"address {address!r}: scheme {scheme!r}, want grpc, grpc+tcp or grpc+tls")
+        return address
+    if not address or ":" not in address:
+        raise InvalidRequest(f"address {address!r}: want host:port or a grpc:// URI")
+    return ("grpc+tls://" if tls else "grpc://") + address
+
+
+def _read_certs(certs: Union[bytes, str, os.PathLike, None]) -> Optional[bytes]:
+    if certs is None or isinstance(certs, bytes):
+        return certs
+    text = os.fspath(certs)
+    if isinstance(text, str) and text.lstrip().startswith("-----BEGIN"):
+        return text.encode()
+    with open(text, "rb") as f:
+        return f.read()
+
+
+class Client:
+    """A client of one loaderd server, over pyarrow.flight.
+
+    Parameters
+    ----------
+    address : str
+        ``"host:port"`` (plain gRPC, or TLS when ``tls_root_certs`` is given)
+        or a Flight URI: ``grpc://host:port``, ``grpc+tls://host:port``.
+    token : str, optional
+        The bearer token of a server started with ``--auth-token-file``; sent
+        as ``authorization: Bearer <token>`` on every call.
+    tls_root_certs : bytes, str or os.PathLike, optional
+        PEM certificates that verify a ``grpc+tls`` server (the bytes, or a
+        file's path); None means the system's roots.
+    retry_timeout : float
+        Seconds a stream that broke off (server restarted, connection lost)
+        keeps reconnecting and resuming where it stopped before it raises
+        :class:`Unavailable`. 0 disables it. A server that cannot be reached
+        at all fails at once.
+
+    Raises
+    ------
+    InvalidRequest
+        On an address that is not host:port or a grpc URI.
+
+    Notes
+    -----
+    Every method raises a subclass of :class:`loaderd.Error` for a gRPC
+    status: :class:`Unavailable`, :class:`Unauthenticated`,
+    :class:`DatasetNotFound`, :class:`InvalidRequest`,
+    :class:`DatasetChanged`, :class:`ResourceExhausted`, :class:`DataLoss`
+    or :class:`ServerError`. A Client is safe to use from several threads.
+    """
+
+    def __init__(self, address: str, token: Optional[str] = None,
+                 tls_root_certs: Union[bytes, str, os.PathLike, None] = None, *,
+                 retry_timeout: float = 60.0):
+        self._certs = _read_certs(tls_root_certs)
+        self.location = _location(address, self._certs is not None)
+        self._token = token
+        self._options = flight.FlightCallOptions(
+            headers=[(b"authorization", f"Bearer {token}".encode())] if token else [])
+        self.retry_timeout = float(retry_timeout)
+        self._lock = threading.Lock()
+        self._conns: Dict[str, flight.FlightClient] = {}  # by location; guarded by _lock
+
+    # -- connections ---------------------------------------------------
+
+    def _conn(self, location: Optional[str] = None) -> flight.FlightClient:
+        loc = location or self.location
+        with self._lock:
+            c = self._conns.get(loc)
+            if c is None:
+                kwargs: Dict[str, Any] = {}
+                if self._certs is not None and loc.startswith("grpc+tls"):
+                    kwargs["tls_root_certs"] = self._certs
+                c = self._conns[loc] = flight.FlightClient(loc, **kwargs)
+            return c
+
+    def _reset(self, location: Optional[str] = None) -> None:
+        """Drops the connection to location, so that the next call dials anew
+        (gRPC's own reconnect waits out a backoff of up to seconds)."""
+        with self._lock:
+            c = self._conns.pop(location or self.location, None)
+        if c is not None:
+            try:
+                c.close()
+            except Exception:  # closing a broken channel may fail; it is gone anyway
+                pass
+
+    def close(self) -> None:
+        """Closes every connection. The client may be used again (it redials)."""
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for c in conns:
+            c.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"loaderd.Client({self.location!r})"
+
+    def _error(self, exc: BaseException, location: Optional[str] = None) -> Error:
+        loc = location or self.location
+        return translate(exc, loc, token_given=self._token is not None,
+                         tls=loc.startswith("grpc+tls"))
+
+    # -- listing and actions ------------------------------------------
+
+    def datasets(self) -> List[DatasetInfo]:
+        """The datasets the server serves (ListFlights), in its order."""
+        try:
+            infos = list(self._conn().list_flights(options=self._options))
+        except (pa.ArrowException, OSError) as e:
+            raise self._error(e) from None
+        out = []
+        for info in infos:
+            req = json.loads(info.descriptor.command)
+            meta = json.loads(info.app_metadata or b"{}") if hasattr(info, "app_metadata") else {}
+            out.append(DatasetInfo(name=req["dataset"], samples=info.total_records,
+                                   classes=list(meta.get("classes") or []),
+                                   pipeline=meta.get("pipeline", ""), seed=int(meta.get("seed", 0)),
+                                   cached_epochs=list(meta.get("cached_epochs") or [])))
+        return out
+
+    def _action(self, kind: str, body: Optional[Dict[str, Any]] = None,
+                each: Optional[Callable[[Any], None]] = None) -> List[Any]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        results = []
+        try:
+            for r in self._conn().do_action(flight.Action(kind, payload), options=self._options):
+                v = json.loads(r.body.to_pybytes())
+                if each is not None:
+                    each(v)
+                results.append(v)
+        except (pa.ArrowException, OSError) as e:
+            raise self._not_found_hint(self._error(e), body) from None
+        return results
+
+    def _not_found_hint(self, err: Error, body: Optional[Dict[str, Any]]) -> Error:
+        """Names the served datasets in a DatasetNotFound."""
+        if not isinstance(err, DatasetNotFound):
+            return err
+        try:
+            names = [d.name for d in self.datasets()]
+        except Error:
+            return err
+        wanted = (body or {}).get("dataset", "?")
+        return DatasetNotFound(
+            f"loaderd at {err.address} serves no dataset {wanted!r} (it serves: "
+            f"{', '.join(names) or 'none'}); check the name, or serve it with --data {wanted}=PATH",
+            code=err.code, server_message=err.server_message, address=err.address)
+
+    def cache_status(self, dataset: Optional[str] = None) -> Dict[str, Any]:
+        """The server's cached epochs (the ``cache-status`` action).
+
+        Returns
+        -------
+        dict
+            ``{"datasets": [{"dataset": NAME, "epochs": [{"epoch": E, "state":
+            "partial" | "complete" | "evicting", "bytes": B, "samples": K}]}]}``;
+            epochs not in the cache are not listed.
+        """
+        return self._action("cache-status", {"dataset": dataset} if dataset else None)[-1]
+
+    def precompute(self, dataset: str, epochs: Union[int, Iterable[int]],
+                   progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+        """Fills the server's cache with epochs of dataset and returns when
+        they are complete (the ``precompute`` action; idempotent).
+
+        Parameters
+        ----------
+        epochs : int or iterable of int
+        progress : callable, optional
+            Called with each progress result: ``{"dataset", "epochs", "done",
+            "total", "images_per_sec"}`` (done and total in samples).
+
+        Returns
+        -------
+        dict
+            The summary: ``{"dataset", "epochs", "computed", "cached",
+            "seconds", "images_per_sec", "bytes"}``.
+        """
+        ep = [int(epochs)] if isinstance(epochs, (int, np.integer)) else [int(e) for e in epochs]
+        results: List[Dict[str, Any]] = []
+
+        def each(v: Dict[str, Any]) -> None:
+            # Every result but the last is progress; the last is the summary,
+            # known once the stream ends, so hold each one back by one.
+            if results and progress is not None:
+                progress(results[-1])
+            results.append(v)
+
+        self._action("precompute", {"dataset": dataset, "epochs": ep}, each)
+        if not results:
+            raise Error(f"loaderd at {self.location}: precompute returned no summary")
+        return results[-1]
+
+    def evict(self, dataset: str, epochs: Union[int, Iterable[int]]) -> Dict[str, Any]:
+        """Frees epochs of dataset from the server's cache (the ``evict``
+        action); an epoch being streamed is freed when its streams end.
+        Returns the cache status, as :meth:`cache_status`."""
+        ep = [int(epochs)] if isinstance(epochs, (int, np.integer)) else [int(e) for e in epochs]
+        return self._action("evict", {"dataset": dataset, "epochs": ep})[-1]
+
+    def dataset_errors(self, dataset: str) -> List[Dict[str, Any]]:
+        """The samples of dataset the server could not decode so far: a list
+        of ``{"index": int, "path": str, "reason": str}``."""
+        return self._action("dataset-errors", {"dataset": dataset})[-1]
+
+    def topology(self) -> Dict[str, Any]:
+        """The server's GPUs, NUMA nodes, CPU sets and worker placement (the
+        ``topology`` action), as ``loaderd topology --json`` prints them."""
+        return self._action("topology")[-1]
+
+    # -- streaming -----------------------------------------------------
+
+    @staticmethod
+    def request(dataset: str, epoch: int = 0, batch_size: int = 256, rank: int = 0,
+                world_size: int = 1, drop_last: bool = False, shuffle: bool = True,
+                start_batch: int = 0, gpu: Union[int, str, None] = None) -> Dict[str, Any]:
+        """The descriptor of a stream request (SPEC §4), as a dict."""
+        req: Dict[str, Any] = {
+            "dataset": str(dataset), "epoch": int(epoch), "batch_size": int(batch_size),
+            "rank": int(rank), "world_size": int(world_size), "drop_last": bool(drop_last),
+            "shuffle": bool(shuffle), "start_batch": int(start_batch)}
+        if gpu is not None:
+            req["gpu"] = str(gpu)
+        return req
+
+    def _get_flight_info(self, req: Dict[str, Any]) -> flight.FlightInfo:
+        desc = flight.FlightDescriptor.for_command(json.dumps(req))
+        return self._conn().get_flight_info(desc, self._options)
+
+    def plan(self, dataset: str, epoch: int = 0, batch_size: int = 256, rank: int = 0,
+             world_size: int = 1, drop_last: bool = False, shuffle: bool = True,
+             start_batch: int = 0, gpu: Union[int, str, None] = None) -> Plan:
+        """Asks what a stream would yield (GetFlightInfo) without streaming it.
+        The parameters are those of :meth:`batches`."""
+        return self._plan(self.request(dataset, epoch, batch_size, rank, world_size,
+                                       drop_last, shuffle, start_batch, gpu))
+
+    def _plan(self, req: Dict[str, Any]) -> Plan:
+        try:
+            info = self._get_flight_info(req)
+        except (pa.ArrowException, OSError) as e:
+            raise self._not_found_hint(self._error(e), req) from None
+        rows = int(info.total_records)
+        return Plan(request=req, total_records=rows, num_batches=math.ceil(rows / req["batch_size"]),
+                    schema=info.schema, endpoints=list(info.endpoints))
+
+    def batches(self, dataset: str, epoch: int = 0, batch_size: int = 256, rank: int = 0,
+                world_size: int = 1, drop_last: bool = False, shuffle: bool = True,
+                start_batch: int = 0, gpu: Union[int, str, None] = None) -> "BatchStream":
+        """Streams one rank's batches of an epoch.
+
+        Parameters
+        ----------
+        dataset : str
+            A name the server serves (:meth:`datasets`).
+        epoch : int
+            0 ≤ epoch < 2**31; each epoch has its own order and augmentations.
+        batch_size : int
+            B, 1..65536 rows per batch; the last batch may be shorter.
+        rank, world_size : int
+            This rank's share, as torch's DistributedSampler cuts it (SPEC §3):
+            every rank gets the same number of batches.
+        drop_last : bool
+            Truncate the epoch to a multiple of world_size and drop the last
+            short batch (else: pad by wrapping around, keep it).
+        shuffle : bool
+            False serves the epoch in index order (same pixels).
+        start_batch : int
+            Resume at this batch of the rank's stream: the result is the full
+            stream minus its first start_batch batches.
+        gpu : int or str, optional
+            The trainer's GPU (NVML index, UUID or PCI bus id), so that workers
+            on its NUMA node feed it.
+
+        Returns
+        -------
+        BatchStream
+            An iterator of :class:`Batch` (numpy arrays sharing Arrow's
+            memory). It follows the plan's endpoints in order, dialling
+            endpoints that name another server; if the stream breaks off it
+            reconnects and resumes at the next batch (``retry_timeout``); if
+            the dataset changed under it, it re-plans once.
+
+        Raises
+        ------
+        loaderd.Error
+            A subclass per gRPC status, at the first ``next()`` for the
+            request's own errors (unknown dataset, a field out of range).
+        """
+        req = self.request(dataset, epoch, batch_size, rank, world_size, drop_last,
+                           shuffle, start_batch, gpu)
+        return BatchStream(self, req)
+
+
+def _to_batch(rb: pa.RecordBatch) -> Batch:
+    image = rb.column(rb.schema.get_field_index("image"))
+    if isinstance(image, pa.ChunkedArray):  # pyarrow < 15 on some paths
+        image = image.combine_chunks()
+    if not hasattr(image, "to_numpy_ndarray"):
+        raise Error(f"the image column is {image.type}, not an arrow.fixed_shape_tensor "
+                    f"(pyarrow {pa.__version__}; loaderd needs pyarrow >= 14)")
+    images = image.to_numpy_ndarray()
+    labels = rb.column(rb.schema.get_field_index("label")).to_numpy(zero_copy_only=True)
+    index = rb.column(rb.schema.get_field_index("index")).to_numpy(zero_copy_only=True)
+    return Batch(images, labels, index)
+
+
+class BatchStream(Iterator[Batch]):
+    """An iterator of one request's :class:`Batch` es (from
+    :meth:`Client.batches`).
+
+    Attributes
+    ----------
+    request : dict
+        The descriptor as first asked.
+    yielded : int
+        Batches handed out so far.
+    plan : Plan or None
+        The plan in use (after the first ``next()``).
+
+    ``cancel()`` may be called from another thread: it ends the stream (the
+    iterating thread then sees StopIteration). ``close()`` frees the stream
+    and its server-side work; a with block calls it.
+    """
+
+    def __init__(self, client: Client, request: Dict[str, Any]):
+        self.client = client
+        self.request = dict(request)
+        self.yielded = 0
+        self.plan: Optional[Plan] = None
+        self._gen: Optional[Iterator[Batch]] = None
+        self._lock = threading.Lock()
+        self._reader: Optional[flight.FlightStreamReader] = None  # guarded by _lock
+        self._cancelled = False  # guarded by _lock
+
+    def __iter__(self) -> "BatchStream":
+        return self
+
+    def __next__(self) -> Batch:
+        if self._gen is None:
+            self._gen = self._run()
+        return next(self._gen)
+
+    def cancel(self) -> None:
+        """Ends the stream from any thread; the server stops its work on it."""
+        with self._lock:
+            self._cancelled = True
+            reader = self._reader
+        if reader is not None:
+            reader.cancel()
+
+    def close(self) -> None:
+        """Ends the stream (from the iterating thread)."""
+        self.cancel()
+        if self._gen is not None:
+            self._gen.close()
+
+    def __enter__(self) -> "BatchStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _run(self) -> Iterator[Batch]:
+        c = self.client
+        start = self.request["start_batch"]
+        replanned = False
+        connected = False  # a call has succeeded: from now on, outages are retried
+        deadline: Optional[float] = None
+        backoff = 0.05
+        while True:
+            req = dict(self.request, start_batch=start + self.yielded)
+            location = c.location
+            try:
+                self.plan = c._plan(req)
+                connected = True
+                for ep in self.plan.endpoints:
+                    location = self._location_of(ep)
+                    for batch in self._read(ep, location):
+                        deadline, backoff = None, 0.05  # progress: a new outage gets a new budget
+                        self.yielded += 1
+                        yield batch
+                return
+            except DatasetChanged:
+                if replanned or self._stopped():
+                    raise
+                replanned = True
+                log.warning("loaderd: dataset %r changed on the server; planning the rest of "
+                            "epoch %d again from batch %d", req["dataset"], req["epoch"],
+                            req["start_batch"])
+            except Unavailable as e:
+                if self._stopped():
+                    return
+                if not connected or c.retry_timeout <= 0:
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + c.retry_timeout
+                    log.warning("loaderd: stream from %s broke off after %d batches (%s); "
+                                "reconnecting for up to %g s", location, self.yielded,
+                                e.server_message, c.retry_timeout)
+                if now >= deadline:
+                    raise Unavailable(
+                        f"{e}; gave up reconnecting after {c.retry_timeout:g} s (retry_timeout)",
+                        code=e.code, server_message=e.server_message, address=e.address) from None
+                c._reset(location)
+                c._reset()
+                time.sleep(min(backoff, max(0.0, deadline - now)) * (0.5 + random.random()))
+                backoff = min(backoff * 2, 1.0)
+
+    def _stopped(self) -> bool:
+        with self._lock:
+            return self._cancelled
+
+    def _location_of(self, ep: flight.FlightEndpoint) -> str:
+        for loc in ep.locations:
+            uri = loc.uri.decode() if isinstance(loc.uri, bytes) else str(loc.uri)
+            if uri and uri != _REUSE:
+                return uri
+        return self.client.location
+
+    def _read(self, ep: flight.FlightEndpoint, location: str) -> Iterator[Batch]:
+        c = self.client
+        try:
+            reader = c._conn(location).do_get(ep.ticket, c._options)
+        except (pa.ArrowException, OSError) as e:
+            raise c._error(e, location) from None
+        with self._lock:
+            if self._cancelled:
+                reader.cancel()
+                return
+            self._reader = reader
+        done = False
+        try:
+            while True:
+                try:
+                    chunk = reader.read_chunk()
+                except StopIteration:
+                    done = True
+                    return
+                except (pa.ArrowException, OSError) as e:
+                    if self._stopped():
+                        return
+                    raise c._error(e, location) from None
+                yield _to_batch(chunk.data)
+        finally:
+            with self._lock:
+                self._reader = None
+            if not done and not self._stopped():
+                reader.cancel()  # a consumer that stopped early frees the server's work

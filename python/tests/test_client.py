@@ -1,0 +1,173 @@
+"""loaderd.Client against a real `loaderd serve`."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import loaderd
+from loaderd._client import _to_batch
+from conftest import PIPELINE, SAMPLES, values_digest
+
+
+def collect(stream):
+    return [b for b in stream]
+
+
+def test_version_matches_binary(loaderd_bin):
+    out = subprocess.run([str(loaderd_bin), "version"], capture_output=True, text=True, check=True).stdout
+    assert out.split()[:2] == ["loaderd", loaderd.__version__]
+
+
+def test_datasets(server):
+    with server.client() as c:
+        (ds,) = c.datasets()
+    assert ds.name == "d" and ds.samples == SAMPLES
+    assert ds.classes == [f"class_{i:02d}" for i in range(8)]
+    assert ds.pipeline == PIPELINE and ds.seed == 0
+
+
+def test_batch_shapes_dtypes_and_zero_copy(server):
+    with server.client() as c:
+        batches = collect(c.batches("d", batch_size=16))
+    assert [len(b.labels) for b in batches] == [16, 16, 16, 13]
+    b = batches[0]
+    assert b.images.shape == (16, 12, 12, 3) and b.images.dtype == np.uint8
+    assert b.labels.dtype == np.int64 and b.index.dtype == np.uint64
+    assert not b.images.flags.writeable  # a view of Arrow's memory
+    labels = np.concatenate([b.labels for b in batches])
+    index = np.concatenate([b.index for b in batches])
+    assert sorted(index.tolist()) == list(range(SAMPLES))
+    assert ((labels >= 0) & (labels < 8)).all()
+    # ImageFolder: samples sorted by class, then file; generated file i is
+    # in class i % 8, so classes 0-4 hold 8 files and 5-7 hold 7.
+    counts = [len(range(c, SAMPLES, 8)) for c in range(8)]
+    assert (labels == np.repeat(np.arange(8), counts)[index.astype(np.int64)]).all()
+
+
+def test_arrays_share_arrow_memory():
+    """_to_batch hands out views of the record batch's buffers, no copies."""
+    typ = pa.fixed_shape_tensor(pa.uint8(), [2, 2, 3], dim_names=["H", "W", "C"])
+    pixels = np.arange(3 * 12, dtype=np.uint8)
+    image = pa.ExtensionArray.from_storage(typ, pa.FixedSizeListArray.from_arrays(pa.array(pixels), 12))
+    rb = pa.record_batch([pa.array([5, 6, 7], pa.uint64()), pa.array([0, 1, 0], pa.int64()), image],
+                         names=["index", "label", "image"])
+    b = _to_batch(rb)
+    assert b.images.shape == (3, 2, 2, 3)
+    assert b.images.ctypes.data == image.storage.values.buffers()[1].address
+    assert b.labels.ctypes.data == rb.column(1).buffers()[1].address
+    assert b.index.ctypes.data == rb.column(0).buffers()[1].address
+
+
+def test_normalize_gives_float32_chw(new_server):
+    s = new_server(pipeline="center_crop(size=8)|normalize(mean=0.5,0.5,0.5,std=0.25,0.25,0.25)").start()
+    with s.client() as c:
+        b = next(iter(c.batches("d", batch_size=4)))
+    assert b.images.shape == (4, 3, 8, 8) and b.images.dtype == np.float32
+    assert np.isfinite(b.images).all() and -2.01 <= b.images.min() and b.images.max() <= 2.01
+
+
+def reference_order(n, world, drop_last):
+    """DistributedSampler(shuffle=False)'s positions per rank."""
+    if drop_last:
+        total = n // world * world
+        seq = list(range(total))
+    else:
+        total = math.ceil(n / world) * world
+        seq = (list(range(n)) * (total // n + 1))[:total]
+    return [seq[r:total:world] for r in range(world)]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_sharding(server, world, drop_last):
+    bs = 7
+    with server.client() as c:
+        ranks = [collect(c.batches("d", batch_size=bs, rank=r, world_size=world, drop_last=drop_last,
+                                   shuffle=False)) for r in range(world)]
+        shuffled = [collect(c.batches("d", epoch=3, batch_size=bs, rank=r, world_size=world,
+                                      drop_last=drop_last)) for r in range(world)]
+    # Every rank gets the same number of batches: no_sync() never hangs.
+    assert len({len(r) for r in ranks}) == 1 and len({len(r) for r in shuffled}) == 1
+    for r, batches in enumerate(ranks):
+        sizes = [len(b.index) for b in batches]
+        assert all(s == bs for s in sizes[:-1]) and 0 < sizes[-1] <= bs
+        if drop_last:
+            assert sizes[-1] == bs
+        got = np.concatenate([b.index for b in batches]).tolist()
+        want = reference_order(SAMPLES, world, drop_last)[r]
+        if drop_last:
+            want = want[: len(want) // bs * bs]
+        assert got == want, f"rank {r}"
+        with server.client() as c:
+            assert c.plan("d", batch_size=bs, rank=r, world_size=world, drop_last=drop_last,
+                          shuffle=False).num_batches == len(batches)
+    # Shuffled: interleaving the ranks gives one permutation of the epoch,
+    # padded by wrapping around (or truncated), as DistributedSampler does.
+    per_rank = [np.concatenate([b.index for b in batches]).tolist() for batches in shuffled]
+    seq = [per_rank[p % world][p // world] for p in range(sum(map(len, per_rank)))]
+    if drop_last:
+        assert len(set(seq)) == len(seq)
+        assert len(seq) % (world * bs) == 0 and len(seq) > SAMPLES - world * bs
+    else:
+        n = len(seq)
+        assert n == math.ceil(SAMPLES / world) * world
+        assert sorted(seq[:SAMPLES]) == list(range(SAMPLES))
+        assert seq[SAMPLES:] == seq[: n - SAMPLES]
+    assert seq != sorted(seq)
+
+
+def test_start_batch_is_the_tail(server):
+    with server.client() as c:
+        full = collect(c.batches("d", epoch=1, batch_size=5, rank=1, world_size=2))
+        for k in (0, 1, 4, len(full)):
+            tail = collect(c.batches("d", epoch=1, batch_size=5, rank=1, world_size=2, start_batch=k))
+            assert values_digest(tail) == values_digest(full[k:])
+
+
+@pytest.mark.parametrize("args", [
+    dict(epoch=0, batch_size=16),
+    dict(epoch=2, batch_size=7, rank=2, world_size=3, drop_last=True),
+    dict(epoch=1, batch_size=9, shuffle=False, start_batch=2),
+])
+def test_same_bytes_as_go_client(server, loaderd_bin, args):
+    a = dict(dict(rank=0, world_size=1, drop_last=False, shuffle=True, start_batch=0), **args)
+    argv = [str(loaderd_bin), "fetch", "--addr", f"127.0.0.1:{server.port}", "--dataset", "d",
+            "--epoch", str(a["epoch"]), "--batch-size", str(a["batch_size"]), "--rank", str(a["rank"]),
+            "--world-size", str(a["world_size"]), f"--drop-last={str(a['drop_last']).lower()}",
+            f"--shuffle={str(a['shuffle']).lower()}", "--start-batch", str(a["start_batch"]),
+            "--digest", "--json"]
+    go = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    with server.client() as c:
+        py = collect(c.batches("d", **args))
+    assert go["images"] == sum(len(b.index) for b in py)
+    assert go["sha256"] == values_digest(py)
+
+
+def test_actions(new_server):
+    s = new_server().start()
+    with s.client() as c:
+        progress = []
+        summary = c.precompute("d", [0, 1], progress=progress.append)
+        assert summary["epochs"] == [0, 1] and summary["computed"] + summary["cached"] == 2 * SAMPLES
+        assert all(p["total"] == 2 * SAMPLES and 0 <= p["done"] <= p["total"] for p in progress)
+        again = c.precompute("d", 1)
+        assert again["computed"] == 0 and again["cached"] == SAMPLES
+        (ds,) = c.cache_status()["datasets"]
+        assert {e["epoch"]: e["state"] for e in ds["epochs"]} == {0: "complete", 1: "complete"}
+        assert c.datasets()[0].cached_epochs == [0, 1]
+        st = c.evict("d", [0])
+        assert [e["epoch"] for e in st["datasets"][0]["epochs"]] == [1]
+        assert c.cache_status("d")["datasets"][0]["epochs"][0]["epoch"] == 1
+        assert c.dataset_errors("d") == []
+        topo = c.topology()
+        assert isinstance(topo, dict) and topo
+        with pytest.raises(loaderd.DatasetNotFound, match="serves: d"):
+            c.precompute("nope", 0)
+        with pytest.raises(loaderd.InvalidRequest, match="epochs"):
+            c.evict("d", [])
