@@ -227,7 +227,7 @@ class Client:
         out = []
         for info in infos:
             req = json.loads(info.descriptor.command)
-            meta = json.loads(info.app_metadata or b"{}") if hasattr(info, "app_metadata") else {}
+            meta = json.loads(_app_metadata(info) or b"{}")
             out.append(DatasetInfo(name=req["dataset"], samples=info.total_records,
                                    classes=list(meta.get("classes") or []),
                                    pipeline=meta.get("pipeline", ""), seed=int(meta.get("seed", 0)),
@@ -406,6 +406,49 @@ class Client:
         req = self.request(dataset, epoch, batch_size, rank, world_size, drop_last,
                            shuffle, start_batch, gpu)
         return BatchStream(self, req)
+
+
+def _app_metadata(info: flight.FlightInfo) -> bytes:
+    """FlightInfo.app_metadata; pyarrow < 15 keeps it only in the serialized
+    protobuf, field 7 of FlightInfo."""
+    md = getattr(info, "app_metadata", None)
+    if md is not None:
+        return bytes(md)
+    return _proto_bytes(info.serialize(), 7)
+
+
+def _proto_bytes(buf: bytes, number: int) -> bytes:
+    """The first length-delimited field `number` of a protobuf message, or b""."""
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        shift = value = 0
+        while True:
+            byte = buf[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while pos < len(buf):
+        key = varint()
+        wire = key & 7
+        if wire == 0:
+            varint()
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            n = varint()
+            if key >> 3 == number:
+                return bytes(buf[pos:pos + n])
+            pos += n
+        else:
+            break  # groups: not in Flight's messages
+    return b""
 
 
 def _to_batch(rb: pa.RecordBatch) -> Batch:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import loaderd
-from loaderd._client import _to_batch
+from loaderd._client import _app_metadata, _to_batch
 from conftest import PIPELINE, SAMPLES, values_digest
 
 
@@ -30,6 +30,18 @@ def test_datasets(server):
     assert ds.name == "d" and ds.samples == SAMPLES
     assert ds.classes == [f"class_{i:02d}" for i in range(8)]
     assert ds.pipeline == PIPELINE and ds.seed == 0
+
+
+def test_app_metadata_without_the_attribute():
+    """pyarrow < 15 has no FlightInfo.app_metadata; it is read from the protobuf."""
+
+    class Old:  # FlightInfo as pyarrow 14 has it
+        def serialize(self):
+            meta = b'{"classes":["a"]}'
+            return (b"\x0a\x03abc" + b"\x20\xbd\x01" + b"\x29" + 8 * b"\xff" + b"\x30\x01"
+                    + b"\x3a" + bytes([len(meta)]) + meta)
+
+    assert json.loads(_app_metadata(Old())) == {"classes": ["a"]}
 
 
 def test_batch_shapes_dtypes_and_zero_copy(server):

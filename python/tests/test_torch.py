@@ -1,0 +1,158 @@
+"""loaderd.torch.LoaderdDataset against a real `loaderd serve`."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")  # the [torch] extra; CI's venvs have it where it runs this file
+
+import loaderd  # noqa: E402
+from loaderd.torch import LoaderdDataset, TorchBatch  # noqa: E402
+from conftest import SAMPLES, values_digest  # noqa: E402
+
+
+def as_numpy(batches):
+    """TorchBatches as loaderd.Batch es of numpy arrays, for values_digest."""
+    return [loaderd.Batch(b.images.cpu().numpy(), b.labels.cpu().numpy(),
+                          b.index.numpy().view(np.uint64)) for b in batches]
+
+
+def test_batches_match_the_client(server):
+    ds = LoaderdDataset(server.address, "d", 8, epoch=3, rank=1, world_size=2)
+    got = list(ds)
+    assert len(got) == len(ds) == 4
+    b = got[0]
+    assert isinstance(b, TorchBatch)
+    assert b.images.shape == (8, 12, 12, 3) and b.images.dtype == torch.uint8
+    assert b.labels.dtype == torch.int64 and b.index.dtype == torch.int64
+    with server.client() as c:
+        want = list(c.batches("d", epoch=3, batch_size=8, rank=1, world_size=2))
+    assert values_digest(as_numpy(got)) == values_digest(want)
+    # No copy on the CPU: the tensor is the numpy array's memory.
+    assert b.images.numpy().base is not None and not b.images.numpy().flags.owndata
+
+
+def test_rank_and_world_size(server, monkeypatch, tmp_path):
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    ds = LoaderdDataset(server.address, "d", 4, shuffle=False)
+    assert (ds.rank, ds.world_size) == (2, 3)
+    assert np.concatenate([b.index.numpy() for b in ds]).tolist()[:3] == [2, 5, 8]
+    assert (LoaderdDataset(server.address, "d", 4, rank=0, world_size=1).rank) == 0
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        assert (ds.rank, ds.world_size) == (0, 1)  # torch.distributed over the environment
+    finally:
+        torch.distributed.destroy_process_group()
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    assert (ds.rank, ds.world_size) == (0, 1)
+
+
+def test_equal_batch_counts_for_no_sync(server):
+    for world in (2, 3):
+        for drop_last in (False, True):
+            counts = {len(list(LoaderdDataset(server.address, "d", 7, rank=r, world_size=world,
+                                              drop_last=drop_last))) for r in range(world)}
+            assert len(counts) == 1, (world, drop_last, counts)
+
+
+def test_set_epoch(server):
+    ds = LoaderdDataset(server.address, "d", 16)
+    e0 = values_digest(as_numpy(ds))
+    assert values_digest(as_numpy(ds)) == e0  # a second pass over the same epoch
+    ds.set_epoch(1)
+    assert values_digest(as_numpy(ds)) != e0
+
+
+def test_resume_mid_epoch_is_byte_identical(new_server):
+    """state_dict saved in one torch.save checkpoint beside the model, then a
+    server restart, then the rest of the epoch: the same bytes."""
+    s = new_server().start()
+    kw = dict(rank=1, world_size=2, batch_size=5)
+    full = list(LoaderdDataset(s.address, "d", epoch=2, **kw))
+
+    ds = LoaderdDataset(s.address, "d", epoch=0, **kw)
+    ds.set_epoch(2)
+    it = iter(ds)
+    head = [next(it) for _ in range(3)]
+    model = torch.nn.Linear(2, 2)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "loader": ds.state_dict()}, buf)
+    it.close()
+    assert ds.state_dict()["epoch"] == 2 and ds.state_dict()["batch"] == 3
+
+    s.kill()
+    s.start()
+    ckpt = torch.load(io.BytesIO(buf.getvalue()))
+    resumed = LoaderdDataset(s.address, "d", **kw)
+    resumed.load_state_dict(ckpt["loader"])
+    resumed.set_epoch(2)  # the training loop's own call keeps the position
+    tail = list(resumed)
+    assert len(head) + len(tail) == len(full) == 7
+    assert values_digest(as_numpy(head + tail)) == values_digest(as_numpy(full))
+    assert resumed.state_dict()["batch"] == 7
+
+    # An epoch saved complete resumes as complete; the next epoch starts at 0.
+    done = LoaderdDataset(s.address, "d", **kw)
+    done.load_state_dict(resumed.state_dict())
+    assert list(done) == []
+    done.set_epoch(3)
+    assert len(list(done)) == 7
+
+    with pytest.raises(loaderd.InvalidRequest, match="batch_size"):
+        LoaderdDataset(s.address, "d", rank=1, world_size=2, batch_size=6).load_state_dict(ckpt["loader"])
+
+
+def test_dataloader_workers_are_refused(server):
+    ds = LoaderdDataset(server.address, "d", 8)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    with pytest.raises(loaderd.InvalidRequest, match="num_workers=0"):
+        list(loader)
+    # num_workers=0 is the way: every sample once.
+    got = list(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=0))
+    assert isinstance(got[0], TorchBatch)
+    assert sorted(torch.cat([b.index for b in got]).tolist()) == list(range(SAMPLES))
+
+
+def test_reads_ahead_and_stops(server):
+    ds = LoaderdDataset(server.address, "d", 2, prefetch=3)  # 31 batches
+    it = iter(ds)
+    next(it)
+    reader = ds._reader
+    # The thread fills the queue (3 batches) and holds a fourth, no more.
+    end = time.monotonic() + 30
+    while not (reader.queue.full() and reader.stream.yielded == 1 + 3 + 1):
+        assert time.monotonic() < end, f"read ahead {reader.stream.yielded} batches"
+        time.sleep(0.01)
+    assert reader.stream.yielded == 5
+    it.close()
+    assert not reader.thread.is_alive() and ds._reader is None
+    assert not any(t.name == "loaderd-read-ahead" for t in threading.enumerate())
+
+
+def test_errors_reach_the_trainer(server):
+    with pytest.raises(loaderd.DatasetNotFound):
+        list(LoaderdDataset(server.address, "nope", 8))
+    with pytest.raises(loaderd.InvalidRequest):
+        LoaderdDataset(server.address, "d", 0)
+
+
+def test_device_and_pin_memory(server):
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning, match="pin_memory"):
+            ds = LoaderdDataset(server.address, "d", 8, device="cpu", pin_memory=True)
+        b = next(iter(ds))
+        assert b.images.device.type == "cpu" and b.labels.device.type == "cpu"
+        return
+    ds = LoaderdDataset(server.address, "d", 8, device="cuda", pin_memory=True)
+    got = list(ds)
+    assert got[0].images.device.type == "cuda" and got[0].labels.device.type == "cuda"
+    assert got[0].index.device.type == "cpu"
+    want = list(LoaderdDataset(server.address, "d", 8))
+    assert values_digest(as_numpy(got)) == values_digest(as_numpy(want))
