@@ -1,94 +1,126 @@
 #!/usr/bin/env python3
-"""A trainer's side of loaderd: stream batches over Arrow Flight into torch.
+"""A DDP trainer fed by loaderd: each rank streams its share of every epoch.
 
-Each rank of a DDP-style job asks for its own share of the epoch:
+    loaderd demo --keep-serving &                       # serves "sample" at 127.0.0.1:8815
+    torchrun --nproc_per_node 2 examples/train.py --dataset sample --epochs 2
+    python3 examples/train.py --dataset sample          # one process, no DDP
 
-    python3 examples/train.py --addr 127.0.0.1:8815 --dataset sample \
-        --rank 0 --world-size 1 --epochs 2 --batch-size 64
-
-Under torchrun, RANK and WORLD_SIZE are taken from the environment. The
-images arrive as uint8 NHWC (or float32 NCHW after a normalize op) and become
-torch tensors without a copy: pyarrow exposes the Arrow buffer to numpy,
-torch.from_numpy wraps it.
+Under torchrun it joins the process group (NCCL on GPUs, gloo on the CPU);
+LoaderdDataset takes its rank and world size from it. Micro-batches of
+--batch-size are accumulated --accum-steps times per optimizer step, with
+DDP's no_sync() on all but the last: every rank gets the same number of
+batches, so no rank waits for another. With --checkpoint, rank 0 saves the
+model, the optimizer and the loader's position in one file every
+--save-every optimizer steps and at the end of each epoch, and a rerun
+resumes from there mid-epoch, with the very batches the interrupted run
+would have trained on next. Prints one JSON line per rank and epoch.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import time
 
-import numpy as np
-import pyarrow.flight as flight
 import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+# Run from a checkout without installing the package.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from loaderd.torch import LoaderdDataset  # noqa: E402
 
 
-class LoaderdBatches:
-    """Iterates (images, labels, indices) torch tensors of one rank's epoch."""
-
-    def __init__(self, addr, dataset, epoch, batch_size, rank, world_size,
-                 start_batch=0, drop_last=False, gpu=None, token=None):
-        self.client = flight.FlightClient(f"grpc://{addr}")
-        self.options = flight.FlightCallOptions(
-            headers=[(b"authorization", f"Bearer {token}".encode())] if token else [])
-        request = {"dataset": dataset, "epoch": epoch, "batch_size": batch_size,
-                   "rank": rank, "world_size": world_size,
-                   "start_batch": start_batch, "drop_last": drop_last}
-        if gpu is not None:
-            request["gpu"] = str(gpu)
-        self.descriptor = flight.FlightDescriptor.for_command(json.dumps(request))
-
-    def __iter__(self):
-        info = self.client.get_flight_info(self.descriptor, self.options)
-        for endpoint in info.endpoints:  # ordered; no location means this server
-            reader = self.client.do_get(endpoint.ticket, self.options)
-            for chunk in reader:
-                batch = chunk.data
-                images = batch.column("image").to_numpy_ndarray()  # no copy
-                labels = batch.column("label").to_numpy(zero_copy_only=True)
-                index = batch.column("index").to_numpy(zero_copy_only=True)
-                # Arrow buffers are read-only; torch warns on those but shares
-                # the memory. Copy only when moving to the GPU.
-                yield (torch.from_numpy(images), torch.from_numpy(labels),
-                       torch.from_numpy(index.view(np.int64)))
+def model_for(classes):
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, classes))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--addr", default="127.0.0.1:8815")
+    ap.add_argument("--addr", default="127.0.0.1:8815", help="loaderd's address")
     ap.add_argument("--dataset", default="sample")
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--rank", type=int, default=int(os.environ.get("RANK", 0)))
-    ap.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", 1)))
-    ap.add_argument("--gpu", default=None, help="this rank's GPU, for placement (e.g. 0)")
-    ap.add_argument("--token-file", default=None)
+    ap.add_argument("--batch-size", type=int, default=64, help="micro-batch per rank")
+    ap.add_argument("--accum-steps", type=int, default=2, help="micro-batches per optimizer step")
+    ap.add_argument("--checkpoint", help="file to save to, and to resume from when it exists")
+    ap.add_argument("--save-every", type=int, default=50, help="optimizer steps between checkpoints")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many optimizer steps (0: none)")
+    ap.add_argument("--gpu", help="this rank's GPU as loaderd names it (default: the CUDA device's index)")
+    ap.add_argument("--token-file", help="file with loaderd's bearer token")
     args = ap.parse_args()
+
+    distributed = "WORLD_SIZE" in os.environ  # set by torchrun
+    cuda = torch.cuda.is_available()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if distributed:
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank() if distributed else 0
     token = open(args.token_file).read().strip() if args.token_file else None
-    device = torch.device("cuda", args.rank % torch.cuda.device_count()) \
-        if torch.cuda.is_available() else torch.device("cpu")
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                torch.nn.Linear(8, 1000)).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    for epoch in range(args.epochs):
-        start, seen, seen_index = time.time(), 0, []
-        for images, labels, index in LoaderdBatches(
-                args.addr, args.dataset, epoch, args.batch_size,
-                args.rank, args.world_size, gpu=args.gpu, token=token):
-            x = images.to(device, non_blocking=True)
-            if x.dtype == torch.uint8:  # NHWC uint8 → NCHW float
-                x = x.permute(0, 3, 1, 2).float().div_(255)
-            loss = torch.nn.functional.cross_entropy(model(x), labels.to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+
+    # The loader: a rank's share of each epoch, on its device, resumable.
+    loader = LoaderdDataset(args.addr, args.dataset, args.batch_size, drop_last=True,
+                            device=device, pin_memory=cuda, token=token,
+                            gpu=args.gpu if args.gpu or not cuda else device.index)
+    classes = len(next(d for d in loader.client.datasets() if d.name == args.dataset).classes)
+    model = model_for(classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    start_epoch, resumed_at = 0, None
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        ckpt = torch.load(args.checkpoint, map_location="cpu")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        loader.load_state_dict(ckpt["loader"])  # epoch and batch to go on from
+        start_epoch, resumed_at = ckpt["loader"]["epoch"], ckpt["loader"]["batch"]
+    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None) \
+        if distributed else model
+
+    def save():
+        if args.checkpoint and rank == 0:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "loader": loader.state_dict()}, args.checkpoint + ".tmp")
+            os.replace(args.checkpoint + ".tmp", args.checkpoint)
+
+    steps = 0
+    for epoch in range(start_epoch, args.epochs):
+        loader.set_epoch(epoch)
+        start, seen, loss = time.time(), 0, torch.zeros(())
+        per_epoch = len(loader)
+        for images, labels, _ in loader:
+            x = images.permute(0, 3, 1, 2).float().div_(255) if images.dtype == torch.uint8 else images
+            position = loader.state_dict()["batch"]  # batches of this epoch trained, this one included
+            last = position % args.accum_steps == 0 or position == per_epoch
+            with contextlib.nullcontext() if last or not distributed else ddp.no_sync():
+                loss = F.cross_entropy(ddp(x), labels)
+                (loss / args.accum_steps).backward()
             seen += len(labels)
-            seen_index.append(index)
+            if last:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                steps += 1
+                if steps % args.save_every == 0:
+                    save()
+                if args.max_steps and steps >= args.max_steps:
+                    break
+        if not (args.max_steps and steps >= args.max_steps):
+            save()  # the epoch is complete: a resume goes on with the next one
         dt = time.time() - start
-        print(json.dumps({"epoch": epoch, "rank": args.rank, "images": seen,
-                          "images_per_sec": round(seen / dt, 1), "loss": round(loss.item(), 4),
-                          "first_indices": torch.cat(seen_index)[:5].tolist(),
-                          "device": str(device)}))
+        print(json.dumps({"epoch": epoch, "rank": rank, "world_size": loader.world_size,
+                          "batches": loader.state_dict()["batch"], "batches_per_epoch": per_epoch,
+                          "images": seen, "images_per_sec": round(seen / max(dt, 1e-9), 1),
+                          "loss": round(loss.item(), 4), "resumed_at": resumed_at,
+                          "optimizer_steps": steps, "device": str(device)}), flush=True)
+        resumed_at = None
+        if args.max_steps and steps >= args.max_steps:
+            break
+    if distributed:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
