@@ -20,9 +20,23 @@ from typing import Iterable, List, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "python"))
+try:
+    import loaderd  # installed (pip install ./python): test what was installed
+except ImportError:
+    sys.path.insert(0, str(REPO / "python"))
+    import loaderd
 
-import loaderd  # noqa: E402
+
+def pytest_report_header(config):
+    import numpy
+    import pyarrow
+    try:
+        import torch
+        tv = torch.__version__
+    except ImportError:
+        tv = "not installed"
+    return (f"loaderd {loaderd.__version__} from {Path(loaderd.__file__).parent}; "
+            f"pyarrow {pyarrow.__version__}, numpy {numpy.__version__}, torch {tv}")
 
 # Small crops keep every test fast; the sizes are odd on purpose.
 PIPELINE = "random_resized_crop(size=12,scale=0.08:1,ratio=0.75:1.3333)|hflip(p=0.5)"
@@ -125,7 +139,8 @@ def loaderd_bin(tmp_path_factory) -> Path:
     if os.environ.get("LOADERD_BIN"):
         return Path(os.environ["LOADERD_BIN"])
     out = tmp_path_factory.mktemp("bin") / "loaderd"
-    env = dict(os.environ, CGO_CFLAGS=os.environ.get("CGO_CFLAGS", "-Wno-deprecated-declarations"))
+    # The Makefile's CGO_CFLAGS, so that this build shares its Go build cache.
+    env = dict(os.environ, CGO_CFLAGS=os.environ.get("CGO_CFLAGS", "-O2 -g -Wno-deprecated-declarations"))
     subprocess.run(["go", "build", "-o", str(out), "./cmd/loaderd"], cwd=REPO, env=env, check=True)
     return out
 

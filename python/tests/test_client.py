@@ -140,6 +140,8 @@ def test_start_batch_is_the_tail(server):
         for k in (0, 1, 4, len(full)):
             tail = collect(c.batches("d", epoch=1, batch_size=5, rank=1, world_size=2, start_batch=k))
             assert values_digest(tail) == values_digest(full[k:])
+        with pytest.raises(loaderd.InvalidRequest, match="start_batch"):
+            next(c.batches("d", batch_size=5, rank=1, world_size=2, start_batch=len(full) + 1))
 
 
 @pytest.mark.parametrize("args", [
