@@ -50,6 +50,8 @@ func goList(t *testing.T) map[string]pkg {
 		for _, imp := range p.Imports {
 			if rel, ok := strings.CutPrefix(imp, module+"/"); ok {
 				own = append(own, rel)
+			} else if imp == module {
+				own = append(own, ".")
 			}
 		}
 		slices.Sort(own)
@@ -146,7 +148,7 @@ func TestPackageList(t *testing.T) {
 		section = section[:end+3]
 	}
 	listed := map[string]bool{}
-	for _, m := range regexp.MustCompile("(?m)^- `([a-z/]+)`:").FindAllStringSubmatch(section, -1) {
+	for _, m := range regexp.MustCompile("(?m)^- `([a-z/]+|\\.)`:").FindAllStringSubmatch(section, -1) {
 		listed[m[1]] = true
 	}
 	for path, p := range pkgs {
