@@ -550,7 +550,7 @@ class BatchStream(Iterator[Batch]):
             except Unavailable as e:
                 if self._stopped():
                     return
-                if not connected or c.retry_timeout <= 0:
+                if not connected or not e.retryable or c.retry_timeout <= 0:
                     raise
                 now = time.monotonic()
                 if deadline is None:

@@ -44,9 +44,12 @@ class Error(Exception):
 
 
 class Unavailable(Error, ConnectionError):
-    """loaderd cannot be reached (wrong address, not running, TLS mismatch) or
-    is shutting down. Mid-stream, the client reconnects and resumes by itself
-    for up to ``retry_timeout`` seconds before raising this."""
+    """loaderd cannot be reached (wrong address, not running, TLS mismatch),
+    is shutting down, or cannot read a sample file. Mid-stream, the client
+    reconnects and resumes by itself for up to ``retry_timeout`` seconds
+    before raising this (not for an unreadable file: ``retryable`` False)."""
+
+    retryable = True
 
 
 class Unauthenticated(Error, PermissionError):
@@ -142,6 +145,12 @@ def translate(exc: BaseException, address: str, *, token_given: bool = False,
     code, msg = status_of(exc)
     kw = dict(code=code, server_message=msg, address=address)
     if code == "UNAVAILABLE":
+        if msg.startswith("loader: cannot read"):
+            e = Unavailable(
+                f"loaderd at {address}: {msg}; the server retried and cannot read that sample "
+                "file: check the file and its storage (`loaderd scan` lists unreadable files)", **kw)
+            e.retryable = False
+            return e
         if "shutting down" in msg or "draining" in msg:
             hint = "it is shutting down; retry once it is back"
         elif tls or "ssl" in msg.lower() or "handshake" in msg.lower():

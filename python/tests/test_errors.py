@@ -78,6 +78,13 @@ def test_server_error_and_status_parsing():
     assert status_of(OSError("gRPC returned data loss error, with message: y. Detail: Internal")) == \
         ("DATA_LOSS", "y")
     assert status_of(flight.FlightUnavailableError("no words")) == ("UNAVAILABLE", "no words")
+    # A file the server cannot read is not an outage to wait out.
+    e = translate(flight.FlightUnavailableError(
+        "Flight returned unavailable error, with message: loader: cannot read /d/a.jpg (sample 3, "
+        "3 attempts): permission denied"), "grpc://h:1")
+    assert isinstance(e, loaderd.Unavailable) and not e.retryable and "loaderd scan" in str(e)
+    assert translate(flight.FlightUnavailableError("Flight returned unavailable error, with message: "
+                                                   "Socket closed"), "grpc://h:1").retryable
 
 
 def test_auth(new_server):
