@@ -133,9 +133,14 @@ func (r *Report) clientsPlot() (*plot.Plot, error) {
 	for _, l := range r.Limits.Loopback {
 		loop = max(loop, l.SamplesPerSec)
 	}
-	var cold float64
+	var cold, peer float64
 	for _, q := range r.Cold {
 		cold = max(cold, q.ImagesPerSec)
+	}
+	for _, res := range r.Peers {
+		for _, q := range res.Cold {
+			peer = max(peer, q.ImagesPerSec)
+		}
 	}
 	for _, h := range []struct {
 		label string
@@ -144,6 +149,7 @@ func (r *Report) clientsPlot() (*plot.Plot, error) {
 	}{
 		{label: "loopback TCP limit, best of 1–2 streams", y: loop, dash: []vg.Length{vg.Points(6), vg.Points(3)}},
 		{label: "best cold (decode + augment)", y: cold, dash: []vg.Length{vg.Points(2), vg.Points(2)}},
+		{label: "best peer, cold", y: peer, dash: []vg.Length{vg.Points(1), vg.Points(3)}},
 	} {
 		if h.y <= 0 {
 			continue
