@@ -69,7 +69,7 @@ func coldPhase(ctx context.Context, p *augment.Pipeline, files [][]byte, maxWork
 			}
 			images = n
 			runs = append(runs, rate(float64(n), d))
-			cores = append(cores, (processCPU() - cpu0).Seconds()/d.Seconds())
+			cores = append(cores, (processCPU()-cpu0).Seconds()/d.Seconds())
 		}
 		s := summarize(runs)
 		points = append(points, Point{Workers: w, ImagesPerSec: s.Median, Min: s.Min, Max: s.Max, Runs: runs, Images: images,

@@ -6,32 +6,37 @@ import (
 	"runtime"
 	"slices"
 	"time"
+
+	"github.com/loaderd/loaderd/gpu"
 )
 
 // Options configure Run. The zero value benchmarks 500 generated images
 // with imagenet-train, 1…GOMAXPROCS workers, 3 repeats, 4 fused epochs, 1,
 // 2 and 4 clients, and no peer.
 type Options struct {
-	Data       string // ImageFolder directory or manifest; "" → generated images in a temp dir
-	Pipeline   string // preset or canonical text; "" → imagenet-train
-	MaxWorkers int    // cold workers run 1…MaxWorkers; 0 → GOMAXPROCS
-	Repeat     int    // timed runs per figure; 0 → 3
-	Epochs     int    // K, the fused epochs of the precompute phase; 0 → 4
-	Clients    []int  // warm client counts; nil → 1, 2, 4
+	Data       string   // ImageFolder directory or manifest; "" → generated images in a temp dir
+	Pipeline   string   // preset or canonical text; "" → imagenet-train
+	MaxWorkers int      // cold workers run 1…MaxWorkers; 0 → GOMAXPROCS
+	Repeat     int      // timed runs per figure; 0 → 3
+	Epochs     int      // K, the fused epochs of the precompute phase; 0 → 4
+	Clients    []int    // warm client counts; nil → 1, 2, 4
 	Peers      []string // peers to run beside loaderd (PeerNames; ParsePeers reads a --peer value); nil → none
-	MaxImages  int    // images every phase runs over (their files are held in memory); 0 → 500, negative → all
-	OutDir     string // "" → nothing written; else JSONName and PlotName in it
-	Decoder    string // augment decoder: "" or "auto", "go"
+	MaxImages  int      // images every phase runs over (their files are held in memory); 0 → 500, negative → all
+	OutDir     string   // "" → nothing written; else JSONName and PlotName in it
+	Decoder    string   // augment decoder: "" or "auto", "go"
 	Logger     *slog.Logger
 	Progress   io.Writer // a line per measurement; nil → quiet
 
 	// PeerPython maps a peer to its interpreter; a peer not in it uses the
 	// venv PeersDir()/<peer>/bin/python that bench/peers/setup.sh builds,
 	// else (torchvision only) /usr/bin/python3.
-	PeerPython  map[string]string
-	PeerDir     string        // directory of the peer scripts; "" → the copies built into the binary
-	PeerEpochs  int           // epochs per cold peer run; 0 → 2
-	PeerTimeout time.Duration // each peer script is killed and its peer reported failed after it; 0 → 10 minutes
+	PeerPython map[string]string
+	PeerDir    string // directory of the peer scripts; "" → the copies built into the binary
+	// PeerGPU runs the peers' GPU variants (DALI's nvJPEG decoder) too;
+	// nil → when NVML finds an NVIDIA GPU.
+	PeerGPU       *bool
+	PeerEpochs    int           // epochs per cold peer run; 0 → 2
+	PeerTimeout   time.Duration // each peer script is killed and its peer reported failed after it; 0 → 10 minutes
 	Seed          uint64        // augmentation seed
 	BatchSize     int           // warm request batch size; 0 → 256
 	TransferBytes int64         // bytes each memcpy, loopback and warm run moves at least; 0 → 1 GiB
@@ -76,6 +81,10 @@ func (o *Options) withDefaults() Options {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.PeerGPU == nil {
+		has := hasGPU()
+		c.PeerGPU = &has
+	}
 	if c.PeerEpochs <= 0 {
 		c.PeerEpochs = 2
 	}
@@ -92,4 +101,10 @@ func (o *Options) withDefaults() Options {
 		c.GenerateCount = 256
 	}
 	return c
+}
+
+// hasGPU reports whether NVML finds an NVIDIA GPU here.
+func hasGPU() bool {
+	t, err := gpu.Load(nil)
+	return err == nil && t.Source == gpu.SourceNVML && len(t.Devices) > 0
 }

@@ -46,10 +46,15 @@ type peerSpec struct {
 	// Fallback is the interpreter used when the peer has no venv and none
 	// is given, or "" for none.
 	Fallback string
+	// GPUArgs, when set, run the cold variants once more on an NVIDIA GPU
+	// (DALI's mixed nvJPEG decoder); those points are kept apart from the
+	// CPU comparison.
+	GPUArgs []string
 }
 
 var peerSpecs = []peerSpec{
-	{Name: "dali", Label: "DALI (CPU)", Script: "dali_peer.py", Variants: []string{"rrc", "roi"}},
+	{Name: "dali", Label: "DALI (CPU)", Script: "dali_peer.py", Variants: []string{"rrc", "roi"},
+		GPUArgs: []string{"--device", "mixed"}},
 	{Name: "tfdata", Label: "tf.data", Script: "tfdata_peer.py", Variants: []string{"crop"}, MultiEpoch: "cache"},
 	{Name: "torchvision", Label: "torchvision DataLoader", Script: "torchvision_peer.py", InProcess: true,
 		Variants: []string{"pil", "tensor"}, Fallback: "/usr/bin/python3"},
@@ -170,6 +175,7 @@ type peerRun struct {
 	Epochs   int
 	Repeats  int
 	Samples  string    // --samples directory, "" for none
+	Extra    []string  // more arguments for the script
 	Stderr   io.Writer // progress lines, may be nil
 }
 
@@ -204,6 +210,7 @@ func (pr *peerRun) run(ctx context.Context) ([]Point, map[string]string, error) 
 	if pr.Samples != "" {
 		args = append(args, "--samples", pr.Samples)
 	}
+	args = append(args, pr.Extra...)
 	cmd := exec.CommandContext(ctx, pr.Python, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -309,7 +316,8 @@ func runPeers(ctx context.Context, o *Options, tmp, dir string, progress func(st
 }
 
 // runPeer runs one peer: its cold variants at (0 and) 1…MaxWorkers, then its
-// multi-epoch variant, if any, over o.Epochs epochs at MaxWorkers.
+// multi-epoch variant, if any, over o.Epochs epochs at MaxWorkers, then, with
+// a GPU, its cold variants on the GPU.
 func runPeer(ctx context.Context, o *Options, spec peerSpec, scripts, dir, samples string, progress func(string, ...any)) PeerResult {
 	res := PeerResult{Name: spec.Name, Label: spec.Label}
 	fail := func(err error) PeerResult {
@@ -340,6 +348,9 @@ func runPeer(ctx context.Context, o *Options, spec peerSpec, scripts, dir, sampl
 	if spec.MultiEpoch != "" {
 		runs = append(runs, peerRun{Variants: []string{spec.MultiEpoch}, Workers: []int{o.MaxWorkers}, Epochs: o.Epochs})
 	}
+	if len(spec.GPUArgs) > 0 && *o.PeerGPU {
+		runs = append(runs, peerRun{Variants: spec.Variants, Workers: workers, Epochs: o.PeerEpochs, Extra: spec.GPUArgs})
+	}
 	for i, pr := range runs {
 		pr.Name, pr.Python, pr.Script, pr.Dir, pr.Repeats, pr.Samples, pr.Stderr = spec.Name, python, script, dir, o.Repeat, samples, o.Progress
 		pctx, cancel := context.WithTimeout(ctx, o.PeerTimeout)
@@ -352,9 +363,15 @@ func runPeer(ctx context.Context, o *Options, spec peerSpec, scripts, dir, sampl
 		if err != nil {
 			return fail(err)
 		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			res.Cold, res.Versions = points, versions
-		} else {
+		case len(pr.Extra) > 0:
+			for j := range points {
+				points[j].Variant += "/" + pr.Extra[len(pr.Extra)-1] // rrc/mixed
+			}
+			res.GPU = points
+		default:
 			res.MultiEpoch = points
 		}
 	}

@@ -45,7 +45,10 @@ type PeerResult struct {
 	// (tf.data's cache()), over Settings.Epochs epochs at the most workers,
 	// the decoding epoch included.
 	MultiEpoch []Point `json:"multi_epoch,omitempty"`
-	Error      string  `json:"error,omitempty"` // why it has no figures
+	// GPU are the cold variants decoding on an NVIDIA GPU (DALI's mixed
+	// backend), measured where one is found; not in the CPU ratios.
+	GPU   []Point `json:"gpu,omitempty"`
+	Error string  `json:"error,omitempty"` // why it has no figures
 }
 
 // PeerErr returns an error naming every peer of r that could not run, or
@@ -93,12 +96,12 @@ type DatasetInfo struct {
 
 // Settings are the options a report was measured with, defaults filled.
 type Settings struct {
-	MaxWorkers    int    `json:"max_workers"`
-	Epochs        int    `json:"fused_epochs"`
-	Clients       []int  `json:"clients"`
-	BatchSize     int    `json:"batch_size"`
-	MaxImages     int    `json:"max_images"`
-	TransferBytes int64  `json:"transfer_bytes"`
+	MaxWorkers    int      `json:"max_workers"`
+	Epochs        int      `json:"fused_epochs"`
+	Clients       []int    `json:"clients"`
+	BatchSize     int      `json:"batch_size"`
+	MaxImages     int      `json:"max_images"`
+	TransferBytes int64    `json:"transfer_bytes"`
 	Seed          uint64   `json:"seed"`
 	Peers         []string `json:"peers,omitempty"`
 	PeerEpochs    int      `json:"peer_epochs,omitempty"`
@@ -107,13 +110,13 @@ type Settings struct {
 // A Point is one measured configuration: the median of the repeats, with
 // their minimum and maximum.
 type Point struct {
-	Workers      int       `json:"workers,omitempty"` // workers, or the peer's threads or num_workers
-	Clients      int       `json:"clients,omitempty"` // concurrent Flight clients
-	Epochs       int       `json:"epochs,omitempty"`  // epochs per precompute call or peer run
-	Variant      string    `json:"variant,omitempty"` // the peer's way of doing the work
+	Workers int    `json:"workers,omitempty"` // workers, or the peer's threads or num_workers
+	Clients int    `json:"clients,omitempty"` // concurrent Flight clients
+	Epochs  int    `json:"epochs,omitempty"`  // epochs per precompute call or peer run
+	Variant string `json:"variant,omitempty"` // the peer's way of doing the work
 	// CPUCores is CPU seconds per second while timed (median of the
 	// repeats): cores kept busy. Cold and peer points only.
-	CPUCores float64 `json:"cpu_cores,omitempty"`
+	CPUCores     float64   `json:"cpu_cores,omitempty"`
 	ImagesPerSec float64   `json:"images_per_sec"`
 	GBPerSec     float64   `json:"gb_per_sec,omitempty"` // payload bytes (1e9/s), warm only
 	Min          float64   `json:"min"`                  // images/s, slowest repeat
@@ -151,8 +154,8 @@ type Ratios struct {
 	Precompute *PeerRatio `json:"precompute,omitempty"`
 	// WarmOverPeer is the best warm images/s over the best peer's best
 	// cold images/s.
-	WarmOverPeer float64         `json:"warm_over_peer,omitempty"`
-	Served       []ServedRatio   `json:"served,omitempty"`
+	WarmOverPeer float64       `json:"warm_over_peer,omitempty"`
+	Served       []ServedRatio `json:"served,omitempty"`
 	// WarmOverCold is the best warm images/s over the best cold images/s.
 	WarmOverCold float64 `json:"warm_over_cold,omitempty"`
 }

@@ -51,9 +51,9 @@ func TestWriteTable(t *testing.T) {
 	for _, want := range []string{
 		"COLD", "PRECOMPUTE", "WARM", "LIMITS", "PEERS",
 		"loaderd/peer", "served/loopback",
-		"0.80",                // cold 1 worker / best peer, torchvision W=0: 400/500
-		"0.83",                // cold 2 workers / best peer, torchvision W=2: 750/900
-		"1.40",                // 4 fused epochs / tfdata cache 4 epochs: 1400/1000
+		"0.80", // cold 1 worker / best peer, torchvision W=0: 400/500
+		"0.83", // cold 2 workers / best peer, torchvision W=2: 750/900
+		"1.40", // 4 fused epochs / tfdata cache 4 epochs: 1400/1000
 		"peer dali FAILED: bench: peer unavailable: no python",
 		"0.68 (1-stream TCP)", // warm 1 client 9000*150528/1e9 = 1.355 GB/s over 2 GB/s
 		"[360–440]",           // noise of cold 1 worker

@@ -16,7 +16,7 @@ func tinyOptions(t *testing.T) *Options {
 	t.Helper()
 	return &Options{
 		MaxImages: 12, MaxWorkers: 2, Repeat: 2, Epochs: 2, Clients: []int{1, 2},
-		Peers: PeerNames(), PeerPython: shFor(PeerNames()...), PeerDir: fakePeerDir(t, ""),
+		Peers: PeerNames(), PeerPython: shFor(PeerNames()...), PeerDir: fakePeerDir(t, ""), PeerGPU: new(bool),
 		TransferBytes: 8 << 20, BatchSize: 4, OutDir: t.TempDir(),
 	}
 }
@@ -127,6 +127,32 @@ func TestRunPeerUnavailable(t *testing.T) {
 		t.Fatalf("table (%v) lacks the peers' failures:\n%s", err, table.String())
 	}
 	checkJSON(t, r.JSONPath, true)
+}
+
+// TestRunPeerGPU: with a GPU, DALI's variants run once more with the mixed
+// decoder, kept apart from the CPU figures and ratios.
+func TestRunPeerGPU(t *testing.T) {
+	o := tinyOptions(t)
+	o.Clients, o.MaxWorkers, o.Repeat, o.Epochs, o.MaxImages = []int{1}, 2, 1, 2, 4
+	gpu := true
+	o.PeerGPU = &gpu
+	r, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dali := r.Peers[0]
+	if len(dali.GPU) != 4 || dali.GPU[0].Variant != "rrc/mixed" || dali.GPU[3].Variant != "roi/mixed" || len(dali.Cold) != 4 {
+		t.Fatalf("dali GPU points %+v, cold %d; want rrc/mixed and roi/mixed at 1 and 2 workers beside 4 cold points", dali.GPU, len(dali.Cold))
+	}
+	for _, p := range r.Peers[1:] {
+		if len(p.GPU) != 0 {
+			t.Errorf("%s has GPU points %+v; only DALI has a GPU variant", p.Name, p.GPU)
+		}
+	}
+	var table strings.Builder
+	if err := r.WriteTable(&table); err != nil || !strings.Contains(table.String(), "rrc/mixed") {
+		t.Fatalf("table (%v) lacks the GPU rows:\n%s", err, table.String())
+	}
 }
 
 func TestRunRejects(t *testing.T) {

@@ -83,7 +83,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			if res.Error != "" {
 				fmt.Fprintf(tw, "%s\tFAILED\t-\t-\t-\t-\t-\t-\t\n", res.Name)
 			}
-			for _, p := range append(append([]Point(nil), res.Cold...), res.MultiEpoch...) {
+			for _, p := range slices.Concat(res.Cold, res.MultiEpoch, res.GPU) {
 				perCPU := "-"
 				if p.CPUCores > 0 {
 					perCPU = fmt.Sprintf("%.0f", p.ImagesPerSec/p.CPUCores)
