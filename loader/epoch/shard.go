@@ -49,9 +49,10 @@ package epoch
 // batch holds the writer, sets committing. Finish then releases Shard.mu
 // and hands the shard to a commit goroutine (Commits.run, at most
 // maxCommits at once). That goroutine calls Writer.Commit holding no lock
-// of this package (shardcache fsyncs, checksums and renames, taking its own
-// lock only to record the entry), then takes Shard.mu to set cached, wake
-// the waiters and, still under Shard.mu, close the shard's entry in Commits.
+// of this package (shardcache msyncs, fsyncs, checksums, renames and syncs
+// the directory, taking its own locks only around the rename and to record
+// the entry), then takes Shard.mu to set cached, wake the waiters and,
+// still under Shard.mu, close the shard's entry in Commits.
 // If a batch still reads the writer when the last row lands, the batch's
 // release (unref) takes that role instead.
 //
