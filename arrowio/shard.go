@@ -162,8 +162,8 @@ const layoutCacheMax = 256
 
 // layoutCache memoises NewShardLayout, a pure function of its arguments.
 var layoutCache struct {
-	sync.Mutex
-	m map[string]*ShardLayout
+	sync.Mutex                         // guards m
+	m          map[string]*ShardLayout // by the key NewShardLayout makes
 }
 
 // schemaKey identifies a schema's IPC encoding: its fields (the extension

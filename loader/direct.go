@@ -17,8 +17,8 @@ type directBatch struct {
 	bufs []*[]byte
 	wg   sync.WaitGroup // rows still being computed
 
-	mu  sync.Mutex
-	err error // the first row's failure
+	mu  sync.Mutex // guards err
+	err error      // the first row's failure
 }
 
 func (db *directBatch) fail(err error) {

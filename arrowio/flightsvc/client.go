@@ -40,7 +40,7 @@ type Client struct {
 	conn *grpc.ClientConn
 	fc   flight.FlightServiceClient
 
-	mu    sync.Mutex
+	mu    sync.Mutex         // guards peers
 	peers map[string]*Client // other endpoint locations, by URI
 }
 

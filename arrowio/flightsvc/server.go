@@ -85,9 +85,9 @@ type Server struct {
 	draining atomic.Bool
 	streams  atomic.Int64
 
-	mu      sync.Mutex
-	addr    net.Addr
-	serving bool
+	mu      sync.Mutex // guards addr and serving
+	addr    net.Addr   // the listener's, once Serve has one
+	serving bool       // Serve was called
 }
 
 // New builds a Server; it starts nothing until Serve.
