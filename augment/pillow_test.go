@@ -251,4 +251,16 @@ func TestEveryFormatLimitsAndDamage(t *testing.T) {
 			t.Errorf("%s: frame past the canvas: %v", decName(c), err)
 		}
 	}
+	// A first frame whose VP8 bitstream claims 16383×16383 pixels inside a
+	// 20×14 ANMF frame of a 40×30 canvas (found by FuzzDecode: the Go path
+	// decoded all 268 Mpx before noticing).
+	huge := bytes.Clone(readTestdata(t, "pillow/webp-animated-offset.webp"))
+	i = bytes.Index(huge, []byte("VP8 ")) + 8 + 6 // chunk header, frame tag, start code
+	huge[i], huge[i+1], huge[i+2], huge[i+3] = 0xFF, 0x3F, 0xFF, 0x3F
+	for _, c := range decoders() {
+		_, err := decodeWith(huge, c)
+		if !errors.Is(err, ErrDecode) || (!(c && libwebpAvailable) && !strings.Contains(err.Error(), "its ANMF chunk says 20x14")) {
+			t.Errorf("%s: frame bitstream larger than its ANMF chunk: %v", decName(c), err)
+		}
+	}
 }

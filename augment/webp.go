@@ -25,40 +25,41 @@ func webpError(format string, a ...any) error {
 }
 
 // webpStill returns the first frame of an animated WebP as a still WebP
-// file, with its offset on the canvas; anim is false for a still file.
-func webpStill(src []byte) (still []byte, x, y int, anim bool, err error) {
+// file, with its offset on the canvas and the size its ANMF chunk gives;
+// anim is false for a still file.
+func webpStill(src []byte) (still []byte, x, y, fw, fh int, anim bool, err error) {
 	if len(src) < 12 || string(src[:4]) != "RIFF" || string(src[8:12]) != "WEBP" {
-		return nil, 0, 0, false, webpError("not a RIFF WEBP file")
+		return nil, 0, 0, 0, 0, false, webpError("not a RIFF WEBP file")
 	}
 	end := 8 + int64(binary.LittleEndian.Uint32(src[4:]))
 	if end > int64(len(src)) { // libwebp's demuxer, and so Pillow, refuse it too
-		return nil, 0, 0, false, webpError("truncated: the RIFF header says %d bytes, the file has %d", end, len(src))
+		return nil, 0, 0, 0, 0, false, webpError("truncated: the RIFF header says %d bytes, the file has %d", end, len(src))
 	}
 	for i := 12; int64(i)+8 <= end; {
 		fcc, n := string(src[i:i+4]), int(binary.LittleEndian.Uint32(src[i+4:]))
 		if n < 0 || int64(i)+8+int64(n) > end {
-			return nil, 0, 0, false, webpError("truncated %q chunk", fcc)
+			return nil, 0, 0, 0, 0, false, webpError("truncated %q chunk", fcc)
 		}
 		data := src[i+8 : i+8+n]
 		switch fcc {
 		case "VP8X":
 			if len(data) < 10 || data[0]&0x02 == 0 {
-				return nil, 0, 0, false, nil // still
+				return nil, 0, 0, 0, 0, false, nil // still
 			}
 		case "VP8 ", "VP8L":
-			return nil, 0, 0, false, nil
+			return nil, 0, 0, 0, 0, false, nil
 		case "ANMF":
 			if len(data) < 16 {
-				return nil, 0, 0, false, webpError("truncated ANMF chunk")
+				return nil, 0, 0, 0, 0, false, webpError("truncated ANMF chunk")
 			}
 			u24 := func(b []byte) int { return int(b[0]) | int(b[1])<<8 | int(b[2])<<16 }
 			x, y = 2*u24(data[0:]), 2*u24(data[3:])
-			fw, fh := u24(data[6:])+1, u24(data[9:])+1
+			fw, fh = u24(data[6:])+1, u24(data[9:])+1
 			var alph, bits []byte
 			for j := 16; j+8 <= len(data); {
 				sub, m := string(data[j:j+4]), int(binary.LittleEndian.Uint32(data[j+4:]))
 				if m < 0 || j+8+m > len(data) {
-					return nil, 0, 0, false, webpError("truncated %q chunk in ANMF", sub)
+					return nil, 0, 0, 0, 0, false, webpError("truncated %q chunk in ANMF", sub)
 				}
 				switch sub {
 				case "ALPH":
@@ -69,7 +70,7 @@ func webpStill(src []byte) (still []byte, x, y int, anim bool, err error) {
 				j += 8 + m + m&1
 			}
 			if bits == nil {
-				return nil, 0, 0, false, webpError("first frame without image data")
+				return nil, 0, 0, 0, 0, false, webpError("first frame without image data")
 			}
 			var body bytes.Buffer
 			body.WriteString("WEBP")
@@ -87,11 +88,11 @@ func webpStill(src []byte) (still []byte, x, y int, anim bool, err error) {
 				body.WriteByte(0)
 			}
 			out := binary.LittleEndian.AppendUint32([]byte("RIFF"), uint32(body.Len()))
-			return append(out, body.Bytes()...), x, y, true, nil
+			return append(out, body.Bytes()...), x, y, fw, fh, true, nil
 		}
 		i += 8 + n + n&1
 	}
-	return nil, 0, 0, false, webpError("no image data")
+	return nil, 0, 0, 0, 0, false, webpError("no image data")
 }
 
 var webpSize = libraryConfig("webp", webp.DecodeConfig)
@@ -106,12 +107,16 @@ func decodeWebPGo(src []byte, lim Limits) (*frame, error) {
 	if err := checkPixels(w, h, lim); err != nil {
 		return nil, err
 	}
-	still, x, y, anim, err := webpStill(src)
+	still, x, y, fw, fh, anim, err := webpStill(src)
 	if err != nil {
 		return nil, err
 	}
 	if !anim {
 		still = src
+	} else if sw, sh, err := webpSize(still); err != nil {
+		return nil, err
+	} else if sw != fw || sh != fh { // before decoding: the bitstream may claim far more pixels
+		return nil, webpError("first frame's image is %dx%d, its ANMF chunk says %dx%d", sw, sh, fw, fh)
 	}
 	img, err := decodeWebPLibrary(still)
 	if err != nil {
