@@ -22,7 +22,11 @@ func WriteTable(w io.Writer, t *Topology, p Placement) error {
 	}
 	fmt.Fprintf(tw, "Source:\t%s\n", src)
 	fmt.Fprintf(tw, "CPUs:\t%s (%d online)\n", orDash(FormatCPUList(t.CPUs)), len(t.CPUs))
-	if t.Warning != "" {
+	switch {
+	case t.Warning == "":
+	case len(t.Devices) == 0: // no NVIDIA GPU at all: nothing is degraded (Load logs it at Info)
+		fmt.Fprintf(tw, "GPUs:\tnone (%s)\n", cause(t.Warning))
+	default:
 		fmt.Fprintf(tw, "Warning:\t%s\n", t.Warning)
 	}
 	if len(t.Nodes) > 0 {

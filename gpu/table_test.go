@@ -122,3 +122,30 @@ func TestWriteTableError(t *testing.T) {
 		t.Error("WriteTable to a failing writer returned nil")
 	}
 }
+
+// TestWriteTableFallback: the sysfs fallback is a warning when sysfs shows
+// GPUs NVML cannot see, and a plain "GPUs: none" on a machine without one.
+func TestWriteTableFallback(t *testing.T) {
+	const why = "gpu: NVML not available: nvml Init: ERROR_LIBRARY_NOT_FOUND; CPU and NUMA layout read from sysfs"
+	tests := []struct {
+		name    string
+		devices []Device
+		want    string
+		notWant string
+	}{
+		{name: "no GPU", want: "GPUs:    none (gpu: NVML not available: nvml Init: ERROR_LIBRARY_NOT_FOUND)\n", notWant: "Warning"},
+		{name: "GPUs NVML cannot see", devices: []Device{{Index: 0, PCIBusID: "0000:3b:00.0"}}, want: "Warning:  " + why},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			topo := &Topology{Source: SourceSysfs, CPUs: seq(0, 1), Devices: tc.devices, Warning: why}
+			if err := WriteTable(&b, topo, Place(topo, 2)); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(b.Bytes(), []byte(tc.want)) || (tc.notWant != "" && bytes.Contains(b.Bytes(), []byte(tc.notWant))) {
+				t.Errorf("table:\n%s\nwant %q, not %q", b.String(), tc.want, tc.notWant)
+			}
+		})
+	}
+}

@@ -80,9 +80,20 @@ func (e *BudgetError) Error() string {
 			e.Dataset, humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.EpochBytes))
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "loader: cache budget: epochs %s of %s do not fit: they need %s more (%s an epoch) and the budget of %s had %s for this request, the rest holding epochs in use",
-		epochRanges(e.Left), e.Dataset, humanBytes(e.Need), humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.Free))
-	if len(e.Kept) > 0 {
+	left, verb, pronoun := "epochs "+epochRanges(e.Left), "do", "they need"
+	if len(e.Left) == 1 {
+		left, verb, pronoun = "epoch "+epochRanges(e.Left), "does", "it needs"
+	}
+	fmt.Fprintf(&b, "loader: cache budget: %s of %s %s not fit: %s %s more (%s an epoch) and the budget of %s had %s for this request",
+		left, e.Dataset, verb, pronoun, humanBytes(e.Need), humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.Free))
+	if e.Free < e.Budget {
+		b.WriteString(", the rest holding epochs in use")
+	}
+	switch len(e.Kept) {
+	case 0:
+	case 1:
+		fmt.Fprintf(&b, "; epoch %s is cached", epochRanges(e.Kept))
+	default:
 		fmt.Fprintf(&b, "; epochs %s are cached", epochRanges(e.Kept))
 	}
 	fmt.Fprintf(&b, "; a budget of %s would hold them all", humanBytes(e.Budget+e.Short))

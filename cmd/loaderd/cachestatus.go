@@ -68,8 +68,12 @@ pipeline or seed: those the server never reads.`
 	}
 	for _, d := range st.Datasets {
 		for _, o := range d.Other {
-			fmt.Fprintf(stdout, "%s: epochs %s (%s) are cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read them\n",
-				d.Dataset, formatEpochs(o.Epochs), formatBytes(o.Bytes), o.Seed, o.Pipeline, o.Decoder, o.ShardSize)
+			verb := "are"
+			if len(o.Epochs) == 1 {
+				verb = "is"
+			}
+			fmt.Fprintf(stdout, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read it\n",
+				d.Dataset, epochsWord(o.Epochs), formatBytes(o.Bytes), verb, o.Seed, o.Pipeline, o.Decoder, o.ShardSize)
 		}
 	}
 	return nil

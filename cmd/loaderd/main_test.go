@@ -568,7 +568,7 @@ func TestBudgetAndOtherSeed(t *testing.T) {
 	args := []string{"precompute", "--data", "d=" + data, "--pipeline", tinyPipeline, "--cache-dir", cache,
 		"--shard-size", "8", "--log-level", "warn", "--epochs", "0-3"}
 	code, out, stderr := runCLI(t, append(args, "--cache-budget", "100K")...) // an epoch is ~61 KiB
-	if code != exitFailure || !strings.Contains(out, "d: epochs 0:") ||
+	if code != exitFailure || !strings.Contains(out, "d: epoch 0:") ||
 		!strings.Contains(stderr, "epochs 1-3 of d do not fit") || !strings.Contains(stderr, "KiB") || !strings.Contains(stderr, "(--cache-budget)") {
 		t.Fatalf("precompute over budget: exit %d\n%s%s", code, out, stderr)
 	}

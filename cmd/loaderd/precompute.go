@@ -78,8 +78,8 @@ together write the same shard files as one machine's precompute.`
 		case err == nil:
 		case errors.As(err, &budget) && len(budget.Kept) > 0:
 			// The epochs that fit are done and kept: say so, then why the rest is not.
-			fmt.Fprintf(stdout, "%s: epochs %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-				ds.Name, formatEpochs(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
+			fmt.Fprintf(stdout, "%s: %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
+				ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
 			return fmt.Errorf("%w (--cache-budget)", err)
 		case budget != nil:
 			return fmt.Errorf("%w (--cache-budget)", err)
@@ -88,8 +88,8 @@ together write the same shard files as one machine's precompute.`
 		default:
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: epochs %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-			ds.Name, formatEpochs(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
+		fmt.Fprintf(stdout, "%s: %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
+			ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
 	}
 	return nil
 }
@@ -215,4 +215,12 @@ func percent(n, of int64) float64 {
 		return 0
 	}
 	return 100 * float64(n) / float64(of)
+}
+
+// epochsWord writes "epoch 3" or "epochs 0-2,5".
+func epochsWord(es []int) string {
+	if len(es) == 1 {
+		return fmt.Sprintf("epoch %d", es[0])
+	}
+	return "epochs " + formatEpochs(es)
 }
