@@ -27,7 +27,7 @@ func (l *Loader) CacheStatus(ctx context.Context, dataset string) (service.Cache
 		if eps == nil {
 			eps = []service.EpochStatus{}
 		}
-		other := l.otherEpochs(l.sets[name], infos, notes)
+		other := l.otherEpochs(l.sets[name].current(), infos, notes)
 		if len(other) == 0 {
 			other = nil
 		}
@@ -42,7 +42,7 @@ func (l *Loader) cacheStatus() map[string][]service.EpochStatus {
 	out := map[string][]service.EpochStatus{}
 	infos := l.cache.Epochs()
 	for _, name := range l.names {
-		d := l.sets[name]
+		d := l.sets[name].current()
 		count := l.shardCount(d)
 		for _, info := range infos {
 			if info.Key != l.key(d, info.Key.Epoch) {
@@ -82,7 +82,7 @@ func (l *Loader) Evict(ctx context.Context, dataset string, epochs []int) (servi
 	}
 	for _, e := range es {
 		l.mu.Lock()
-		l.evicted[epochID{d.Name, e}] = true
+		l.evicted[idOf(d, e)] = true
 		l.mu.Unlock()
 		if err := l.cache.Evict(l.key(d, e)); err != nil {
 			return service.CacheStatus{}, fmt.Errorf("loader: evict epoch %d of %s: %w", e, d.Name, err)

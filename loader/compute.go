@@ -89,6 +89,10 @@ func (l *Loader) applyFile(d *dataset, j int, dsts [][]byte, rngs []*rand.Rand) 
 		return false, l.undecodableError(d, j)
 	}
 	src, err := d.ReadFile(j)
+	if re := (*ReadError)(nil); errors.As(err, &re) {
+		l.met.readErrors.Inc()
+		l.log.Warn("loader: sample file unreadable", "dataset", d.Name, "index", j, "path", re.Path, "attempts", re.Attempts, "err", re.Err)
+	}
 	if err != nil {
 		// Unreadable or changed is not undecodable (SPEC §5): no mark, no
 		// substitute; the row fails and nothing of it is stored.

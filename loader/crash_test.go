@@ -61,7 +61,7 @@ func TestPrecomputeCrash(t *testing.T) {
 
 	c := fxCache(t, dir, 0)
 	l := fxLoader(t, root, c, nil)
-	d := l.sets["train"]
+	d := l.sets["train"].current()
 	want := map[int]map[uint64][]byte{} // fresh rows, straight from the pipeline
 	for _, e := range crashEpochs {
 		want[e] = map[uint64][]byte{}

@@ -126,6 +126,12 @@ type Dataset struct {
 	// ("" for none); dot-files are not counted. Nil for a manifest.
 	Skipped map[string]int
 
+	// dirs are the directories whose entries make the listing: an
+	// ImageFolder's root and every directory under its classes, a
+	// manifest's directory and those of its samples. A change in one of
+	// them may change the listing (watch.go watches them).
+	dirs []string
+
 	// fault, in tests, is called before each attempt to read a sample's
 	// file; an error it returns is that attempt's error (read.go).
 	fault func(path string) error
@@ -177,7 +183,7 @@ func listImageFolder(root string) (*Dataset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDataset, err)
 	}
-	d := &Dataset{Root: root}
+	d := &Dataset{Root: root, dirs: []string{root}}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".") {
 			continue
@@ -207,7 +213,7 @@ func listImageFolder(root string) (*Dataset, error) {
 				Size:    st.Size(),
 				ModTime: st.ModTime().UnixNano(),
 			})
-		})
+		}, &d.dirs)
 		if err != nil {
 			return nil, err
 		}
@@ -218,10 +224,10 @@ func listImageFolder(root string) (*Dataset, error) {
 	return d, nil
 }
 
-// walkInside calls fn for every regular file under dir, skipping dot-files
-// and dot-directories and following symlinks only when their target lies
+// walkInside calls fn for every regular file under dir, and appends each
+// directory it walks to dirs, skipping dot-files and dot-directories and following symlinks only when their target lies
 // inside root (a link cycle is cut by the visited set).
-func walkInside(root, dir string, fn func(string, fs.FileInfo)) error {
+func walkInside(root, dir string, fn func(string, fs.FileInfo), dirs *[]string) error {
 	visited := map[string]bool{}
 	var walk func(dir string) error
 	walk = func(dir string) error {
@@ -230,6 +236,7 @@ func walkInside(root, dir string, fn func(string, fs.FileInfo)) error {
 			return nil
 		}
 		visited[real] = true
+		*dirs = append(*dirs, dir)
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrDataset, err)
@@ -291,7 +298,8 @@ func readManifest(file string) (*Dataset, error) {
 		return nil, fmt.Errorf("%w: %w", ErrDataset, err)
 	}
 	defer f.Close()
-	d := &Dataset{Root: filepath.Dir(file)}
+	d := &Dataset{Root: filepath.Dir(file), dirs: []string{filepath.Dir(file)}}
+	seen := map[string]bool{d.Root: true}
 	maxLabel := int64(-1)
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -313,6 +321,10 @@ func readManifest(file string) (*Dataset, error) {
 			return nil, fmt.Errorf("%w: %s:%d: path %q leaves the manifest's directory", ErrDataset, file, line, p)
 		}
 		full := filepath.Join(d.Root, filepath.FromSlash(rel))
+		if dir := filepath.Dir(full); !seen[dir] {
+			seen[dir] = true
+			d.dirs = append(d.dirs, dir)
+		}
 		st, err := statInside(d.Root, full)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s:%d: %w", ErrDataset, file, line, err)

@@ -112,7 +112,7 @@ func TestReadErrorIsNotUndecodable(t *testing.T) {
 				if _, err := l.Precompute(context.Background(), "train", []int{0, 1}, nil); !errors.Is(err, service.ErrUnreadable) {
 					t.Fatalf("precompute with an unreadable file = %v; want ErrUnreadable", err)
 				}
-				if shards := l.cache.Shards(l.key(l.sets["train"], 0)); slices.Contains(shards, bad/16) {
+				if shards := l.cache.Shards(l.key(l.sets["train"].current(), 0)); slices.Contains(shards, bad/16) {
 					t.Fatalf("shard %d of sample %d committed from a failed read (shards %v)", bad/16, bad, shards)
 				}
 			}

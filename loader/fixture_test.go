@@ -212,5 +212,8 @@ func fxComputed(l *Loader, kind work) int {
 // testutilServed returns loaderd_rows_served_from_cache_total.
 func testutilServed(l *Loader) int { return int(testutil.ToFloat64(l.met.served)) }
 
+// testutilChanges returns loaderd_dataset_changes_total.
+func testutilChanges(l *Loader) float64 { return testutil.ToFloat64(l.met.datasetChanges) }
+
 // testutilUndecodable returns loaderd_undecodable_samples_total.
 func testutilUndecodable(l *Loader) float64 { return testutil.ToFloat64(l.met.undecodable) }

@@ -11,9 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/augment"
@@ -64,8 +67,12 @@ type Options struct {
 	Topology        *gpu.Topology // nil means one pool, no pinning
 	Tier            *tier.Store   // the shared tier (--remote-cache); nil means none
 	InFlightBatches int           // batches a stream reads ahead; 0 means 2
-	Logger          *slog.Logger  // nil means discard
-	Registerer      prometheus.Registerer
+	// RescanInterval, when not 0, makes Run list every dataset again that
+	// often, for file systems whose changes are not notified (NFS and
+	// other network file systems). Run watches local ones anyway.
+	RescanInterval time.Duration
+	Logger         *slog.Logger // nil means discard
+	Registerer     prometheus.Registerer
 }
 
 // A Loader serves the datasets of its Options. It is safe for concurrent
@@ -77,7 +84,7 @@ type Loader struct {
 	pipe      *augment.Pipeline
 	cache     *shardcache.Cache
 	names     []string
-	sets      map[string]*dataset
+	sets      map[string]*served // by name; each holds its current listing
 	placement gpu.Placement
 	met       *metrics
 	sched     *workers.Scheduler
@@ -87,7 +94,8 @@ type Loader struct {
 	// mu guards the registry of epochs in use below. It is never held
 	// together with a shard's lock (loader/epoch/shard.go has the order):
 	// an epoch is closed, and its writers' bytes summed, after mu is
-	// released.
+	// released. Nor with a served dataset's mu (served.go), which is
+	// taken before a listing's dataset.mu; dataset.mu is a leaf.
 	mu      sync.Mutex
 	epochs  map[epochID]*openEpoch // epochs in use, by their users
 	live    map[epochID]int        // streams per epoch
@@ -96,10 +104,13 @@ type Loader struct {
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
 
-	readFault func(path string) error // tests: Dataset.fault of every listing
+	readFault atomic.Pointer[func(path string) error] // tests: Dataset.fault of every listing
+	noNotify  bool                                    // tests: Run watches no directory, as on NFS
 }
 
-// dataset is a served dataset and what the loader learns about it.
+// dataset is one listing of a served dataset (a snapshot: served.go) and
+// what the loader learns about its files. Requests hold the listing they
+// started with; a changed dataset gets a new one.
 type dataset struct {
 	*Dataset
 	pipeKey string // pipeline fingerprint + shard size: the cache key's Pipeline
@@ -112,11 +123,16 @@ type dataset struct {
 	errs  map[int]service.SampleError // undecodable samples found, by index
 }
 
-// epochID names an epoch of a dataset.
+// epochID names an epoch of a listing of a dataset: the listings of one
+// name that have the same fingerprint share their epochs.
 type epochID struct {
-	set   string
+	set   string // the dataset's name
+	fp    string // the listing's fingerprint
 	epoch int
 }
+
+// idOf names epoch e of d.
+func idOf(d *dataset, e int) epochID { return epochID{d.Name, d.Fingerprint, e} }
 
 // New lists the datasets and prepares the loader; it starts no goroutine.
 func New(ctx context.Context, opts *Options) (*Loader, error) {
@@ -133,7 +149,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		return nil, fmt.Errorf("%w: no dataset", ErrOptions)
 	case o.OnError != "" && !slices.Contains(Policies(), o.OnError):
 		return nil, fmt.Errorf("%w: on-error %q (want %s)", ErrOptions, o.OnError, strings.Join(Policies(), " or "))
-	case o.Workers < 0 || o.ShardSize < 0 || o.PrefetchEpochs < 0 || o.InFlightBatches < 0:
+	case o.Workers < 0 || o.ShardSize < 0 || o.PrefetchEpochs < 0 || o.InFlightBatches < 0 || o.RescanInterval < 0:
 		return nil, fmt.Errorf("%w: negative count", ErrOptions)
 	}
 	if o.OnError == "" {
@@ -161,7 +177,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		log:     o.Logger,
 		pipe:    o.Pipeline,
 		cache:   o.Cache,
-		sets:    map[string]*dataset{},
+		sets:    map[string]*served{},
 		met:     met,
 		commits: epoch.NewCommits(),
 		wake:    make(chan struct{}, 1),
@@ -177,12 +193,12 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		if _, dup := l.sets[spec.Name]; dup || spec.Name == "" {
 			return nil, fmt.Errorf("%w: dataset name %q empty or repeated", ErrOptions, spec.Name)
 		}
-		d, err := OpenDataset(spec.Name, spec.Path)
+		s, err := l.serve(spec, pipeKey)
 		if err != nil {
 			return nil, err
 		}
 		l.names = append(l.names, spec.Name)
-		l.sets[spec.Name] = &dataset{Dataset: d, pipeKey: pipeKey, files: make([]uint8, d.Len()), errs: map[int]service.SampleError{}}
+		l.sets[spec.Name] = s
 	}
 	if err := l.notePipeline(pipeKey); err != nil {
 		return nil, err
@@ -190,6 +206,17 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 	l.placement = gpu.Place(o.Topology, o.Workers)
 	l.sched = workers.New(l.placement, o.Workers, o.Topology != nil, l.log)
 	return l, nil
+}
+
+// Run does the loader's background work until ctx is done: it precomputes
+// the epochs after those being streamed (Options.PrefetchEpochs) and
+// watches the served datasets for changes (Options.RescanInterval). It
+// returns nil once ctx is done and everything it started has stopped.
+func (l *Loader) Run(ctx context.Context) error {
+	var g errgroup.Group
+	g.Go(func() error { return l.prefetch(ctx) })
+	g.Go(func() error { return l.watch(ctx) })
+	return g.Wait()
 }
 
 // Close stops the workers and waits for them; it releases no cache entry
@@ -208,30 +235,32 @@ func (l *Loader) Close() error {
 	return nil
 }
 
-// Dataset returns the listing of a served dataset.
+// Dataset returns the current listing of a served dataset.
 func (l *Loader) Dataset(name string) (*Dataset, bool) {
-	d, ok := l.sets[name]
+	s, ok := l.sets[name]
 	if !ok {
 		return nil, false
 	}
-	return d.Dataset, true
+	return s.current().Dataset, true
 }
 
-// setReadFault makes fault (tests) run before every read of a sample file.
+// setReadFault makes fault (tests) run before every read of a sample file,
+// in the current listings and the later ones.
 func (l *Loader) setReadFault(fault func(path string) error) {
-	l.readFault = fault
-	for _, d := range l.sets {
-		d.fault = fault
+	l.readFault.Store(&fault)
+	for _, s := range l.sets {
+		s.current().fault = fault
 	}
 }
 
-// lookup returns a served dataset or an error wrapping service.ErrNotFound.
+// lookup returns the current listing of a served dataset, or an error
+// wrapping service.ErrNotFound.
 func (l *Loader) lookup(name string) (*dataset, error) {
-	d, ok := l.sets[name]
+	s, ok := l.sets[name]
 	if !ok {
 		return nil, fmt.Errorf("loader: dataset %q: %w", name, service.ErrNotFound)
 	}
-	return d, nil
+	return s.current(), nil
 }
 
 // key is the cache key of an epoch of d.
@@ -256,7 +285,7 @@ func (l *Loader) Datasets(ctx context.Context) ([]service.DatasetInfo, error) {
 	status := l.cacheStatus()
 	var out []service.DatasetInfo
 	for _, name := range l.names {
-		d := l.sets[name]
+		d := l.sets[name].current()
 		s, err := l.schema(d, 0)
 		if err != nil {
 			return nil, err
@@ -294,12 +323,17 @@ func (l *Loader) Plan(ctx context.Context, req service.Request) (service.Plan, e
 	return service.Plan{Schema: s, Records: o.Records(), Batches: int64(o.Batches()), Fingerprint: d.Fingerprint}, nil
 }
 
-// resolve checks req: its dataset, order and GPU; it returns the pool
-// serving it.
+// resolve checks req: its dataset, order and GPU; it returns the current
+// listing of the dataset, the order and the pool serving it. A request
+// bound to a fingerprint (a ticket's) that the dataset no longer has is
+// an error wrapping service.ErrStale.
 func (l *Loader) resolve(req service.Request) (*dataset, *Order, int, error) {
 	d, err := l.lookup(req.Dataset)
 	if err != nil {
 		return nil, nil, 0, err
+	}
+	if req.Fingerprint != "" && req.Fingerprint != d.Fingerprint {
+		return nil, nil, 0, fmt.Errorf("loader: dataset %q changed since the request was planned (listed again: %d samples): %w", d.Name, d.Len(), service.ErrStale)
 	}
 	o, err := NewOrder(d.Len(), l.opts.Seed, req)
 	if err != nil {

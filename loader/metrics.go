@@ -17,6 +17,9 @@ type metrics struct {
 	served      prometheus.Counter
 	hits        prometheus.Counter // rows a stream found cached, computed or in production
 	misses      prometheus.Counter // rows a stream had to compute: cold
+
+	datasetChanges prometheus.Counter // listings swapped in (served.go)
+	readErrors     prometheus.Counter // sample files unreadable after retries (read.go)
 }
 
 // newMetrics makes the collectors and registers them with reg, if not nil.
@@ -34,6 +37,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "loaderd_rows_computed_total",
 			Help: "Augmented rows computed, by what asked for them.",
 		}, []string{"kind"}),
+		datasetChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_dataset_changes_total",
+			Help: "New listings of a served dataset whose files changed (added, removed or rewritten) while serving.",
+		}),
+		readErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_read_errors_total",
+			Help: "Sample files that could not be read after retries (the request that needed one failed with Unavailable).",
+		}),
 		served: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_rows_served_from_cache_total",
 			Help: "Rows streamed from committed cache shards.",
@@ -58,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served, m.hits, m.misses}
+	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served, m.hits, m.misses, m.datasetChanges, m.readErrors}
 }
 
 // register registers every collector with reg (nil: none); on a failure it

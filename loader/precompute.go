@@ -120,7 +120,7 @@ func (l *Loader) budgetFit(d *dataset, es []int) (fit, left []int, err error) {
 	l.mu.Unlock()
 	avail, onDisk := l.headroom(live)
 	size := l.epochBytes(d)
-	isLive := func(e int) bool { return slices.Contains(live, epochID{d.Name, e}) }
+	isLive := func(e int) bool { return slices.Contains(live, idOf(d, e)) }
 	free := max(0, avail)
 	for _, e := range es { // this request keeps what it has: not evictable for it
 		if !isLive(e) {
@@ -466,11 +466,11 @@ func rate(n int64, d time.Duration) float64 {
 	return float64(n) / d.Seconds()
 }
 
-// Run precomputes, in the background, epochs e+1 … e+PrefetchEpochs of
-// every epoch e being streamed, skipping epochs explicitly evicted until a
-// stream asks for them. It returns nil once ctx is done and its work has
+// prefetch precomputes, in the background, epochs e+1 … e+PrefetchEpochs
+// of every epoch e being streamed, skipping epochs explicitly evicted until
+// a stream asks for them. It returns nil once ctx is done and its work has
 // stopped.
-func (l *Loader) Run(ctx context.Context) error {
+func (l *Loader) prefetch(ctx context.Context) error {
 	if l.opts.PrefetchEpochs == 0 {
 		<-ctx.Done()
 		return nil
@@ -522,10 +522,13 @@ func (l *Loader) prefetchTarget() (*dataset, []int) {
 	})
 	avail, onDisk := l.headroom(ids)
 	for _, id := range ids {
-		d := l.sets[id.set]
+		d := l.sets[id.set].current()
+		if d.Fingerprint != id.fp {
+			continue // a stream of an older listing: its next epochs are nobody's
+		}
 		var es []int
 		for e := id.epoch + 1; e <= id.epoch+l.opts.PrefetchEpochs && e < 1<<31; e++ {
-			if evicted[epochID{id.set, e}] || l.complete(d, e) {
+			if evicted[idOf(d, e)] || l.complete(d, e) {
 				continue
 			}
 			if avail >= 0 { // a budget: prefetch only what fits beside the streams
@@ -556,7 +559,10 @@ func (l *Loader) headroom(live []epochID) (int64, map[shardcache.Key]int64) {
 	avail := l.cache.Budget()
 	var reservedLive int64
 	for _, id := range live {
-		d := l.sets[id.set]
+		d := l.liveSet(id)
+		if d == nil {
+			continue // its streams ended meanwhile
+		}
 		liveKeys[l.key(d, id.epoch)] = true
 		avail -= l.epochBytes(d)
 		reservedLive += l.reserved(id)
@@ -574,6 +580,16 @@ func (l *Loader) headroom(live []epochID) (int64, map[shardcache.Key]int64) {
 	}
 	avail -= max(0, l.cache.Usage()-committed-reservedLive)
 	return max(0, avail), onDisk
+}
+
+// liveSet returns the listing of epoch id in use, nil when it is not.
+func (l *Loader) liveSet(id epochID) *dataset {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ep := l.epochs[id]; ep != nil {
+		return ep.d
+	}
+	return nil
 }
 
 // reserved returns the bytes of the writers of epoch id in production.

@@ -386,7 +386,7 @@ func TestEvict(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.mu.Lock()
-	evicted := l.evicted[epochID{"train", 1}]
+	evicted := l.evicted[idOf(l.sets["train"].current(), 1)]
 	l.mu.Unlock()
 	if evicted {
 		t.Fatal("epoch 1 still marked evicted after a stream asked for it")
@@ -445,7 +445,7 @@ func TestTruncatedFileIsUndecodable(t *testing.T) {
 func TestPrefetchWithinBudget(t *testing.T) {
 	root := fxDataset(t, 32)
 	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
-	size := probe.epochBytes(probe.sets["train"])
+	size := probe.epochBytes(probe.sets["train"].current())
 	if size <= 0 {
 		t.Fatalf("epoch size %d", size)
 	}
@@ -519,7 +519,7 @@ func TestUncachedStreamCancel(t *testing.T) {
 func TestPrecomputeKeepsWhatFits(t *testing.T) {
 	root := fxDataset(t, 32)
 	probe := fxLoader(t, root, fxCache(t, "", 0), nil)
-	size := probe.epochBytes(probe.sets["train"])
+	size := probe.epochBytes(probe.sets["train"].current())
 	l := fxLoader(t, root, fxCache(t, "", 2*size+size/2), nil)
 	var last service.PrecomputeProgress
 	sum, err := l.Precompute(context.Background(), "train", []int{0, 1, 2, 3}, func(p service.PrecomputeProgress) error {

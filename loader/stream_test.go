@@ -195,7 +195,7 @@ func TestStreamConcurrentRanksComputeEachRowOnce(t *testing.T) {
 	l := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Workers = 4; o.InFlightBatches = 3 })
 	// The job holds the epoch, as overlapping ranks do: a rank finishing
 	// early must not drop the shards the others are still filling.
-	_, release, err := l.acquire(l.sets["train"], 2, workPrecompute)
+	_, release, err := l.acquire(l.sets["train"].current(), 2, workPrecompute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func (l *Loader) acquire(d *dataset, e int, w work) (*openEpoch, func(), error) 
 		l.mu.Unlock()
 		return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
 	}
-	id := epochID{d.Name, e}
+	id := idOf(d, e)
 	ep := l.epochs[id]
 	if ep == nil {
 		var err error
@@ -116,7 +116,7 @@ func (l *Loader) newEpoch(d *dataset, e int) (*openEpoch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
 	}
-	return &openEpoch{Epoch: ep, d: d, id: epochID{d.Name, e}}, nil
+	return &openEpoch{Epoch: ep, d: d, id: idOf(d, e)}, nil
 }
 
 // releaseEpoch drops a user of ep of kind w; the last one closes it, out of

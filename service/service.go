@@ -21,6 +21,11 @@ type Request struct {
 	StartBatch int    `json:"start_batch"`
 	Shuffle    bool   `json:"shuffle"`
 	GPU        string `json:"gpu,omitempty"`
+	// Fingerprint, when not empty, binds the request to that dataset
+	// fingerprint: the transport sets it from a ticket, and a Source whose
+	// dataset has another refuses the request with ErrStale (SPEC §4: a
+	// ticket for a dataset that changed since). Never part of a descriptor.
+	Fingerprint string `json:"-"`
 }
 
 // A Plan is what a Source promises for a Request before streaming it.
@@ -80,6 +85,9 @@ type Actions interface {
 	CacheStatus(ctx context.Context, dataset string) (CacheStatus, error)
 	Evict(ctx context.Context, dataset string, epochs []int) (CacheStatus, error)
 	DatasetErrors(ctx context.Context, dataset string) ([]SampleError, error)
+	// Rescan lists a dataset again ("" for all) and makes the new listing
+	// current when its fingerprint changed (SPEC §4).
+	Rescan(ctx context.Context, dataset string) (RescanResult, error)
 	Topology(ctx context.Context) (Topology, error)
 }
 
@@ -153,6 +161,21 @@ type EpochStatus struct {
 	State   string `json:"state"`
 	Bytes   int64  `json:"bytes"`
 	Samples int64  `json:"samples"`
+}
+
+// RescanResult is the result of the rescan action: the listing of each
+// dataset rescanned, in the order the server serves them.
+type RescanResult struct {
+	Datasets []DatasetListing `json:"datasets"`
+}
+
+// DatasetListing describes the current listing of a served dataset.
+type DatasetListing struct {
+	Dataset     string `json:"dataset"`
+	Samples     int64  `json:"samples"`
+	Classes     int    `json:"classes"`
+	Fingerprint string `json:"fingerprint"`
+	Changed     bool   `json:"changed"` // this rescan found the dataset changed
 }
 
 // SampleError reports one sample that could not be used, and why.

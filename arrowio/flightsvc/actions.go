@@ -19,6 +19,7 @@ const (
 	ActionEvict         = "evict"
 	ActionDatasetErrors = "dataset-errors"
 	ActionTopology      = "topology"
+	ActionRescan        = "rescan"
 )
 
 var actionTypes = []*flight.ActionType{
@@ -27,6 +28,7 @@ var actionTypes = []*flight.ActionType{
 	{Type: ActionEvict, Description: `{"dataset","epochs":[...]}: free those epochs (an epoch being streamed is freed when its streams end); returns the cache status.`},
 	{Type: ActionDatasetErrors, Description: `{"dataset"}: the samples that could not be decoded: index, path, reason.`},
 	{Type: ActionTopology, Description: `GPUs, NUMA nodes, CPU sets and the placement in use.`},
+	{Type: ActionRescan, Description: `empty body or {"dataset"}: list the dataset(s) again now; new requests see a changed listing, older tickets get FailedPrecondition. Returns {"datasets":[{"dataset","samples","classes","fingerprint","changed"}]}.`},
 }
 
 // ListActions lists the DoAction verbs, none when Options.Actions is nil.
@@ -151,6 +153,19 @@ func (v *handler) doAction(ctx context.Context, acts service.Actions, a *flight.
 			errs = []service.SampleError{}
 		}
 		return sendJSON(st, errs)
+	case ActionRescan:
+		b, err := parseActionBody(a.GetBody(), false, false)
+		if err != nil {
+			return err
+		}
+		res, err := acts.Rescan(ctx, b.dataset)
+		if err != nil {
+			return err
+		}
+		if res.Datasets == nil {
+			res.Datasets = []service.DatasetListing{}
+		}
+		return sendJSON(st, res)
 	case ActionTopology:
 		if len(a.GetBody()) != 0 {
 			if _, err := strictObject(a.GetBody(), "action body"); err != nil {

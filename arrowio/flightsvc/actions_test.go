@@ -12,6 +12,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/service"
 )
@@ -54,6 +55,14 @@ func (a *fakeActions) Evict(_ context.Context, ds string, epochs []int) (service
 func (a *fakeActions) DatasetErrors(_ context.Context, ds string) ([]service.SampleError, error) {
 	a.record("dataset-errors " + ds)
 	return []service.SampleError{{Index: 3, Path: "cat/3.jpg", Kind: service.SampleUndecodable, Reason: "truncated"}}, nil
+}
+
+func (a *fakeActions) Rescan(_ context.Context, ds string) (service.RescanResult, error) {
+	a.record("rescan " + ds)
+	if ds != "" && ds != "train" {
+		return service.RescanResult{}, fmt.Errorf("fake: %q: %w", ds, service.ErrNotFound)
+	}
+	return service.RescanResult{Datasets: []service.DatasetListing{{Dataset: "train", Samples: 11, Classes: 2, Fingerprint: "fp2", Changed: true}}}, nil
 }
 
 func (a *fakeActions) Topology(context.Context) (service.Topology, error) {
@@ -107,7 +116,7 @@ func TestActions(t *testing.T) {
 		names = append(names, a.Type)
 	}
 	sort.Strings(names)
-	if fmt.Sprint(names) != "[cache-status dataset-errors evict precompute topology]" {
+	if fmt.Sprint(names) != "[cache-status dataset-errors evict precompute rescan topology]" {
 		t.Errorf("ListActions = %v", names)
 	}
 
@@ -140,6 +149,12 @@ func TestActions(t *testing.T) {
 			want: []string{`[{"index":3,"path":"cat/3.jpg","kind":"undecodable","reason":"truncated"}]`}},
 		{name: "dataset-errors malformed", typ: ActionDatasetErrors, body: `{"dataset":`, code: codes.InvalidArgument},
 		{name: "topology", typ: ActionTopology, call: "topology", want: []string{`{"topology":{"gpus":[]},"placement":{}}`}},
+		{name: "rescan all", typ: ActionRescan, call: "rescan ",
+			want: []string{`{"datasets":[{"dataset":"train","samples":11,"classes":2,"fingerprint":"fp2","changed":true}]}`}},
+		{name: "rescan dataset", typ: ActionRescan, body: `{"dataset":"train"}`, call: "rescan train",
+			want: []string{`{"datasets":[{"dataset":"train","samples":11,"classes":2,"fingerprint":"fp2","changed":true}]}`}},
+		{name: "rescan unknown dataset", typ: ActionRescan, body: `{"dataset":"x"}`, code: codes.NotFound, call: "rescan x"},
+		{name: "rescan unknown field", typ: ActionRescan, body: `{"epochs":[0]}`, code: codes.InvalidArgument, contains: "epochs"},
 		{name: "unknown action", typ: "reboot", code: codes.InvalidArgument, contains: "reboot"},
 	}
 	for _, tc := range tests {
@@ -174,5 +189,33 @@ func TestActions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestClientRescan: the Go client's Rescan sends the rescan action and
+// decodes its result.
+func TestClientRescan(t *testing.T) {
+	acts := &fakeActions{}
+	addr, _ := startServer(t, &Options{Source: newFakeSource(t, 10, 2, 2), Actions: acts})
+	cl, err := Dial(testCtx(t), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	res, err := cl.Rescan(testCtx(t), "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := service.DatasetListing{Dataset: "train", Samples: 11, Classes: 2, Fingerprint: "fp2", Changed: true}
+	if len(res.Datasets) != 1 || res.Datasets[0] != want {
+		t.Fatalf("Rescan = %+v; want %+v", res, want)
+	}
+	if _, err := cl.Rescan(testCtx(t), "nope"); status.Code(err) != codes.NotFound {
+		t.Fatalf("Rescan of an unknown dataset = %v; want NotFound", err)
+	}
+	acts.mu.Lock()
+	defer acts.mu.Unlock()
+	if fmt.Sprint(acts.calls) != "[rescan train rescan nope]" {
+		t.Fatalf("calls %v", acts.calls)
 	}
 }

@@ -192,6 +192,34 @@ func (c *Client) Action(ctx context.Context, typ string, body []byte) ([][]byte,
 	}
 }
 
+// Rescan asks the server to list a dataset again now ("" for every served
+// dataset) rather than wait for it to notice a change (SPEC §4), and
+// returns each one's listing. Tickets planned before a change the rescan
+// finds get FailedPrecondition; ask for the FlightInfo again.
+func (c *Client) Rescan(ctx context.Context, dataset string) (service.RescanResult, error) {
+	var body []byte
+	if dataset != "" {
+		var err error
+		if body, err = json.Marshal(struct {
+			Dataset string `json:"dataset"`
+		}{dataset}); err != nil {
+			return service.RescanResult{}, fmt.Errorf("flightsvc: rescan: %w", err)
+		}
+	}
+	res, err := c.Action(ctx, ActionRescan, body)
+	if err != nil {
+		return service.RescanResult{}, err
+	}
+	if len(res) != 1 {
+		return service.RescanResult{}, fmt.Errorf("flightsvc: rescan: %d results, want 1", len(res))
+	}
+	var out service.RescanResult
+	if err := json.Unmarshal(res[0], &out); err != nil {
+		return service.RescanResult{}, fmt.Errorf("flightsvc: rescan result: %w", err)
+	}
+	return out, nil
+}
+
 // Fetch streams req: GetFlightInfo, then DoGet on each endpoint in order
 // (an endpoint without a location is served by c). fn is called with each
 // record, valid only during the call (Retain it to keep it). With fn nil,

@@ -436,6 +436,9 @@ func (v *handler) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) e
 	if p.Fingerprint != fingerprint {
 		return StatusOf(ErrStaleTicket)
 	}
+	// The dataset may change between the plan and the stream: the Source
+	// streams this listing or refuses (ErrStale).
+	req.Fingerprint = fingerprint
 	if p.Schema == nil {
 		return status.Errorf(codes.Internal, "flightsvc: Source planned %q without a schema", req.Dataset)
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -383,6 +384,8 @@ type pipelineFlags struct {
 	logLevel    string
 	requireGPU  bool
 	remoteCache string // --remote-cache; registered by registerRemote
+	// rescanInterval is serve's --rescan-interval (serveFlags.register).
+	rescanInterval time.Duration
 }
 
 // registerRemote adds --remote-cache, the shared tier, to fs.

@@ -78,6 +78,7 @@ func (f *serveFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.tlsClientCA, "tls-client-ca", "", "CA certificate `FILE` (PEM): require a client certificate signed by it on every connection (mutual TLS; needs --tls-cert)")
 	fs.StringVar(&f.ticketKeyFile, "ticket-key-file", "", "`FILE` of the key that signs tickets (default CACHE-DIR/ticket.key)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long SIGTERM waits for running streams")
+	fs.DurationVar(&f.rescanInterval, "rescan-interval", 0, "list the datasets again this often, e.g. 1m, where changes are not notified (NFS); 0 = only on local change notification and the rescan action")
 }
 
 // check validates serve's values beyond the pipeline flags.
@@ -92,6 +93,8 @@ func (f *serveFlags) check() error {
 		return usagef("--max-streams %d: want 1 or more", f.maxStreams)
 	case f.drainTimeout < 0:
 		return usagef("--drain-timeout %v: want 0 or more, e.g. 30s", f.drainTimeout)
+	case f.rescanInterval < 0:
+		return usagef("--rescan-interval %v: want 0 (off) or more, e.g. 1m", f.rescanInterval)
 	case (f.tlsCert == "") != (f.tlsKey == ""):
 		return usagef("--tls-cert and --tls-key go together: give both or neither")
 	case f.tlsClientCA != "" && f.tlsCert == "":
@@ -165,6 +168,7 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		Workers:        f.workers,
 		ShardSize:      f.shardSize,
 		PrefetchEpochs: prefetch,
+		RescanInterval: f.rescanInterval,
 		OnError:        f.onError,
 		Topology:       topo,
 		Tier:           remote,
