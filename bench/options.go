@@ -82,7 +82,7 @@ func (o *Options) withDefaults() Options {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.PeerGPU == nil {
-		has := hasGPU()
+		has := len(c.Peers) > 0 && hasGPU()
 		c.PeerGPU = &has
 	}
 	if c.PeerEpochs <= 0 {
