@@ -41,6 +41,11 @@ type Limits struct {
 	MaxScanSamples int64
 }
 
+// effective returns l with its defaults filled in.
+func (l Limits) effective() Limits {
+	return Limits{MaxPixels: l.maxPixels(), MaxScans: l.maxScans(), MaxScanSamples: l.maxScanSamples()}
+}
+
 func (l Limits) maxPixels() int64 {
 	if l.MaxPixels <= 0 {
 		return 1 << 26

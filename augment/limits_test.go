@@ -3,6 +3,7 @@ package augment
 import (
 	"bytes"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -218,5 +219,28 @@ func BenchmarkScanBomb(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestScanBombFile keeps testdata/scanbomb.jpg, the scan bomb other
+// packages' tests put in a dataset (loader: undecodable, naming the
+// limit), equal to what progressiveJPEG writes; -update rewrites it.
+func TestScanBombFile(t *testing.T) {
+	const path = "testdata/scanbomb.jpg"
+	want := progressiveJPEG(64, 64, 3, 0)
+	if *update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs from progressiveJPEG(64, 64, 3, 0): go test ./augment -run TestScanBombFile -update", path)
+	}
+	if err := Check(got, Limits{}); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Check(%s) = %v; want ErrTooLarge", path, err)
 	}
 }

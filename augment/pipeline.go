@@ -140,6 +140,12 @@ func ParsePipeline(text string, opts *PipelineOptions) (*Pipeline, error) {
 	for _, op := range p.ops {
 		fmt.Fprintf(h, "%s=%d\n", opInfo[op.kind].name, opInfo[op.kind].version)
 	}
+	// Which files are undecodable depends on the limits, hence which
+	// sample a row holds: limits other than the defaults are part of the
+	// output (the defaults leave the fingerprint as it always was).
+	if lim := p.lim.effective(); lim != (Limits{}).effective() {
+		fmt.Fprintf(h, "limits=%d,%d,%d\n", lim.MaxPixels, lim.MaxScans, lim.MaxScanSamples)
+	}
 	p.fp = hex.EncodeToString(h.Sum(nil)[:16])
 	return p, nil
 }

@@ -143,6 +143,23 @@ func TestFingerprint(t *testing.T) {
 	if libjpegAvailable && fp("imagenet-train", "auto") == base {
 		t.Error("different decoder, same fingerprint")
 	}
+	// Limits decide which files are undecodable: other limits, another
+	// output; the defaults spelled out change nothing.
+	withLimits := func(lim Limits) string {
+		p, err := ParsePipeline("imagenet-train", &PipelineOptions{Decoder: "go", Limits: lim})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.Fingerprint()
+	}
+	if withLimits(Limits{MaxPixels: 1 << 26, MaxScans: 500, MaxScanSamples: 1 << 31}) != base {
+		t.Error("the default limits spelled out changed the fingerprint")
+	}
+	for _, lim := range []Limits{{MaxScans: 3000}, {MaxPixels: 1 << 20}, {MaxScanSamples: 1 << 40}} {
+		if withLimits(lim) == base {
+			t.Errorf("limits %+v, same fingerprint as the defaults", lim)
+		}
+	}
 	p, _ := ParsePipeline("imagenet-train", nil)
 	if p.Decoder() != DecoderName() {
 		t.Errorf("Decoder() = %q, want DecoderName() %q", p.Decoder(), DecoderName())

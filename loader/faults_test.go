@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/service"
 )
 
@@ -352,5 +353,57 @@ func TestLowFileLimit(t *testing.T) {
 				t.Fatalf("cache after the stream holds %d shards; a fresh one %d", len(got), len(freshFiles))
 			}
 		})
+	}
+}
+
+// TestScanBombUndecodable: a progressive JPEG with thousands of scans in a
+// served dataset is undecodable under the default decoder limits, with a
+// reason naming the limit (SPEC §5): substituted and listed by
+// dataset-errors, or DataLoss under the fail policy. Limits the pipeline
+// was given reach the decoder: raised, the file decodes, under another
+// pipeline fingerprint.
+func TestScanBombUndecodable(t *testing.T) {
+	bomb, err := os.ReadFile("../augment/testdata/scanbomb.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := fxDataset(t, 12)
+	if err := os.WriteFile(filepath.Join(root, "c1", "img0004b.jpg"), bomb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l := fxLoader(t, root, fxCache(t, "", 0), nil)
+	d, _ := l.Dataset("train")
+	bad := slices.IndexFunc(d.Samples, func(s Sample) bool { return s.Path == "c1/img0004b.jpg" })
+	got, err := fxCollect(context.Background(), l, fxReq(func(r *service.Request) { r.Shuffle = false }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Index[bad] != uint64(bad+1) {
+		t.Fatalf("row of the scan bomb holds sample %d; want the next one, %d", got.Index[bad], bad+1)
+	}
+	errs, _ := l.DatasetErrors(context.Background(), "train")
+	if len(errs) != 1 || errs[0].Index != int64(bad) || errs[0].Kind != service.SampleUndecodable || !strings.Contains(errs[0].Reason, "scan limit") {
+		t.Fatalf("dataset errors %+v; want sample %d undecodable, the reason naming the scan limit", errs, bad)
+	}
+
+	fail := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.OnError = PolicyFail })
+	if _, err := fxCollect(context.Background(), fail, fxReq(nil)); !errors.Is(err, service.ErrDataLoss) || !strings.Contains(err.Error(), "scan limit") {
+		t.Fatalf("stream under the fail policy = %v; want DataLoss naming the scan limit", err)
+	}
+
+	raised, err := augment.ParsePipeline(fxPipeline, &augment.PipelineOptions{Limits: augment.Limits{MaxScans: 3000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := fxLoader(t, root, fxCache(t, "", 0), func(o *Options) { o.Pipeline = raised })
+	got, err = fxCollect(context.Background(), lr, fxReq(func(r *service.Request) { r.Shuffle = false }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs, _ := lr.DatasetErrors(context.Background(), "train"); len(errs) != 0 || got.Index[bad] != uint64(bad) {
+		t.Fatalf("with MaxScans 3000: row %d holds sample %d, errors %+v; want the file decoded", bad, got.Index[bad], errs)
+	}
+	if raised.Fingerprint() == l.pipe.Fingerprint() {
+		t.Fatal("raised limits, same pipeline fingerprint: their rows would share cache entries")
 	}
 }
