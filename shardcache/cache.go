@@ -31,6 +31,7 @@ var (
 // Options configure a Cache. The zero value is a valid configuration.
 type Options struct {
 	Budget     int64                 // bytes on disk, committed plus in progress; 0 means unlimited
+	Group      string                // the group (name or numeric id) that may read the cache; "" means the umask decides (see local.go)
 	Logger     *slog.Logger          // nil means discard
 	Registerer prometheus.Registerer // nil disables metrics
 	// MaxOpenWriters bounds the writers that keep their file descriptor
@@ -74,6 +75,10 @@ type Cache struct {
 	m    *metrics
 	lock *os.File // holds the flock on dir/LOCK
 	boot string   // the kernel's boot id; "" keeps the memo in memory only (set by Open)
+	perm perms    // modes and group of what the cache creates
+	// Set by Open, read-only after: see local.go.
+	token   string // shown by local readers
+	noLocal error  // why local readers cannot be served, or nil
 
 	mu        sync.Mutex               // guards the fields below; no I/O under it
 	closed    bool                     // Close was called
@@ -148,6 +153,18 @@ func Open(dir string, opts *Options) (*Cache, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	dir, err := filepath.Abs(dir) // readers in other processes are told this path
+	if err != nil {
+		return nil, fmt.Errorf("shardcache: open: %w", err)
+	}
+	pm := perms{gid: -1}
+	if o.Group != "" {
+		gid, err := lookupGroup(o.Group)
+		if err != nil {
+			return nil, fmt.Errorf("shardcache: group %q: %w", o.Group, err)
+		}
+		pm.gid = gid
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("shardcache: open: %w", err)
 	}
@@ -167,20 +184,32 @@ func Open(dir string, opts *Options) (*Cache, error) {
 		opts:     o,
 		log:      o.Logger,
 		lock:     lf,
+		perm:     pm,
 		epochs:   make(map[Key]*epoch),
 		verified: make(map[string]stamp),
 		moving:   make(map[string]chan struct{}),
 	}
-	if err := c.scan(); err != nil {
-		_ = lf.Close()
-		return nil, err
-	}
-	c.loadVerified()
 	c.m, err = newMetrics(o.Registerer, func() float64 { return float64(c.Usage()) })
 	if err != nil {
 		_ = lf.Close()
 		return nil, err
 	}
+	if err := c.scan(); err != nil {
+		c.m.unregister()
+		_ = lf.Close()
+		return nil, err
+	}
+	if err := c.share(); err != nil {
+		c.m.unregister()
+		_ = lf.Close()
+		return nil, fmt.Errorf("shardcache: give %s to group %q (is loaderd's user in it?): %w", dir, o.Group, err)
+	}
+	if err := c.openLocal(); err != nil {
+		c.m.unregister()
+		_ = lf.Close()
+		return nil, err
+	}
+	c.loadVerified()
 	return c, nil
 }
 
@@ -440,7 +469,7 @@ func (c *Cache) ensureDir(ep *epoch) error {
 		}
 		<-moving
 	}
-	if err := os.MkdirAll(ep.dir, 0o755); err != nil {
+	if err := c.perm.mkdir(ep.dir); err != nil {
 		return fmt.Errorf("shardcache: create epoch %v: %w", ep.key, err)
 	}
 	if err := writeMeta(ep.dir, ep.key); err != nil {
@@ -647,7 +676,7 @@ func (c *Cache) Open(k Key, shard int) (*Mapping, error) {
 		}
 	}
 	c.m.hits.Inc()
-	m := &Mapping{data: data}
+	m := &Mapping{data: data, path: path}
 	m.refs.Store(1)
 	return m, nil
 }

@@ -535,8 +535,8 @@ loaderd_cache_shards_written_total 2
 		"loaderd_cache_bytes", "loaderd_cache_checksums_total", "loaderd_cache_shard_hits_total", "loaderd_cache_shard_misses_total", "loaderd_cache_shards_written_total"); err != nil {
 		t.Error(err)
 	}
-	if n, err := testutil.GatherAndCount(reg); err != nil || n != 7 {
-		t.Errorf("gathered %d series (%v), want 7", n, err)
+	if n, err := testutil.GatherAndCount(reg); err != nil || n != 8 {
+		t.Errorf("gathered %d series (%v), want 8", n, err)
 	}
 	if _, err := Open(t.TempDir(), &Options{Registerer: reg}); err == nil {
 		t.Error("second cache on one registry: Open = nil error, want a registration error")

@@ -5,7 +5,7 @@
 // # Layout
 //
 // A cache directory holds a LOCK file, flocked by the one process that uses
-// it, and one directory per epoch entry, named by a hash of its Key. An
+// it, local/ (see below), and one directory per epoch entry, named by a hash of its Key. An
 // epoch directory holds meta.json (the Key, so that a restarted process can
 // list its epochs) and the committed shards, named
 //
@@ -40,6 +40,17 @@
 // progress and the epoch being written. Pin marks an epoch as needed by a
 // live stream; Evict of a pinned epoch marks it evicting and frees it when
 // its last pin is released.
+//
+// # Readers in other processes
+//
+// Trainers on the same host may map the shard files themselves (SPEC §9).
+// Files are created 0644 and directories 0755 less the umask, or, with
+// Options.Group, given to that group (directories setgid 2750, files 0640).
+// local/token holds a random token a reader shows to prove it can read the
+// cache (LocalToken). A Lease gives files names of its own under local/, hard
+// links that keep each file reachable, bytes unchanged, whatever happens to
+// its name in the cache, until Release. Nothing in the cache ever rewrites or
+// truncates a file: commits rename, eviction and corrupt-shard removal unlink.
 //
 // A Cache is safe for concurrent use. No lock that Has, Open, Usage or
 // Epochs take is held across I/O: directory creation, fsyncs, renames,

@@ -11,8 +11,13 @@ import (
 // and the last Release unmaps it. Data must not be used after that.
 type Mapping struct {
 	data []byte
+	path string
 	refs atomic.Int64
 }
+
+// Path returns the path of the shard file as it was opened. The file stays
+// there while its epoch is pinned (or until a Lease links it elsewhere).
+func (m *Mapping) Path() string { return m.path }
 
 // Data returns the shard's bytes. They are read-only: writing them faults.
 func (m *Mapping) Data() []byte { return m.data }

@@ -17,6 +17,7 @@ type metrics struct {
 	checksums     prometheus.Counter
 	evictions     prometheus.Counter
 	shardsWritten prometheus.Counter
+	leases        prometheus.Gauge
 	bytes         prometheus.GaugeFunc
 }
 
@@ -42,6 +43,9 @@ func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, erro
 		shardsWritten: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_cache_shards_written_total", Help: "Shards committed to the cache.",
 		}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "loaderd_cache_leases", Help: "Leases held for readers in other processes (local transport streams).",
+		}),
 		bytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "loaderd_cache_bytes", Help: "Bytes of committed shards plus space reserved by shards being written.",
 		}, usage),
@@ -54,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, usage func() float64) (*metrics, erro
 
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.checksums, m.evictions, m.shardsWritten, m.bytes}
+	return []prometheus.Collector{m.hits, m.misses, m.corrupt, m.checksums, m.evictions, m.shardsWritten, m.leases, m.bytes}
 }
 
 // register registers every collector with reg (nil: none); on a failure it

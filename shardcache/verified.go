@@ -19,7 +19,9 @@ import (
 // (the rename follows fsync), so the memo is kept in dir/verifiedName keyed
 // by the kernel's boot id: after a reboot, which is when a torn file can
 // appear, every shard is checked again. A file rewritten or replaced since
-// (size, inode, mtime or ctime changed) is checked again too.
+// (size, inode or mtime changed) is checked again too. The ctime is not
+// compared (the memo's column is kept, written as 0): a hard link of a
+// Lease changes it without touching the bytes.
 
 const verifiedName = "verified.log"
 
@@ -32,14 +34,12 @@ type stamp struct {
 	ino   uint64
 	size  int64
 	mtime int64
-	ctime int64
 }
 
 func stampOf(fi fs.FileInfo) stamp {
 	s := stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		s.ino = st.Ino
-		s.ctime = st.Ctim.Nano()
 	}
 	return s
 }
@@ -70,7 +70,8 @@ func (c *Cache) loadVerified() {
 		for sc.Scan() {
 			var boot, rel string
 			var st stamp
-			if n, err := fmt.Sscanf(sc.Text(), "%s %s %d %d %d %d", &boot, &rel, &st.ino, &st.size, &st.mtime, &st.ctime); err != nil || n != 6 || boot != c.boot {
+			var ctime int64 // unused (see above)
+			if n, err := fmt.Sscanf(sc.Text(), "%s %s %d %d %d %d", &boot, &rel, &st.ino, &st.size, &st.mtime, &ctime); err != nil || n != 6 || boot != c.boot {
 				continue
 			}
 			full := filepath.Join(c.dir, filepath.FromSlash(rel))
@@ -105,6 +106,6 @@ func (c *Cache) recordVerified(full string, st stamp) {
 	if err != nil {
 		return
 	}
-	fmt.Fprintf(f, "%s %s %d %d %d %d\n", c.boot, filepath.ToSlash(rel), st.ino, st.size, st.mtime, st.ctime)
+	fmt.Fprintf(f, "%s %s %d %d %d 0\n", c.boot, filepath.ToSlash(rel), st.ino, st.size, st.mtime)
 	f.Close()
 }

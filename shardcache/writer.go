@@ -157,7 +157,7 @@ func (w *Writer) closeFile() error {
 // open creates, prepares, allocates and maps the temporary file.
 func (w *Writer) open(prepare func(f *os.File) error) (err error) {
 	k, shard := w.ep.key, w.shard
-	f, err := os.CreateTemp(w.ep.dir, fmt.Sprintf("%s%06d.*%s", shardPrefix, shard, tmpSuffix))
+	f, err := w.c.perm.createTemp(w.ep.dir, fmt.Sprintf("%s%06d.", shardPrefix, shard), tmpSuffix)
 	if err != nil {
 		return fmt.Errorf("shardcache: create shard %d of %v: %w", shard, k, err)
 	}
@@ -198,6 +198,9 @@ func (w *Writer) open(prepare func(f *os.File) error) (err error) {
 // Data returns the mapping of the whole file, to be filled in. It is invalid
 // after Commit or Abort.
 func (w *Writer) Data() []byte { return w.data }
+
+// Path returns the path of the temporary file until Commit renames it.
+func (w *Writer) Path() string { return w.tmp }
 
 // Size returns the shard's size in bytes.
 func (w *Writer) Size() int64 { return w.size }
