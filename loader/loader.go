@@ -316,6 +316,11 @@ func (l *Loader) Plan(ctx context.Context, req service.Request) (service.Plan, e
 	if err != nil {
 		return service.Plan{}, err
 	}
+	if req.Transport == service.TransportLocal {
+		if err := l.checkLocal(d); err != nil {
+			return service.Plan{}, err
+		}
+	}
 	s, err := l.schema(d, req.Epoch)
 	if err != nil {
 		return service.Plan{}, err

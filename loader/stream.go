@@ -29,6 +29,14 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 		return err
 	}
 	defer release()
+	return l.pipeline(ctx, ep, o, pool, func(b *gathered) error { return send(b.Batch) })
+}
+
+// pipeline produces the batches of o from ep and hands each, in order, to
+// consume, which releases it. A producer claims and submits the rows of up
+// to Options.InFlightBatches batches (and at least two rows per worker)
+// ahead of the batch consumed, so workers stay busy while consume blocks.
+func (l *Loader) pipeline(ctx context.Context, ep *openEpoch, o *Order, pool int, consume func(*gathered) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	st := &runner{l: l, kind: workStream, pool: pool, fail: cancel}
@@ -63,13 +71,13 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 		}
 		return nil
 	})
-	g.Go(func() error { // consumer: gather each batch and send it
+	g.Go(func() error { // consumer: gather each batch and hand it on
 		for k := range nb {
 			b, err := st.gather(gctx, ep, o.Batch(k), cold)
 			if err != nil {
 				return err
 			}
-			if err := send(b); err != nil {
+			if err := consume(b); err != nil {
 				return err
 			}
 			select { // the producer may stop before taking batch k's slot
@@ -109,12 +117,24 @@ func (c *coldRows) take(i int) bool {
 	return true
 }
 
+// gathered is a batch with, for each row, where it lies: the file holding
+// it (the epoch.Slot's File, valid until Release), its row there and the
+// offset of its image.
+type gathered struct {
+	*service.Batch
+	File   []string
+	Row    []int64
+	Offset []int64
+}
+
 // gather waits for the rows of samples idx of ep and returns them as a
 // batch holding references to the mappings they live in. It counts each
 // row a cache hit, or a miss when this stream computed it (cold claims,
 // by the producer or here).
-func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int, cold *coldRows) (*service.Batch, error) {
-	b := &service.Batch{Index: make([]uint64, len(idx)), Label: make([]int64, len(idx)), Images: make([][]byte, len(idx))}
+func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int, cold *coldRows) (*gathered, error) {
+	n := len(idx)
+	b := &service.Batch{Index: make([]uint64, n), Label: make([]int64, n), Images: make([][]byte, n)}
+	g := &gathered{Batch: b, File: make([]string, n), Row: make([]int64, n), Offset: make([]int64, n)}
 	var refs []func()
 	drop := func() {
 		for _, rel := range refs {
@@ -133,6 +153,7 @@ func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int, cold *col
 			}
 			if s.Ready {
 				b.Index[row], b.Label[row], b.Images[row] = s.Index, s.Label, s.Img
+				g.File[row], g.Row[row], g.Offset[row] = s.File, int64(p), s.Offset
 				if s.Release != nil {
 					refs = append(refs, s.Release)
 				}
@@ -165,5 +186,5 @@ func (r *runner) gather(ctx context.Context, ep *openEpoch, idx []int, cold *col
 	r.l.met.misses.Add(float64(misses))
 	var once sync.Once
 	b.Release = func() { once.Do(drop) }
-	return b, nil
+	return g, nil
 }

@@ -26,7 +26,20 @@ type Request struct {
 	// dataset has another refuses the request with ErrStale (SPEC §4: a
 	// ticket for a dataset that changed since). Never part of a descriptor.
 	Fingerprint string `json:"-"`
+	// Transport is "" (the ordinary stream of pixels; "flight" on the wire
+	// is the same) or TransportLocal: plans naming cached shard files, for
+	// a reader on the server's host (SPEC §9).
+	Transport string `json:"transport,omitempty"`
 }
+
+// Values of Request.Transport and of the descriptor's "transport" field.
+// TransportAuto is the clients' choice, never sent: local when the server
+// allows it, else flight.
+const (
+	TransportFlight = "flight"
+	TransportLocal  = "local"
+	TransportAuto   = "auto"
+)
 
 // A Plan is what a Source promises for a Request before streaming it.
 type Plan struct {
@@ -74,6 +87,46 @@ type Source interface {
 	// req.StartBatch. It returns when the stream is complete, ctx is done, or
 	// send fails; send's error is returned as is.
 	Stream(ctx context.Context, req Request, send func(*Batch) error) error
+}
+
+// A PlanBatch is one training batch of a local stream (SPEC §9): for each
+// row, in order, the sample's index and label and where its image lies:
+// File, a path relative to the cache directory (slash-separated, never
+// leaving it), holds the row's RowBytes image bytes at byte Offset, row Row
+// of the record batch of that Arrow IPC file.
+type PlanBatch struct {
+	Index  []uint64
+	Label  []int64
+	File   []string
+	Row    []int64
+	Offset []int64
+}
+
+// Rows returns the number of rows in b.
+func (b *PlanBatch) Rows() int { return len(b.Index) }
+
+// LocalInfo is what a reader on the server's host needs before asking for
+// plans: where the cache is, and the token (in the file TokenFile, relative
+// to CacheDir) whose contents prove the reader can read it.
+type LocalInfo struct {
+	CacheDir  string // absolute
+	TokenFile string // relative to CacheDir, slash-separated
+	Token     string // the file's contents, without the newline
+	BootID    string // the kernel's boot id: the same on the same host (and in its containers)
+}
+
+// A LocalSource serves local streams: plans instead of pixels (SPEC §9).
+// loader.Loader implements it.
+type LocalSource interface {
+	// Local describes the cache for local readers; an error (wrapping
+	// ErrNoLocal) says why there are none.
+	Local() (LocalInfo, error)
+	// StreamPlans calls send with each batch of req (Transport local) in
+	// order, each row written before its batch is sent. Every file named
+	// stays reachable under the name given, bytes unchanged, until release
+	// is called; StreamPlans returns it after the last send, and releases
+	// everything itself when it returns an error (ctx done, send failed).
+	StreamPlans(ctx context.Context, req Request, send func(*PlanBatch) error) (release func(), err error)
 }
 
 // Actions are the DoAction verbs beyond streaming (SPEC §4). Results are
@@ -210,6 +263,12 @@ var (
 	// undecodable sample (SPEC §5), and nothing of it is cached.
 	ErrUnreadable = errors.New("service: sample file unreadable") // Unavailable
 )
+
+// ErrNoLocal reports that a local stream cannot be served (the client is
+// not on the server's host or cannot read its cache, or the cache cannot
+// hold leases): FailedPrecondition, and the clients fall back to the
+// ordinary stream.
+var ErrNoLocal = errors.New("service: local transport unavailable")
 
 // A FieldError reports an invalid request field. It wraps ErrInvalid.
 type FieldError struct {

@@ -203,9 +203,16 @@ func (c *Cache) openLocal() error {
 }
 
 // LocalToken returns the token readers show to prove they can read the
-// cache (see NewLease), and the path of the file holding it (followed by a
-// newline), relative to the cache directory, slash-separated.
-func (c *Cache) LocalToken() (token, path string) { return c.token, localDir + "/" + tokenName }
+// cache, and the path of the file holding it (followed by a newline),
+// relative to the cache directory, slash-separated. err, wrapping
+// ErrNoLocal, says why NewLease cannot work here.
+func (c *Cache) LocalToken() (token, path string, err error) {
+	return c.token, localDir + "/" + tokenName, c.noLocal
+}
+
+// BootID returns the kernel's boot id ("" where it cannot be read): two
+// processes with the same one share a kernel, and so a page cache.
+func (c *Cache) BootID() string { return c.boot }
 
 // A Lease keeps files of the cache reachable for readers in other
 // processes under names of its own, until Release. It is safe for

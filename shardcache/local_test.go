@@ -33,7 +33,7 @@ func TestFileModesFollowUmask(t *testing.T) {
 		t.Fatal(err)
 	}
 	shard := filepath.Join(dir, filesUnder(t, dir, ".arrow")[0])
-	_, tokenPath := c.LocalToken()
+	_, tokenPath, _ := c.LocalToken()
 	for _, tc := range []struct {
 		path string
 		want fs.FileMode
@@ -69,7 +69,7 @@ func TestGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	_, tokenPath := c.LocalToken()
+	_, tokenPath, _ := c.LocalToken()
 	want := map[string]fs.FileMode{dir: fs.ModeSetgid | 0o750, filepath.Join(dir, localDir): fs.ModeSetgid | 0o750,
 		l.dir: fs.ModeSetgid | 0o750, filepath.Join(dir, filepath.FromSlash(tokenPath)): 0o640}
 	for _, rel := range filesUnder(t, dir, "shard-") {
@@ -179,7 +179,7 @@ func TestLeaseRefusesOutsidePaths(t *testing.T) {
 	if err := os.WriteFile(outside, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, tokenPath := c.LocalToken()
+	_, tokenPath, _ := c.LocalToken()
 	for _, p := range []string{outside, filepath.Join(dir, "..", "x"), filepath.Join(dir, filepath.FromSlash(tokenPath))} {
 		if name, err := l.Link(p); err == nil {
 			t.Errorf("Link(%s) = %q, want an error", p, name)
@@ -223,7 +223,7 @@ func TestLeaseKeepsVerification(t *testing.T) {
 func TestStaleLeasesRemovedAtOpen(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, nil)
-	tok1, _ := c.LocalToken()
+	tok1, _, _ := c.LocalToken()
 	l, err := c.NewLease()
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +234,10 @@ func TestStaleLeasesRemovedAtOpen(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("lease directory of the last process: %v, want removed", err)
 	}
-	tok2, path := c.LocalToken()
+	tok2, path, err := c.LocalToken()
+	if err != nil {
+		t.Fatalf("LocalToken: %v", err)
+	}
 	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(path)))
 	if err != nil || strings.TrimSpace(string(b)) != tok2 || tok2 == tok1 || len(tok2) != 64 {
 		t.Errorf("token file %q (%v), token %q, last %q: want a new 64-digit token in the file", b, err, tok2, tok1)

@@ -56,6 +56,20 @@ package epoch
 // If a batch still reads the writer when the last row lands, the batch's
 // release (unref) takes that role instead.
 //
+// # Readers in other processes
+//
+// A local stream (SPEC §9) names files instead of sending bytes: a ready
+// row's Slot carries File, the committed shard's path (modeMapped) or the
+// writer's temporary file (modeWriting, a partial shard), and the offset
+// of its image there. While the caller holds the Slot's reference, File
+// names that file: a writer cannot commit (rename) while wrefs > 0, and a
+// committed shard is only unlinked by eviction, which waits for the
+// epoch's pins. The caller links File into a shardcache.Lease before it
+// releases the Slot, so the reader's name outlives the cache's: a partial
+// shard's rows not yet written are never named (a row is named only once
+// ready), and a rename or unlink of the cache's name leaves the leased
+// file and its bytes as they are.
+//
 // # Lock order
 //
 //	loader's Loader.mu  never held together with any Shard.mu
@@ -236,6 +250,8 @@ type Slot struct {
 	Index   uint64 // Ready: the sample the row holds
 	Label   int64
 	Release func()          // Ready, when not nil: drops the reference that keeps Img valid
+	File    string          // Ready with Release: the file holding the row, named so while Release is not called
+	Offset  int64           // Ready with Release: the byte offset of the row's image in File
 	Claimed bool            // the claim is the caller's: it computes the row and calls Finish
 	Wait    <-chan struct{} // neither: closed when the shard changes
 	Cached  bool            // Ready and served from a committed shard
@@ -256,7 +272,8 @@ func (sh *Shard) Acquire(p int, claim, serve bool) (Slot, error) {
 		return Slot{Ready: true, Cached: true}, nil
 	case modeMapped:
 		sh.m.Retain()
-		return Slot{Ready: true, Cached: true, Img: sh.view.Row(p), Index: sh.view.Index(p), Label: sh.view.Label(p), Release: sh.m.Release}, nil
+		return Slot{Ready: true, Cached: true, Img: sh.view.Row(p), Index: sh.view.Index(p), Label: sh.view.Label(p), Release: sh.m.Release,
+			File: sh.m.Path(), Offset: sh.rowOffset(p)}, nil
 	case modeCommitting:
 		return Slot{Wait: sh.changed}, nil
 	case modeUnknown:
@@ -269,12 +286,12 @@ func (sh *Shard) Acquire(p int, claim, serve bool) (Slot, error) {
 	}
 	switch sh.rows[p] {
 	case rowReady:
-		var release func()
+		s := Slot{Ready: true, Img: sh.layout.Row(sh.w.Data(), p), Index: sh.index[p], Label: sh.label[p]}
 		if serve {
 			sh.wrefs++
-			release = sh.unref
+			s.Release, s.File, s.Offset = sh.unref, sh.w.Path(), sh.rowOffset(p)
 		}
-		return Slot{Ready: true, Img: sh.layout.Row(sh.w.Data(), p), Index: sh.index[p], Label: sh.label[p], Release: release}, nil
+		return s, nil
 	case rowFailed:
 		return Slot{}, sh.errs[p]
 	case rowAbsent:
@@ -284,6 +301,11 @@ func (sh *Shard) Acquire(p int, claim, serve bool) (Slot, error) {
 		}
 	}
 	return Slot{Wait: sh.changed}, nil
+}
+
+// rowOffset is the byte offset of row p's image in the shard file.
+func (sh *Shard) rowOffset(p int) int64 {
+	return sh.layout.ImageOffset + int64(p)*int64(sh.layout.RowBytes)
 }
 
 // Settle reports whether sh is committed; if not, it claims its absent
@@ -340,8 +362,7 @@ func (sh *Shard) Store(p int, img []byte) error {
 	if len(img) != sh.layout.RowBytes {
 		return fmt.Errorf("epoch: row of %d bytes for a %d-byte slot", len(img), sh.layout.RowBytes)
 	}
-	off := sh.layout.ImageOffset + int64(p)*int64(sh.layout.RowBytes)
-	if _, err := sh.w.WriteAt(img, off); outOfFiles(err) {
+	if _, err := sh.w.WriteAt(img, sh.rowOffset(p)); outOfFiles(err) {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w: %w", sh.id.num, sh.id.key.Epoch, service.ErrExhausted, err)
 	} else if err != nil {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w", sh.id.num, sh.id.key.Epoch, err)
