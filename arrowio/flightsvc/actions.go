@@ -31,8 +31,19 @@ var actionTypes = []*flight.ActionType{
 	{Type: ActionRescan, Description: `empty body or {"dataset"}: list the dataset(s) again now; new requests see a changed listing, older tickets get FailedPrecondition. Returns {"datasets":[{"dataset","samples","classes","fingerprint","changed"}]}.`},
 }
 
-// ListActions lists the DoAction verbs, none when Options.Actions is nil.
+// localActionType describes ActionLocalInfo, listed when the Source
+// serves local streams.
+var localActionType = &flight.ActionType{Type: ActionLocalInfo,
+	Description: `empty body: for readers on the server's host (local transport): {"cache_dir","token_file","boot_id"}; FailedPrecondition when the server serves no local streams.`}
+
+// ListActions lists the DoAction verbs: those of Options.Actions (none when
+// it is nil), and ActionLocalInfo when the Source serves local streams.
 func (v *handler) ListActions(_ *flight.Empty, st flight.FlightService_ListActionsServer) error {
+	if _, ok := v.s.opts.Source.(service.LocalSource); ok {
+		if err := st.Send(localActionType); err != nil {
+			return err
+		}
+	}
 	if v.s.opts.Actions == nil {
 		return nil
 	}
@@ -92,6 +103,9 @@ func sendJSON(st flight.FlightService_DoActionServer, v any) error {
 }
 
 func (v *handler) DoAction(a *flight.Action, st flight.FlightService_DoActionServer) error {
+	if a.GetType() == ActionLocalInfo {
+		return StatusOf(v.localInfo(a, st))
+	}
 	acts := v.s.opts.Actions
 	if acts == nil {
 		return status.Errorf(codes.Unimplemented, "flightsvc: actions are not served here")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -32,22 +33,41 @@ type ClientOptions struct {
 	Token     string           // sent as "authorization: Bearer <token>" when set
 	TLS       *tls.Config      // nil means plain gRPC (grpc://)
 	Allocator memory.Allocator // builds the records Fetch hands out; nil means Go memory
+	// Transport is how Fetch streams a request that does not say
+	// (service.Request.Transport ""): "auto" or "" (local when the server
+	// is on this host and this process can read its cache, SPEC §9; else
+	// the ordinary stream), "local" or "flight".
+	Transport string
+	// CacheDir is where this process sees the server's cache directory
+	// when not at the path the server reports (a container's mount); ""
+	// means the server's path.
+	CacheDir string
+	// Logger gets the one line saying why "auto" streams over Flight; nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // A Client calls a loaderd Flight server. It is safe for concurrent use.
 type Client struct {
-	opts ClientOptions
-	conn *grpc.ClientConn
-	fc   flight.FlightServiceClient
+	opts  ClientOptions
+	log   *slog.Logger
+	conn  *grpc.ClientConn
+	fc    flight.FlightServiceClient
+	reuse reuseAllocator // local streams' batch buffers
 
-	mu    sync.Mutex         // guards peers
-	peers map[string]*Client // other endpoint locations, by URI
+	mu       sync.Mutex         // guards the fields below
+	peers    map[string]*Client // other endpoint locations, by URI
+	door     *localDoor         // how to read the server's cache in place, once known
+	doorErr  error              // why this client cannot (wraps service.ErrNoLocal)
+	fellBack map[string]bool    // the reasons "auto" fell back for, logged once each
 }
 
 // FetchStats describes one Fetch.
 type FetchStats struct {
-	Batches, Rows, Bytes int64         // Bytes: IPC body bytes received
+	Batches, Rows, Bytes int64         // Bytes: IPC body bytes received (local: index, label and image bytes gathered)
 	FirstBatch, Elapsed  time.Duration // from the start of Fetch
+	Transport            string        // how the batches came: "flight" or "local"
+	Fallback             string        // why "auto" did not stream locally, "" when it did or was not asked to
 }
 
 // bearer is the per-call credential carrying the token.
@@ -73,12 +93,17 @@ func target(addr string) (string, bool, error) {
 		return rest, false, nil
 	case "grpc+tls":
 		return rest, true, nil
+	case "unix", "grpc+unix":
+		if !strings.HasPrefix(rest, "/") {
+			return "", false, fmt.Errorf("%w: %q: want unix:///absolute/path.sock", ErrBadAddr, addr)
+		}
+		return "unix://" + rest, false, nil
 	}
-	return "", false, fmt.Errorf("%w: %q: scheme %q, want grpc, grpc+tcp or grpc+tls", ErrBadAddr, addr, scheme)
+	return "", false, fmt.Errorf("%w: %q: scheme %q, want grpc, grpc+tcp, grpc+tls or unix", ErrBadAddr, addr, scheme)
 }
 
 // Dial connects to the Flight server at addr ("host:port", or a grpc://,
-// grpc+tcp:// or grpc+tls:// URI). The connection is made lazily; ctx only
+// grpc+tcp://, grpc+tls:// or unix:// (grpc+unix://) URI). The connection is made lazily; ctx only
 // bounds the setup.
 func Dial(ctx context.Context, addr string, opts *ClientOptions) (*Client, error) {
 	if err := ctx.Err(); err != nil {
@@ -117,7 +142,17 @@ func Dial(ctx context.Context, addr string, opts *ClientOptions) (*Client, error
 	if err != nil {
 		return nil, fmt.Errorf("flightsvc: dial %s: %w", addr, err)
 	}
-	return &Client{opts: o, conn: conn, fc: flight.NewFlightServiceClient(conn)}, nil
+	switch o.Transport {
+	case "", service.TransportAuto, service.TransportLocal, service.TransportFlight:
+	default:
+		conn.Close()
+		return nil, fmt.Errorf("%w: %q", ErrTransport, o.Transport)
+	}
+	lg := o.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	return &Client{opts: o, log: lg, conn: conn, fc: flight.NewFlightServiceClient(conn)}, nil
 }
 
 // Close closes the connection and those Fetch opened to other locations.
@@ -220,14 +255,45 @@ func (c *Client) Rescan(ctx context.Context, dataset string) (service.RescanResu
 	return out, nil
 }
 
-// Fetch streams req: GetFlightInfo, then DoGet on each endpoint in order
-// (an endpoint without a location is served by c). fn is called with each
-// record, valid only during the call (Retain it to keep it). With fn nil,
-// Fetch runs raw: it counts rows and body bytes without building records
-// (for throughput measurements).
+// Fetch streams req. fn is called with each record, valid only during the
+// call (Retain it to keep it). With fn nil, Fetch runs raw: it counts rows
+// and bytes without building records (for throughput measurements).
+//
+// req.Transport (or, when "", ClientOptions.Transport) picks the way:
+// "flight" is GetFlightInfo, then DoGet on each endpoint in order (an
+// endpoint without a location is served by c). "local" reads the server's
+// cache in place (SPEC §9): the server sends plans naming the shard files,
+// Fetch maps them and copies each batch's rows into one buffer; it fails
+// with FailedPrecondition (wrapping service.ErrNoLocal) when the server is
+// on another host or its cache is not readable here. "auto", the default,
+// is local when it can be and flight otherwise, logging why once per
+// reason (FetchStats.Fallback says it too). The records are the same
+// either way, byte for byte.
 func (c *Client) Fetch(ctx context.Context, req service.Request, fn func(arrow.Record) error) (FetchStats, error) {
+	mode := req.Transport
+	if mode == "" {
+		mode = c.opts.Transport
+	}
+	switch mode {
+	case service.TransportFlight:
+		req.Transport = ""
+		return c.fetchFlight(ctx, req, fn)
+	case service.TransportLocal:
+		door, err := c.localDoor(ctx)
+		if err != nil {
+			return FetchStats{}, StatusOf(err)
+		}
+		return c.fetchLocal(ctx, req, fn, door)
+	case "", service.TransportAuto:
+		return c.fetchAuto(ctx, req, fn)
+	}
+	return FetchStats{}, fmt.Errorf("%w: %q", ErrTransport, mode)
+}
+
+// fetchFlight is Fetch over DoGet.
+func (c *Client) fetchFlight(ctx context.Context, req service.Request, fn func(arrow.Record) error) (FetchStats, error) {
 	start := time.Now()
-	var stats FetchStats
+	stats := FetchStats{Transport: service.TransportFlight}
 	info, err := c.Info(ctx, req)
 	if err != nil {
 		return stats, err

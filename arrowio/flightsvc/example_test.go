@@ -19,7 +19,7 @@ func ExampleParseRequest() {
 	var fe *service.FieldError
 	fmt.Println(errors.As(err, &fe), fe.Field, status.Code(flightsvc.StatusOf(err)))
 	// Output:
-	// {Dataset:train Epoch:3 BatchSize:256 Rank:1 WorldSize:8 DropLast:false StartBatch:0 Shuffle:true GPU: Fingerprint:} <nil>
+	// {Dataset:train Epoch:3 BatchSize:256 Rank:1 WorldSize:8 DropLast:false StartBatch:0 Shuffle:true GPU: Fingerprint: Transport:} <nil>
 	// true rank InvalidArgument
 }
 

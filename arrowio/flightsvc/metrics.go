@@ -15,6 +15,8 @@ type metrics struct {
 	batches       prometheus.Counter
 	samples       prometheus.Counter
 	bytes         prometheus.Counter
+	localBatches  prometheus.Counter
+	localSamples  prometheus.Counter
 	streamWait    prometheus.Histogram
 	requests      *prometheus.CounterVec
 }
@@ -24,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		streamsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "loaderd_streams_active",
-			Help: "DoGet streams being served.",
+			Help: "DoGet streams (and DoExchange local streams) being served.",
 		}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_batches_served_total",
@@ -37,6 +39,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaderd_bytes_served_total",
 			Help: "Arrow IPC bytes (headers and bodies) sent to Flight clients.",
+		}),
+		localBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_local_batches_served_total",
+			Help: "Plans (one per training batch) sent to local readers (SPEC §9).",
+		}),
+		localSamples: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaderd_local_samples_served_total",
+			Help: "Samples (rows) named in plans sent to local readers.",
 		}),
 		streamWait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "loaderd_stream_wait_seconds",
@@ -56,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.streamsActive, m.batches, m.samples, m.bytes, m.streamWait, m.requests}
+	return []prometheus.Collector{m.streamsActive, m.batches, m.samples, m.bytes, m.localBatches, m.localSamples, m.streamWait, m.requests}
 }
 
 // register registers every collector with reg (nil: none); on a failure it

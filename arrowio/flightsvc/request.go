@@ -29,7 +29,7 @@ const (
 // ParseRequest parses the JSON descriptor of a Flight call (SPEC §4):
 // only "dataset" is required; the other fields take their defaults
 // (epoch 0, batch_size 256, rank 0, world_size 1, drop_last false,
-// start_batch 0, shuffle true). Unknown fields, wrong types and values out
+// start_batch 0, shuffle true, transport "flight", stored as ""). Unknown fields, wrong types and values out
 // of range are reported as a *service.FieldError naming the field ("rank"
 // when rank ≥ world_size); malformed JSON wraps service.ErrInvalid.
 func ParseRequest(cmd []byte) (service.Request, error) {
@@ -59,6 +59,8 @@ func ParseRequest(cmd []byte) (service.Request, error) {
 			req.Shuffle, err = boolField(name, raw)
 		case "gpu":
 			req.GPU, err = stringField(name, raw)
+		case "transport":
+			req.Transport, err = transportField(name, raw)
 		default:
 			err = &service.FieldError{Field: name, Reason: "unknown field"}
 		}
@@ -139,6 +141,20 @@ func stringField(name string, raw json.RawMessage) (string, error) {
 		return "", &service.FieldError{Field: name, Reason: "must be a string"}
 	}
 	return s, nil
+}
+
+// transportField decodes "transport": "flight" (stored as "") or "local".
+func transportField(name string, raw json.RawMessage) (string, error) {
+	v, err := stringField(name, raw)
+	switch {
+	case err != nil:
+		return "", err
+	case v == service.TransportFlight:
+		return "", nil
+	case v == service.TransportLocal:
+		return v, nil
+	}
+	return "", &service.FieldError{Field: name, Reason: fmt.Sprintf("%q: want \"flight\" or \"local\"", v)}
 }
 
 func boolField(name string, raw json.RawMessage) (bool, error) {

@@ -323,7 +323,19 @@ func (v *handler) plan(ctx context.Context, d *flight.FlightDescriptor) (service
 	if p.Schema == nil {
 		return req, p, fmt.Errorf("flightsvc: Source planned %q without a schema", req.Dataset)
 	}
-	return req, p, checkBatchBytes(req, p)
+	if err := checkBatchBytes(req, p); err != nil {
+		return req, p, err
+	}
+	if req.Transport == service.TransportLocal {
+		if _, err := v.s.checkLocal(ctx); err != nil {
+			return req, p, err
+		}
+		// A local stream's schema is its plans' (arrowio.PlanSchema).
+		if p.Schema, err = arrowio.PlanSchema(p.Schema); err != nil {
+			return req, p, err
+		}
+	}
+	return req, p, nil
 }
 
 func (v *handler) endpoint(req service.Request, fingerprint string) (*flight.FlightEndpoint, error) {
@@ -435,6 +447,9 @@ func (v *handler) DoGet(t *flight.Ticket, st flight.FlightService_DoGetServer) e
 	}
 	if p.Fingerprint != fingerprint {
 		return StatusOf(ErrStaleTicket)
+	}
+	if req.Transport == service.TransportLocal {
+		return StatusOf(fmt.Errorf("flightsvc: a local stream's plans are read with DoExchange, which holds the files until the client is done (SPEC §9): %w", service.ErrInvalid))
 	}
 	// The dataset may change between the plan and the stream: the Source
 	// streams this listing or refuses (ErrStale).

@@ -563,9 +563,14 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	// Transport "auto" asks once (DoAction local-info) whether it may read
+	// the cache in place; the fake source serves no local streams.
 	st, err := cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 8, WorldSize: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if st.Transport != service.TransportFlight || st.Fallback == "" {
+		t.Errorf("Fetch on a server without local streams: transport %q, fallback %q", st.Transport, st.Fallback)
 	}
 	_, _ = cl.Info(testCtx(t), service.Request{Dataset: "nope", BatchSize: 8, WorldSize: 1})
 	for _, tc := range []struct {
@@ -584,6 +589,7 @@ func TestMetrics(t *testing.T) {
 	want := `
 # HELP loaderd_requests_total Flight calls by method and gRPC status code.
 # TYPE loaderd_requests_total counter
+loaderd_requests_total{code="FailedPrecondition",method="DoAction"} 1
 loaderd_requests_total{code="NotFound",method="GetFlightInfo"} 1
 loaderd_requests_total{code="OK",method="DoGet"} 1
 loaderd_requests_total{code="OK",method="GetFlightInfo"} 1

@@ -11,8 +11,8 @@ import (
 )
 
 // StatusOf maps err to the gRPC status the service answers with (SPEC §4):
-// service.ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrStale →
-// FailedPrecondition, ErrExhausted → ResourceExhausted, ErrUnavailable and
+// service.ErrInvalid → InvalidArgument, ErrNotFound → NotFound, ErrStale and
+// ErrNoLocal → FailedPrecondition, ErrExhausted → ResourceExhausted, ErrUnavailable and
 // ErrUnreadable → Unavailable, ErrDataLoss → DataLoss, context cancellation → Canceled or
 // DeadlineExceeded. An error that already carries a gRPC status keeps it;
 // anything else is Internal. The message is err's text. StatusOf(nil) is nil.
@@ -27,6 +27,7 @@ func StatusOf(err error) error {
 		{err: service.ErrInvalid, code: codes.InvalidArgument},
 		{err: service.ErrNotFound, code: codes.NotFound},
 		{err: service.ErrStale, code: codes.FailedPrecondition},
+		{err: service.ErrNoLocal, code: codes.FailedPrecondition},
 		{err: service.ErrExhausted, code: codes.ResourceExhausted},
 		{err: service.ErrUnavailable, code: codes.Unavailable},
 		{err: service.ErrUnreadable, code: codes.Unavailable},

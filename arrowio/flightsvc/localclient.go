@@ -1,0 +1,412 @@
+package flightsvc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/flight"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/loaderd/loaderd/arrowio"
+	"github.com/loaderd/loaderd/service"
+)
+
+// ErrTransport reports a transport Fetch does not know.
+var ErrTransport = errors.New(`flightsvc: transport: want "auto", "local" or "flight"`)
+
+// bootIDPath is where the kernel publishes its boot id.
+const bootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// A localDoor is what a client on the server's host learned from
+// ActionLocalInfo: where it sees the cache, and the headers proving it may
+// read it.
+type localDoor struct {
+	dir string
+	md  metadata.MD
+}
+
+// localDoor finds out, once per Client, whether c can read its server's
+// cache in place. An error wrapping service.ErrNoLocal says why not (and
+// is remembered); any other error (the server unreachable, say) is not.
+func (c *Client) localDoor(ctx context.Context) (*localDoor, error) {
+	c.mu.Lock()
+	door, derr := c.door, c.doorErr
+	c.mu.Unlock()
+	if door != nil || derr != nil {
+		return door, derr
+	}
+	door, err := c.openDoor(ctx)
+	if err != nil && !errors.Is(err, service.ErrNoLocal) {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.door, c.doorErr = door, err
+	c.mu.Unlock()
+	return door, err
+}
+
+func (c *Client) openDoor(ctx context.Context) (*localDoor, error) {
+	res, err := c.Action(ctx, ActionLocalInfo, nil)
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.FailedPrecondition: // a loaderd without them, or one whose cache cannot hold leases
+		return nil, fmt.Errorf("flightsvc: %w: %s", service.ErrNoLocal, noLocalReason(err))
+	case codes.Unimplemented, codes.InvalidArgument: // no actions here, or an older loaderd
+		return nil, fmt.Errorf("flightsvc: %w: the server serves no local streams (%s)", service.ErrNoLocal, status.Convert(err).Message())
+	default:
+		return nil, err
+	}
+	var info LocalInfo
+	if len(res) != 1 || json.Unmarshal(res[0], &info) != nil || info.CacheDir == "" || !filepath.IsLocal(filepath.FromSlash(info.TokenFile)) {
+		return nil, fmt.Errorf("flightsvc: %w: the server's %s answer is not understood", service.ErrNoLocal, ActionLocalInfo)
+	}
+	boot, err := os.ReadFile(bootIDPath)
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: %w: this host's boot id: %w", service.ErrNoLocal, err)
+	}
+	if b := strings.TrimSpace(string(boot)); info.BootID == "" || b != info.BootID {
+		return nil, fmt.Errorf("flightsvc: %w: the server is on another host (its boot id %q, ours %q)", service.ErrNoLocal, info.BootID, b)
+	}
+	dir := info.CacheDir
+	if c.opts.CacheDir != "" {
+		dir = c.opts.CacheDir
+	}
+	token, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(info.TokenFile)))
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: %w: cannot read the server's cache %s: %w (the server's --cache-group, or ClientOptions.CacheDir where it is mounted elsewhere)",
+			service.ErrNoLocal, dir, err)
+	}
+	md := metadata.Pairs(HeaderBootID, info.BootID, HeaderCacheToken, strings.TrimSpace(string(token)))
+	return &localDoor{dir: dir, md: md}, nil
+}
+
+// fallback reports whether Fetch with transport "auto" may stream the
+// ordinary way after err: the local transport is not offered to this
+// client.
+func fallback(err error) bool {
+	return errors.Is(err, service.ErrNoLocal) || status.Code(err) == codes.FailedPrecondition
+}
+
+// noLocalReason is the reason an error wrapping service.ErrNoLocal (or a
+// FailedPrecondition status) gives, without the prefixes.
+func noLocalReason(err error) string {
+	msg := status.Convert(err).Message()
+	if _, after, ok := strings.Cut(msg, service.ErrNoLocal.Error()+": "); ok {
+		return after
+	}
+	return strings.TrimPrefix(msg, "flightsvc: ")
+}
+
+// fetchAuto streams req locally when c may, else the ordinary way, saying
+// why once per reason (ClientOptions.Logger).
+func (c *Client) fetchAuto(ctx context.Context, req service.Request, fn func(arrow.RecordBatch) error) (FetchStats, error) {
+	door, err := c.localDoor(ctx)
+	if err == nil {
+		var st FetchStats
+		st, err = c.fetchLocal(ctx, req, fn, door)
+		if err == nil || !fallback(err) || st.Batches > 0 {
+			return st, err
+		}
+	}
+	if !fallback(err) {
+		return FetchStats{}, err
+	}
+	why := noLocalReason(err)
+	c.mu.Lock()
+	logged := c.fellBack[why]
+	if c.fellBack == nil {
+		c.fellBack = map[string]bool{}
+	}
+	c.fellBack[why] = true
+	c.mu.Unlock()
+	if !logged {
+		c.log.Info("loaderd: streaming over Flight, not from the cache in place", "why", why)
+	}
+	req.Transport = ""
+	st, err := c.fetchFlight(ctx, req, fn)
+	st.Fallback = why
+	return st, err
+}
+
+// fetchLocal streams req as plans (SPEC §9) and gathers each batch's rows
+// from the files they name into one buffer: one copy, from the page cache.
+func (c *Client) fetchLocal(ctx context.Context, req service.Request, fn func(arrow.RecordBatch) error, door *localDoor) (FetchStats, error) {
+	start := time.Now()
+	stats := FetchStats{Transport: service.TransportLocal}
+	req.Transport = service.TransportLocal
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		ctx = metadata.NewOutgoingContext(ctx, metadata.Join(md, door.md))
+	} else {
+		ctx = metadata.NewOutgoingContext(ctx, door.md)
+	}
+	info, err := c.Info(ctx, req)
+	if err != nil {
+		return stats, err
+	}
+	if len(info.GetEndpoint()) != 1 {
+		return stats, fmt.Errorf("flightsvc: a local stream with %d endpoints, want 1", len(info.GetEndpoint()))
+	}
+	planSchema, err := flight.DeserializeSchema(info.GetSchema(), memory.DefaultAllocator)
+	if err != nil {
+		return stats, fmt.Errorf("flightsvc: local stream schema: %w", err)
+	}
+	data, rowBytes, err := arrowio.ImageSchemaOf(planSchema)
+	if err != nil {
+		return stats, err
+	}
+	g := &gatherer{files: mappedFiles{dir: door.dir}, data: data, rowBytes: rowBytes, batchSize: req.BatchSize, mem: c.opts.Allocator}
+	if g.mem == nil {
+		g.mem = &c.reuse
+	}
+	defer g.close()
+	err = c.exchange(ctx, info.GetEndpoint()[0].GetTicket().GetTicket(), info.GetTotalRecords(), func(rec arrow.RecordBatch) error {
+		p, err := arrowio.PlanOf(rec)
+		if err != nil || len(p.Index) == 0 {
+			return err
+		}
+		if stats.Batches == 0 {
+			stats.FirstBatch = time.Since(start)
+		}
+		stats.Batches++
+		stats.Rows += int64(len(p.Index))
+		stats.Bytes += int64(len(p.Index)) * int64(rowBytes+16)
+		return g.batch(p, fn)
+	})
+	stats.Elapsed = time.Since(start)
+	return stats, err
+}
+
+// exchange runs the DoExchange of a local ticket: it reads plans until
+// total rows have come, then half-closes (the server then releases the
+// files) and reads the call's status.
+func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each func(arrow.RecordBatch) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the call if each fails
+	st, err := c.fc.DoExchange(ctx)
+	if err != nil {
+		return err
+	}
+	if err := st.Send(&flight.FlightData{FlightDescriptor: &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: ticket}}); err != nil {
+		return finishExchange(st, err)
+	}
+	if total == 0 {
+		return finishExchange(st, st.CloseSend())
+	}
+	rdr, err := flight.NewRecordReader(st)
+	if err != nil {
+		return err
+	}
+	defer rdr.Release()
+	var rows int64
+	for rows < total && rdr.Next() {
+		rec := rdr.RecordBatch()
+		rows += rec.NumRows()
+		if err := each(rec); err != nil {
+			return err
+		}
+	}
+	if rows < total {
+		if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return fmt.Errorf("flightsvc: local stream ended after %d of %d rows", rows, total)
+	}
+	if err := st.CloseSend(); err != nil {
+		return err
+	}
+	for rdr.Next() { // nothing more is expected: read to the call's status
+	}
+	if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// finishExchange half-closes and reads st to its status, returning err if
+// not nil, else the status's error.
+func finishExchange(st flight.FlightService_DoExchangeClient, err error) error {
+	if err != nil {
+		return err
+	}
+	for {
+		if _, err := st.Recv(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// mappedFiles maps the files plans name, read-only, once each.
+type mappedFiles struct {
+	dir string
+	m   map[string][]byte
+}
+
+func (f *mappedFiles) get(name string) ([]byte, error) {
+	if b, ok := f.m[name]; ok {
+		return b, nil
+	}
+	fh, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(name)))
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: a plan's file: %w", err)
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: a plan's file: %w", err)
+	}
+	if fi.Size() <= 0 || int64(int(fi.Size())) != fi.Size() {
+		return nil, fmt.Errorf("flightsvc: a plan's file %s has %d bytes", name, fi.Size())
+	}
+	b, err := unix.Mmap(int(fh.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("flightsvc: map %s: %w", name, err)
+	}
+	if f.m == nil {
+		f.m = map[string][]byte{}
+	}
+	f.m[name] = b
+	return b, nil
+}
+
+func (f *mappedFiles) close() {
+	for _, b := range f.m {
+		_ = unix.Munmap(b)
+	}
+	f.m = nil
+}
+
+// A gatherer assembles the batches of a local stream.
+type gatherer struct {
+	files     mappedFiles
+	data      *arrow.Schema // the ordinary stream's
+	rowBytes  int
+	batchSize int
+	mem       memory.Allocator
+	bb        *arrowio.BatchBuilder
+	scratch   []byte // raw mode's batch buffer
+}
+
+// row returns the image bytes of row r of p, in place in its mapping.
+func (g *gatherer) row(p *arrowio.Plan, r int) ([]byte, error) {
+	b, err := g.files.get(p.File[r])
+	if err != nil {
+		return nil, err
+	}
+	off := p.Offset[r]
+	if off > int64(len(b)) || int64(len(b))-off < int64(g.rowBytes) {
+		return nil, fmt.Errorf("flightsvc: a plan names bytes [%d, %d) of %s, a file of %d bytes", off, off+int64(g.rowBytes), p.File[r], len(b))
+	}
+	return b[off : off+int64(g.rowBytes)], nil
+}
+
+// batch copies the rows of p into one buffer and hands the record to fn;
+// with fn nil it copies them into a scratch buffer (what a trainer's copy
+// costs) and drops them.
+func (g *gatherer) batch(p *arrowio.Plan, fn func(arrow.RecordBatch) error) error {
+	n := len(p.Index)
+	if fn == nil {
+		if need := n * g.rowBytes; len(g.scratch) < need {
+			g.scratch = make([]byte, need)
+		}
+		for r := range n {
+			src, err := g.row(p, r)
+			if err != nil {
+				return err
+			}
+			copy(g.scratch[r*g.rowBytes:], src)
+		}
+		return nil
+	}
+	if g.bb == nil {
+		var err error
+		if g.bb, err = arrowio.NewBatchBuilder(g.mem, g.data, max(g.batchSize, n)); err != nil {
+			return err
+		}
+	}
+	for r := range n {
+		src, err := g.row(p, r)
+		if err != nil {
+			g.bb.Release()
+			return err
+		}
+		dst, err := g.bb.Next(p.Index[r], p.Label[r])
+		if err != nil {
+			g.bb.Release()
+			return err
+		}
+		copy(dst, src)
+	}
+	rec := g.bb.NewRecord()
+	defer rec.Release()
+	return fn(rec)
+}
+
+func (g *gatherer) close() {
+	if g.bb != nil {
+		g.bb.Release()
+	}
+	g.files.close()
+}
+
+// reuseAllocator is a memory.Allocator that hands freed buffers out again
+// without zeroing them: a local stream's batch buffers are overwritten
+// row by row, and zeroing 38 MB per batch would double the copy.
+type reuseAllocator struct {
+	mu   sync.Mutex
+	free map[int][][]byte // by length
+}
+
+const reuseKeep = 4 // buffers kept per length
+
+func (a *reuseAllocator) Allocate(n int) []byte {
+	a.mu.Lock()
+	if l := a.free[n]; len(l) > 0 {
+		b := l[len(l)-1]
+		a.free[n] = l[:len(l)-1]
+		a.mu.Unlock()
+		return b
+	}
+	a.mu.Unlock()
+	return make([]byte, n)
+}
+
+func (a *reuseAllocator) Reallocate(n int, b []byte) []byte {
+	if n <= cap(b) {
+		return b[:n]
+	}
+	nb := a.Allocate(n)
+	copy(nb, b)
+	a.Free(b)
+	return nb
+}
+
+func (a *reuseAllocator) Free(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	b = b[:cap(b)]
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.free == nil {
+		a.free = map[int][][]byte{}
+	}
+	if len(a.free[len(b)]) < reuseKeep {
+		a.free[len(b)] = append(a.free[len(b)], b)
+	}
+}
