@@ -108,7 +108,8 @@ func warmPhase(ctx context.Context, addr string, clients []int, batchSize, passe
 			}
 		}
 		for range c {
-			cl, err := flightsvc.Dial(ctx, addr, nil)
+			// The ordinary stream, even where the server is on this host.
+			cl, err := flightsvc.Dial(ctx, addr, &flightsvc.ClientOptions{Transport: service.TransportFlight})
 			if err != nil {
 				closeAll()
 				return nil, fmt.Errorf("bench: warm: %w", err)
