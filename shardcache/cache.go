@@ -160,7 +160,9 @@ func Open(dir string, opts *Options) (*Cache, error) {
 	pm := perms{gid: -1}
 	if o.Group != "" {
 		gid, err := lookupGroup(o.Group)
-		if err != nil {
+		if errors.Is(err, ErrGroup) {
+			return nil, err
+		} else if err != nil {
 			return nil, fmt.Errorf("shardcache: group %q: %w", o.Group, err)
 		}
 		pm.gid = gid

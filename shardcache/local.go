@@ -38,6 +38,9 @@ import (
 // this cache: its file system has no hard links.
 var ErrNoLocal = errors.New("shardcache: cache cannot be shared with local readers")
 
+// ErrGroup reports an Options.Group that names no group.
+var ErrGroup = errors.New("shardcache: no such group")
+
 const (
 	localDir  = "local"
 	tokenName = "token"
@@ -58,7 +61,7 @@ func lookupGroup(name string) (int, error) {
 			return 0, err
 		}
 		if g, err = user.LookupGroupId(name); err != nil {
-			return 0, fmt.Errorf("no group %q", name)
+			return 0, fmt.Errorf("%w: %q", ErrGroup, name)
 		}
 	}
 	gid, err := strconv.Atoi(g.Gid)

@@ -20,7 +20,7 @@ type connFlags struct {
 }
 
 func (c *connFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", defaultListen, "server address `HOST:PORT` (or grpc://HOST:PORT, grpc+tls://HOST:PORT)")
+	fs.StringVar(&c.addr, "addr", defaultListen, "server address `HOST:PORT` (or grpc://HOST:PORT, grpc+tls://HOST:PORT, unix:///PATH.sock)")
 	fs.StringVar(&c.tokenFile, "token-file", "", "`FILE` with the bearer token")
 	fs.BoolVar(&c.useTLS, "tls", false, "connect with TLS (grpc+tls)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA certificate `FILE` (PEM) to verify the server")

@@ -24,6 +24,8 @@ import (
 
 type fetchFlags struct {
 	connFlags
+	transport       string
+	cacheDir        string
 	asJSON          bool
 	vsLoopback      bool
 	decode, digest  bool
@@ -35,6 +37,8 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f fetchFlags
 	fs := newFlags("fetch", "--dataset NAME [flags]")
 	f.connFlags.register(fs.FlagSet)
+	fs.StringVar(&f.transport, "transport", service.TransportAuto, "`WAY` batches come: auto (read the server's cache in place when it is on this host and readable, else flight), local, flight")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", "`DIRECTORY` where this host sees the server's cache, when not at the server's path (a container mount)")
 	fs.StringVar(&f.req.Dataset, "dataset", "", "dataset `NAME` (required)")
 	fs.IntVar(&f.req.Epoch, "epoch", 0, "epoch")
 	fs.IntVar(&f.req.BatchSize, "batch-size", 256, "batch size")
@@ -75,11 +79,14 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 		return usagef("--start-batch %d: want 0 or more", f.req.StartBatch)
 	case f.digest && (f.clients != 1 || f.repeat != 1):
 		return usagef("--digest: want --clients 1 and --repeat 1")
+	case f.transport != service.TransportAuto && f.transport != service.TransportLocal && f.transport != service.TransportFlight:
+		return usagef("--transport %q: want auto, local or flight", f.transport)
 	}
 	copts, err := f.connFlags.options()
 	if err != nil {
 		return err
 	}
+	copts.Transport, copts.CacheDir, copts.Logger = f.transport, f.cacheDir, newLogger(stderr, "info")
 	res, err := fetch(ctx, &f, copts)
 	if err != nil {
 		return serverError(f.addr, err)
@@ -99,9 +106,9 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Fprintf(stdout, "%s epoch %d ×%d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms\n",
+	fmt.Fprintf(stdout, "%s epoch %d ×%d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms (%s)\n",
 		f.req.Dataset, f.req.Epoch, f.repeat, res.Clients, res.Batches, res.Images, float64(res.Bytes)/1e6, res.Seconds,
-		res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
+		res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs, res.Transport)
 	if f.digest {
 		fmt.Fprintf(stdout, "sha256 %s\n", res.SHA256)
 	}
@@ -122,6 +129,8 @@ type fetchResult struct {
 	ImagesPerSec float64 `json:"images_per_sec"`
 	MBPerSec     float64 `json:"mb_per_sec"`
 	FirstBatchMs float64 `json:"first_batch_ms"` // the slowest client's
+	Transport    string  `json:"transport"`          // how the batches came: local or flight
+	Fallback     string  `json:"fallback,omitempty"` // why --transport auto streamed over Flight
 
 	LoopbackGBPerSec float64 `json:"loopback_gb_per_sec,omitempty"` // with --vs-loopback
 	VsLoopback       float64 `json:"vs_loopback,omitempty"`         // served GB/s over loopback GB/s
@@ -158,6 +167,7 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 				}
 				if pass == 0 {
 					stats[c].FirstBatch = st.FirstBatch
+					stats[c].Transport, stats[c].Fallback = st.Transport, st.Fallback
 				}
 				stats[c].Batches += st.Batches
 				stats[c].Rows += st.Rows
@@ -179,6 +189,7 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 		res.Images += s.Rows
 		res.Bytes += s.Bytes
 		res.FirstBatchMs = max(res.FirstBatchMs, float64(s.FirstBatch)/1e6)
+		res.Transport, res.Fallback = s.Transport, s.Fallback
 	}
 	if elapsed > 0 {
 		res.ImagesPerSec = float64(res.Images) / elapsed
@@ -207,6 +218,10 @@ func serverError(addr string, err error) error {
 	switch st.Code() {
 	case codes.InvalidArgument, codes.NotFound:
 		return usagef("the server at %s refused the request: %s", addr, msg)
+	case codes.FailedPrecondition:
+		if strings.Contains(msg, "local transport unavailable") {
+			return usagef("--transport local: the server at %s cannot be read in place: %s (--transport auto falls back to flight)", addr, strings.TrimPrefix(msg, "local transport unavailable: "))
+		}
 	case codes.Unauthenticated:
 		return usagef("the server at %s wants a token: %s (--token-file)", addr, msg)
 	case codes.Unavailable:

@@ -343,9 +343,60 @@ func checkAddr(flagName, v string) error {
 	return nil
 }
 
+// unixPath returns the socket path of a unix:///PATH (or grpc+unix://)
+// address.
+func unixPath(addr string) (string, bool) {
+	for _, scheme := range []string{"unix://", "grpc+unix://"} {
+		if p, ok := strings.CutPrefix(addr, scheme); ok {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// checkListen checks a --listen value: HOST:PORT or unix:///PATH.
+func checkListen(flagName, v string) error {
+	if p, ok := unixPath(v); ok {
+		if !filepath.IsAbs(p) || strings.HasSuffix(p, "/") {
+			return usagef("--%s %q: want unix:///absolute/path/loaderd.sock", flagName, v)
+		}
+		return nil
+	}
+	return checkAddr(flagName, v)
+}
+
+// listenUnix listens on a Unix-domain socket at path. A socket file left by
+// a process that died is replaced; one a live server answers on is busy.
+func listenUnix(flagName, path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, usagef("--%s unix://%s: a file that is not a socket is in the way", flagName, path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("--%s unix://%s: a server listens there (another loaderd?); stop it or pick another path", flagName, path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("--%s unix://%s: remove the stale socket: %w", flagName, path, err)
+		}
+	}
+	lis, err := net.Listen("unix", path)
+	switch {
+	case err == nil:
+		return lis, nil
+	case errors.Is(err, syscall.ENOENT):
+		return nil, usagef("--%s unix://%s: no directory %s", flagName, path, filepath.Dir(path))
+	}
+	return nil, fmt.Errorf("--%s unix://%s: %w", flagName, path, err)
+}
+
 // listen opens a listener for flag flagName, telling a wrong address
-// (exit 2) from one that is busy (exit 1).
+// (exit 2) from one that is busy (exit 1). addr is HOST:PORT, or
+// unix:///PATH for a Unix-domain socket.
 func listen(flagName, addr string) (net.Listener, error) {
+	if p, ok := unixPath(addr); ok {
+		return listenUnix(flagName, p)
+	}
 	lis, err := net.Listen("tcp", addr)
 	switch {
 	case err == nil:
@@ -377,6 +428,7 @@ type pipelineFlags struct {
 	decoder     string
 	seed        uint64
 	cacheDir    string
+	cacheGroup  string
 	cacheBudget byteSize
 	workers     int
 	shardSize   int
@@ -399,6 +451,7 @@ func (p *pipelineFlags) register(fs *pflag.FlagSet) {
 	fs.Uint64Var(&p.seed, "seed", defaultSeed, "random `SEED` of epoch order and augmentation")
 	fs.StringVar(&p.decoder, "decoder", "auto", "`DECODER`s: auto (libjpeg-turbo for JPEG and libwebp for WebP when built in, else Go's), libjpeg-turbo (auto, failing if libjpeg-turbo is not built in), go (pure Go for every format)")
 	fs.StringVar(&p.cacheDir, "cache-dir", defaultCacheDir(), "`DIRECTORY` of the epoch cache")
+	fs.StringVar(&p.cacheGroup, "cache-group", "", "`GROUP` (name or id) given the cache, so that trainers in it read the shards in place (directories setgid 2750, files 0640; default: 0755/0644 less the umask)")
 	fs.Var(&p.cacheBudget, "cache-budget", "bytes the cache may use on disk, e.g. 200G (0 = unlimited)")
 	fs.IntVar(&p.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")
 	fs.IntVar(&p.shardSize, "shard-size", 1024, "samples per cache shard file")

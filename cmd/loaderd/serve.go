@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,7 +69,7 @@ drains running streams (up to --drain-timeout) and exits 0.`
 // register adds serve's flags to fs; their defaults land in f at once.
 func (f *serveFlags) register(fs *pflag.FlagSet) {
 	f.pipelineFlags.register(fs)
-	fs.StringVar(&f.listen, "listen", defaultListen, "Flight address `HOST:PORT` to listen on")
+	fs.StringVar(&f.listen, "listen", defaultListen, "Flight address `HOST:PORT` to listen on, or unix:///PATH.sock (trainers on this host)")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address `HOST:PORT` for Prometheus /metrics and /healthz (empty = off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on --metrics-listen")
 	fs.IntVar(&f.prefetchEpochs, "prefetch-epochs", 1, "epochs after the one streamed to compute in the background")
@@ -102,7 +104,7 @@ func (f *serveFlags) check() error {
 	case f.pprof && f.metricsListen == "":
 		return usagef("--pprof serves on --metrics-listen: give --metrics-listen too, e.g. 127.0.0.1:9100")
 	}
-	if err := checkAddr("listen", f.listen); err != nil {
+	if err := checkListen("listen", f.listen); err != nil {
 		return err
 	}
 	if f.metricsListen != "" {
@@ -151,12 +153,14 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		}
 		logger.Info("shared tier", "remote_cache", remote.String())
 	}
-	cache, err := shardcache.Open(f.cacheDir, &shardcache.Options{Budget: int64(f.cacheBudget), Logger: logger, Registerer: reg})
+	cache, err := shardcache.Open(f.cacheDir, &shardcache.Options{Budget: int64(f.cacheBudget), Group: f.cacheGroup, Logger: logger, Registerer: reg})
 	if err != nil && remote != nil {
 		remote.Close()
 	}
 	if errors.Is(err, shardcache.ErrLocked) {
 		return nil, fmt.Errorf("--cache-dir %s is in use by another loaderd (serve or precompute): stop it, or give this one another --cache-dir", f.cacheDir)
+	} else if errors.Is(err, shardcache.ErrGroup) {
+		return nil, usagef("--cache-group %q: no such group on this host", f.cacheGroup)
 	} else if err != nil {
 		return nil, err
 	}
@@ -307,7 +311,14 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 	if err != nil {
 		return err
 	}
-	logger.Info("loaderd serving", "location", scheme+"://"+lis.Addr().String(),
+	location := scheme + "://" + lis.Addr().String()
+	if lis.Addr().Network() == "unix" {
+		location = "unix://" + lis.Addr().String()
+		if err := shareSocket(lis.Addr().String(), f.cacheGroup); err != nil {
+			return err
+		}
+	}
+	logger.Info("loaderd serving", "location", location,
 		"datasets", f.data.String(), "pipeline", f.pipeline, "seed", f.seed, "cache", f.cacheDir,
 		"gpus", len(st.topo.Devices), "topology", st.topo.Source)
 	if mlis != nil {
@@ -363,6 +374,31 @@ func exposure(addr net.Addr, token, useTLS, clientCerts bool) []string {
 func isLoopback(addr net.Addr) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	return !ok || ta.IP.IsLoopback()
+}
+
+// shareSocket lets the cache's group connect to a Unix-domain socket
+// (0660); without a group the socket keeps the mode the umask gave it.
+func shareSocket(path, group string) error {
+	if group == "" {
+		return nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		if g, err = user.LookupGroupId(group); err != nil {
+			return usagef("--cache-group %q: no such group on this host", group)
+		}
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err == nil {
+		err = os.Chown(path, -1, gid)
+	}
+	if err == nil {
+		err = os.Chmod(path, 0o660)
+	}
+	if err != nil {
+		return fmt.Errorf("--listen unix://%s: give the socket to group %s: %w", path, group, err)
+	}
+	return nil
 }
 
 func serveMetrics(ctx context.Context, lis net.Listener, reg *prometheus.Registry, withPprof bool) error {
