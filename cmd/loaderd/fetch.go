@@ -128,7 +128,7 @@ type fetchResult struct {
 	Seconds      float64 `json:"seconds"`
 	ImagesPerSec float64 `json:"images_per_sec"`
 	MBPerSec     float64 `json:"mb_per_sec"`
-	FirstBatchMs float64 `json:"first_batch_ms"` // the slowest client's
+	FirstBatchMs float64 `json:"first_batch_ms"`     // the slowest client's
 	Transport    string  `json:"transport"`          // how the batches came: local or flight
 	Fallback     string  `json:"fallback,omitempty"` // why --transport auto streamed over Flight
 
