@@ -26,9 +26,9 @@ import (
 	"github.com/loaderd/loaderd/service"
 )
 
-// startServe runs `loaderd serve` in-process on listen until the test
+// startServeOn runs `loaderd serve` in-process on listen until the test
 // ends (or stop); it returns the address it listens on.
-func startServe(t *testing.T, data, cache, listen string, mod func(*serveFlags)) (addr string, stop func()) {
+func startServeOn(t *testing.T, data, cache, listen string, mod func(*serveFlags)) (addr string, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &serveFlags{listen: listen, maxStreams: 16, drainTimeout: 5 * time.Second}
@@ -96,7 +96,7 @@ func TestLocalTransport(t *testing.T) {
 	data := smallData(t, 41, true)
 	cache := t.TempDir()
 	sock := "unix://" + filepath.Join(t.TempDir(), "loaderd.sock")
-	addr, stop := startServe(t, data, cache, sock, nil)
+	addr, stop := startServeOn(t, data, cache, sock, nil)
 	ctx := context.Background()
 	cl, err := flightsvc.Dial(ctx, addr, nil) // Transport auto
 	if err != nil {
@@ -143,7 +143,7 @@ func TestLocalTransport(t *testing.T) {
 
 	// Over TCP the client proves it is on this host (boot id and the
 	// cache's token); --cache-dir where the cache is not makes it fail.
-	addr, _ = startServe(t, data, cache, "127.0.0.1:0", nil)
+	addr, _ = startServeOn(t, data, cache, "127.0.0.1:0", nil)
 	for _, tc := range []struct {
 		args         []string
 		code         int
@@ -228,7 +228,7 @@ func TestLocalTransportOtherUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(top, "cache")
-	addr, _ := startServe(t, smallData(t, 30, false), cache, "127.0.0.1:0", func(f *serveFlags) { f.cacheGroup = group.Name })
+	addr, _ := startServeOn(t, smallData(t, 30, false), cache, "127.0.0.1:0", func(f *serveFlags) { f.cacheGroup = group.Name })
 
 	ctx := context.Background()
 	cl, err := flightsvc.Dial(ctx, addr, &flightsvc.ClientOptions{Transport: service.TransportFlight})
