@@ -368,7 +368,7 @@ func (g *gatherer) close() {
 // without zeroing them: a local stream's batch buffers are overwritten
 // row by row, and zeroing 38 MB per batch would double the copy.
 type reuseAllocator struct {
-	mu   sync.Mutex
+	mu   sync.Mutex       // guards free; a leaf lock
 	free map[int][][]byte // by length
 }
 
