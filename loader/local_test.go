@@ -149,7 +149,7 @@ func TestStreamPlansNamePartialShards(t *testing.T) {
 	want := fxEpoch(t, root, 0, nil)
 	dir := t.TempDir()
 	l := fxLoader(t, root, fxCache(t, dir, 0), nil)
-	schema, err := l.schema(l.sets["train"], 0)
+	schema, err := l.schema(l.sets["train"].current(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
