@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import math
 import os
+import platform
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +27,47 @@ log = logging.getLogger("loaderd")
 
 # Flight's "use the connection you came in on" location (Flight ≥ 14).
 _REUSE = "arrow-flight-reuse-connection://?"
+
+# How glibc's malloc was set up for streaming (see _tune_malloc): None before
+# the first stream, then "tuned" or why not.
+malloc_state: Optional[str] = None
+_malloc_lock = threading.Lock()
+
+
+def _tune_malloc() -> None:
+    """Keeps freed large blocks in glibc's heap, once per process.
+
+    gRPC hands each received message to Arrow as one contiguous buffer as
+    large as the batch (38 MB for 256 × 224×224×3), which glibc serves from a
+    fresh mmap above its 32 MiB ceiling and unmaps when the batch is freed:
+    every batch then pays page faults and the kernel zeroing 38 MB. Raising
+    M_MMAP_THRESHOLD and M_TRIM_THRESHOLD to 1 GiB lets the next batch reuse
+    the memory; measured on a cached epoch, the client's CPU per GB fell from
+    0.83 to 0.32 s. The cost: up to 1 GiB of freed memory stays with the
+    process. Skipped off glibc, when the environment sets malloc tunables
+    itself, or with LOADERD_MALLOC=default.
+    """
+    global malloc_state
+    with _malloc_lock:
+        if malloc_state is not None:
+            return
+        malloc_state = "tuned"
+        if os.environ.get("LOADERD_MALLOC", "").lower() in ("default", "0", "off"):
+            malloc_state = "skipped: LOADERD_MALLOC=default"
+        elif any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                           "GLIBC_TUNABLES")):
+            malloc_state = "skipped: the environment sets malloc tunables"
+        elif not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+            malloc_state = "skipped: not glibc"
+        else:
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                m_trim_threshold, m_mmap_threshold = -1, -3
+                if not (libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30)):
+                    malloc_state = "skipped: mallopt refused"
+            except (OSError, AttributeError) as e:
+                malloc_state = f"skipped: {e}"
+        log.debug("loaderd: malloc %s", malloc_state)
 
 
 class Batch(NamedTuple):
@@ -521,6 +565,7 @@ class BatchStream(Iterator[Batch]):
         self.close()
 
     def _run(self) -> Iterator[Batch]:
+        _tune_malloc()
         c = self.client
         start = self.request["start_batch"]
         replanned = False
