@@ -201,6 +201,10 @@ func cachedPhases(ctx context.Context, o *Options, tmp string, p *augment.Pipeli
 		epochBytes := int64(data.Set.Len()) * int64(p.RowBytes())
 		passes := int(min(1000, max(1, (o.TransferBytes+epochBytes-1)/epochBytes)))
 		r.Warm, err = warmPhase(gctx, lis.Addr().String(), o.Clients, o.BatchSize, passes, o.Repeat, progress)
+		if err != nil || o.Python == "" {
+			return err
+		}
+		r.Python, err = pythonPhase(gctx, o, tmp, lis.Addr().String(), passes, progress)
 		return err
 	})
 	return g.Wait()

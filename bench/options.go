@@ -41,6 +41,13 @@ type Options struct {
 	BatchSize     int           // warm request batch size; 0 → 256
 	TransferBytes int64         // bytes each memcpy, loopback and warm run moves at least; 0 → 1 GiB
 	GenerateCount int           // images generated when Data is ""; 0 → 256 (capped by MaxImages)
+
+	// Python is the interpreter of the Python client rows of the warm
+	// phase (pyarrow.flight, loaderd.Client, LoaderdDataset; see
+	// PythonResult); "" → none. PythonPath is prepended to its PYTHONPATH
+	// (a checkout's python/ directory, for the loaderd package).
+	Python     string
+	PythonPath string
 }
 
 const (

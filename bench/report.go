@@ -21,6 +21,9 @@ type Report struct {
 	// Peers are the other loaders measured on the same files, in the order
 	// asked for; a peer that could not run has only its Error.
 	Peers []PeerResult `json:"peers,omitempty"`
+	// Python are the Python clients on the warm phase's cached epoch, with
+	// Options.Python; a client that could not run has only its Error.
+	Python []PythonResult `json:"python_clients,omitempty"`
 
 	Ratios  Ratios  `json:"ratios"`
 	Seconds float64 `json:"seconds"` // wall time of the whole run
@@ -158,6 +161,8 @@ type Ratios struct {
 	Served       []ServedRatio `json:"served,omitempty"`
 	// WarmOverCold is the best warm images/s over the best cold images/s.
 	WarmOverCold float64 `json:"warm_over_cold,omitempty"`
+	// Python compares each Python client with the Go client and loopback.
+	Python []PythonRatio `json:"python,omitempty"`
 }
 
 // A PeerRatio compares loaderd at Workers workers with the fastest peer
@@ -268,6 +273,7 @@ func (r *Report) computeRatios() Ratios {
 	if bestPeer > 0 {
 		out.WarmOverPeer = bestWarm / bestPeer
 	}
+	out.Python = r.pythonRatios()
 	return out
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -69,6 +70,24 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%.2f\t%s\t\n", p.Clients, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), p.GBPerSec, ratio)
 	}
+	if len(r.Python) > 0 {
+		pyRatio := map[string]PythonRatio{}
+		for _, pr := range ratios.Python {
+			pyRatio[pr.Name] = pr
+		}
+		fmt.Fprintln(tw, "\nPYTHON CLIENTS: the same cached epoch, 1 client, a process each")
+		fmt.Fprintln(tw, "client\timages/s\t[min–max]\tGB/s\tCPU-s/GB\t/Go client\tserved/loopback\t")
+		for _, p := range r.Python {
+			if p.Error != "" {
+				fmt.Fprintf(tw, "%s\tnot measured\t-\t-\t-\t-\t-\t\n", p.Label)
+				continue
+			}
+			pr := pyRatio[p.Name]
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%.2f\t%.2f\t%s\t%s\t\n", p.Label, p.Point.ImagesPerSec,
+				span(p.Point.Min, p.Point.Max, "%.0f"), p.Point.GBPerSec, p.CPUPerGB, ratioText(pr.OverGo, ""),
+				ratioText(pr.OverLoopback, " (1-stream TCP)"))
+		}
+	}
 	fmt.Fprintln(tw, "\nLIMITS")
 	fmt.Fprintln(tw, "\tstreams\tGB/s\t[min–max]\tsamples/s\t")
 	l := r.Limits.Memcpy
@@ -95,6 +114,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("bench: table: %w", err)
+	}
+	for _, p := range r.Python {
+		if p.Error != "" {
+			fmt.Fprintf(&b, "python client %s not measured: %s\n", p.Name, p.Error)
+		} else {
+			fmt.Fprintf(&b, "python client %s: %s (%s)\n", p.Name, versionText(p.Versions), p.Python)
+		}
 	}
 	for _, res := range r.Peers {
 		if res.Error != "" {
@@ -153,4 +179,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func ratioText(r float64, suffix string) string {
+	if r <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f%s", r, suffix)
+}
+
+// versionText is "k v, k v" of vs in key order.
+func versionText(vs map[string]string) string {
+	keys := slices.Sorted(maps.Keys(vs))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + " " + vs[k]
+	}
+	return strings.Join(parts, ", ")
 }

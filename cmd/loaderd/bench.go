@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -12,7 +14,7 @@ import (
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o bench.Options
-	var clients, peers, pythons string
+	var clients, peers, pythons, python string
 	fs := newFlags("bench", "[--data DIR] [--peer all|dali,tfdata,torchvision] [flags]")
 	fs.StringVar(&o.Data, "data", "", "ImageFolder `DIRECTORY` to measure on (default: generated images)")
 	fs.StringVar(&o.Pipeline, "pipeline", defaultPipeline, "augmentation `PIPELINE` (`loaderd pipelines` lists the ops)")
@@ -24,6 +26,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&peers, "peer", "", "`PEERS` to run side by side: dali, tfdata, torchvision (comma-separated) or all; each must run, or bench exits 1")
 	fs.StringVar(&pythons, "peer-python", "", "`PEER=PATH,...`: a peer's Python (default: the venv of bench/peers/setup.sh in "+
 		"$LOADERD_PEERS_DIR or ~/.cache/loaderd/peers; torchvision falls back to /usr/bin/python3)")
+	fs.StringVar(&python, "python", "python3", "`PYTHON` for the Python client rows (pyarrow.flight, loaderd.Client, LoaderdDataset) on the warm epoch; "+
+		"\"none\" skips them; given explicitly, each must run, or bench exits 1")
 	fs.IntVar(&o.MaxImages, "max-images", 0, "images per measurement (0 = the harness default)")
 	fs.StringVar(&o.OutDir, "out", "bench-out", "`DIRECTORY` for bench.txt (the table), bench.json, bench.png and the peers' sample images")
 	if err := parse(fs, args, 0); err != nil {
@@ -51,6 +55,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := parsePipeline(o.Pipeline, o.Decoder); err != nil {
 		return err
 	}
+	pythonGiven := fs.Changed("python")
+	if python != "none" {
+		if p, err := exec.LookPath(python); err == nil {
+			o.Python, o.PythonPath = p, checkoutPython()
+		} else if pythonGiven {
+			return usagef("--python %q: %v", python, err)
+		}
+	}
 	o.Logger = newLogger(stderr, "warn")
 	o.Progress = stderr
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
@@ -63,7 +75,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := rep.WriteTable(stdout); err != nil { // Run wrote it, the JSON and the PNG into OutDir too
 		return err
 	}
-	return rep.PeerErr() // a peer asked for that did not run: exit 1 with the reason
+	if err := rep.PeerErr(); err != nil { // a peer asked for that did not run: exit 1 with the reason
+		return err
+	}
+	if pythonGiven {
+		return rep.PythonErr()
+	}
+	return nil
+}
+
+// checkoutPython is the python/ directory of the loaderd checkout the
+// working directory is in (it holds the loaderd package), or "".
+func checkoutPython() string {
+	dir, err := os.Getwd()
+	for err == nil {
+		if _, serr := os.Stat(filepath.Join(dir, "python", "loaderd", "__init__.py")); serr == nil {
+			return filepath.Join(dir, "python")
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return ""
 }
 
 // parsePeerPython reads --peer-python: PEER=PATH pairs, comma-separated.

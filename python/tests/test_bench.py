@@ -1,0 +1,33 @@
+"""`loaderd bench --python`: the Python client rows, measured for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")  # the LoaderdDataset row needs the [torch] extra
+
+from conftest import REPO  # noqa: E402
+
+
+def test_bench_python_rows(loaderd_bin, sample_data, tmp_path):
+    out = tmp_path / "bench"
+    p = subprocess.run([str(loaderd_bin), "bench", "--data", str(sample_data), "--max-images", "61",
+                        "--repeat", "1", "--max-workers", "1", "--epochs", "2", "--clients", "1",
+                        "--python", sys.executable, "--out", str(out)],
+                       cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "PYTHON CLIENTS" in p.stdout
+    rep = json.loads((out / "bench.json").read_text())
+    rows = {r["name"]: r for r in rep["python_clients"]}
+    assert list(rows) == ["pyarrow", "loaderd", "dataset"]
+    for name, r in rows.items():
+        assert not r.get("error"), (name, r)
+        assert r["point"]["gb_per_sec"] > 0 and r["point"]["images"] % 61 == 0, (name, r)
+        assert r["versions"]["pyarrow"]
+    assert rows["loaderd"]["versions"]["malloc"] == "tuned"
+    ratios = {r["name"]: r for r in rep["ratios"]["python"]}
+    assert all(r["over_go_client"] > 0 and r["over_loopback"] > 0 for r in ratios.values())
