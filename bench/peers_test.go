@@ -53,7 +53,11 @@ func TestPeerScripts(t *testing.T) {
 			samples := t.TempDir()
 			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, python, filepath.Join(scripts, spec.Script), data, "--workers", "1",
+			workers := "1"
+			if spec.InProcess {
+				workers = "0,1" // to compare the CPU counted in-process and in a worker
+			}
+			cmd := exec.CommandContext(ctx, python, filepath.Join(scripts, spec.Script), data, "--workers", workers,
 				"--epochs", "2", "--batch-size", "16", "--variant", strings.Join(variants, ","), "--samples", samples)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -68,9 +72,15 @@ func TestPeerScripts(t *testing.T) {
 	}
 }
 
+// checkPeerLines checks the script's JSON lines: one per variant (and per
+// worker count, 0 and 1 for a peer that runs in-process too) with its
+// figures and versions. In-process, the CPU per image is the script's own;
+// in a worker process it must come out about the same, or the workers' CPU
+// went uncounted.
 func checkPeerLines(t *testing.T, spec peerSpec, variants []string, out string) {
 	t.Helper()
 	var got []string
+	cpuPerImage := map[string]float64{} // variant → in-process CPU seconds per image
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		var l peerLine
@@ -78,11 +88,20 @@ func checkPeerLines(t *testing.T, spec peerSpec, variants []string, out string) 
 			t.Errorf("stdout line %q: %v", sc.Text(), err)
 			continue
 		}
+		if l.Workers != nil && *l.Workers == 0 && spec.InProcess && l.Images > 0 {
+			cpuPerImage[l.Variant] = l.CPUSeconds / float64(l.Images)
+			continue
+		}
 		got = append(got, l.Variant)
+		if inproc, ok := cpuPerImage[l.Variant]; ok && l.Images > 0 && l.CPUSeconds/float64(l.Images) < 0.6*inproc {
+			t.Errorf("line %s: %.2f ms of CPU per image in a worker, %.2f in-process: the workers' CPU is not counted",
+				sc.Text(), 1e3*l.CPUSeconds/float64(l.Images), 1e3*inproc)
+		}
 		if l.System != spec.Name || l.Workers == nil || *l.Workers != 1 || l.ImagesPerSec == nil || *l.ImagesPerSec <= 0 ||
 			l.Images <= 0 || l.CPUSeconds <= 0 || l.Epochs != 2 || l.Versions["python"] == "" || len(l.Versions) < 3 {
 			t.Errorf("line %s: want %s at 1 worker, images/s, CPU seconds, 2 epochs and versions", sc.Text(), spec.Name)
 		}
+
 	}
 	if !slices.Equal(got, variants) {
 		t.Errorf("lines for variants %v, want %v:\n%s", got, variants, out)
