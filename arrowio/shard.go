@@ -287,6 +287,16 @@ func (l *ShardLayout) SetLabel(data []byte, p int, v int64) {
 	binary.LittleEndian.PutUint64(data[l.LabelOffset+8*int64(p):], uint64(v))
 }
 
+// Index returns the index of row p within data.
+func (l *ShardLayout) Index(data []byte, p int) uint64 {
+	return binary.LittleEndian.Uint64(data[l.IndexOffset+8*int64(p):])
+}
+
+// Label returns the label of row p within data.
+func (l *ShardLayout) Label(data []byte, p int) int64 {
+	return int64(binary.LittleEndian.Uint64(data[l.LabelOffset+8*int64(p):]))
+}
+
 // Images returns the image bytes of all rows within data, row after row.
 func (l *ShardLayout) Images(data []byte) []byte {
 	end := l.ImageOffset + int64(l.Rows)*int64(l.RowBytes)

@@ -83,6 +83,11 @@ func (l *Loader) Evict(ctx context.Context, dataset string, epochs []int) (servi
 	for _, e := range es {
 		l.mu.Lock()
 		l.evicted[idOf(d, e)] = true
+		for k := range l.fetched {
+			if k.id == idOf(d, e) {
+				delete(l.fetched, k)
+			}
+		}
 		l.mu.Unlock()
 		if err := l.cache.Evict(l.key(d, e)); err != nil {
 			return service.CacheStatus{}, fmt.Errorf("loader: evict epoch %d of %s: %w", e, d.Name, err)

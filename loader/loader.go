@@ -89,6 +89,7 @@ type Loader struct {
 	met       *metrics
 	sched     *workers.Scheduler
 	commits   *epoch.Commits // the shard commits of every epoch
+	up        *uploads       // uploads to the shared tier (shared.go)
 	wake      chan struct{}  // nudges Run's prefetch loop
 
 	// mu guards the registry of epochs in use below. It is never held
@@ -100,6 +101,9 @@ type Loader struct {
 	epochs  map[epochID]*openEpoch // epochs in use, by their users
 	live    map[epochID]int        // streams per epoch
 	evicted map[epochID]bool       // explicitly evicted: not prefetched until streamed
+	shapes  map[string]*jobShape   // the job reading each dataset, learned from requests (ranks.go)
+	recent  map[string]epochID     // the last epoch streamed of each dataset: prefetch follows it after its streams end too
+	fetched map[prefetchDone]bool  // epochs whose rows of a shape a prefetch filled
 	closed  bool                   // Close was called: no new user
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
@@ -180,10 +184,14 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		sets:    map[string]*served{},
 		met:     met,
 		commits: epoch.NewCommits(),
+		up:      newUploads(),
 		wake:    make(chan struct{}, 1),
 		epochs:  map[epochID]*openEpoch{},
 		live:    map[epochID]int{},
 		evicted: map[epochID]bool{},
+		shapes:  map[string]*jobShape{},
+		recent:  map[string]epochID{},
+		fetched: map[prefetchDone]bool{},
 	}
 	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
 	for _, spec := range o.Datasets {
@@ -231,6 +239,7 @@ func (l *Loader) Close() error {
 	l.mu.Unlock()
 	l.sched.Stop()
 	l.commits.Wait()
+	l.up.stop(uploadGrace)
 	l.met.unregister()
 	return nil
 }

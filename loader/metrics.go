@@ -20,6 +20,9 @@ type metrics struct {
 
 	datasetChanges prometheus.Counter // listings swapped in (served.go)
 	readErrors     prometheus.Counter // sample files unreadable after retries (read.go)
+	fetched        prometheus.Counter // rows read from the shared tier
+	resumed        prometheus.Counter // rows of partial shards found again on disk
+	uploadedRows   prometheus.Counter // rows uploaded to the tier as parts
 }
 
 // newMetrics makes the collectors and registers them with reg, if not nil.
@@ -58,6 +61,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Rows a stream asked for that nothing had computed (cold): computed for the stream, or streamed uncached.",
 		}),
 	}
+	m.fetched, m.resumed, m.uploadedRows = sharedCollectors()
 	for _, w := range works {
 		m.computed.WithLabelValues(w.String())
 	}
@@ -69,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served, m.hits, m.misses, m.datasetChanges, m.readErrors}
+	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served, m.hits, m.misses, m.datasetChanges, m.readErrors, m.fetched, m.resumed, m.uploadedRows}
 }
 
 // register registers every collector with reg (nil: none); on a failure it

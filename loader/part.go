@@ -115,7 +115,10 @@ func (l *Loader) PrecomputePart(ctx context.Context, dataset string, epochs []in
 		if len(todo) == 0 {
 			continue
 		}
-		sel := func(e, s int) bool { return chunk[s] && !inTier[pair{e, s}] }
+		sel := func(e, i int) bool {
+			s := i / l.opts.ShardSize
+			return chunk[s] && !inTier[pair{e, s}]
+		}
 		var report func(service.PrecomputeProgress) error
 		if progress != nil {
 			base := done

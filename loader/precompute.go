@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,12 +192,15 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
 }
 
-// A selection says which shards of which epochs a precompute fills; nil
-// means every shard of every epoch.
-type selection func(e, shard int) bool
+// A selection says which rows of which epochs a precompute fills: sample
+// i of epoch e when sel(e, i); nil means every row of every epoch. A
+// selection of whole shards fills and commits them; a selection of rows
+// (a node's ranks, for prefetch) fills the rows, which stay in partial
+// shards.
+type selection func(e, i int) bool
 
-// has reports whether sel selects shard of epoch e.
-func (sel selection) has(e, shard int) bool { return sel == nil || sel(e, shard) }
+// has reports whether sel selects sample i of epoch e.
+func (sel selection) has(e, i int) bool { return sel == nil || sel(e, i) }
 
 // epochList checks and sorts epochs, dropping repeats.
 func epochList(epochs []int) ([]int, error) {
@@ -234,8 +238,8 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, sel selec
 
 	var total int64
 	for _, ep := range eps {
-		for s, sh := range ep.Shards() {
-			if !sel.has(ep.id.epoch, s) {
+		for _, sh := range ep.Shards() {
+			if !sel.has(ep.id.epoch, sh.Lo()) {
 				continue
 			}
 			total += int64(sh.Rows())
@@ -303,25 +307,29 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, sel selec
 // fill computes every missing row of the shards sel selects of eps and
 // waits until each is committed, in two passes: fillFused, then settle. A
 // task's failure cancels ctx with its error.
+//
+// A prefetch with a selection (a node's ranks: ranks.go) fills rows, not
+// shards: its second pass waits for the rows, and the shards stay partial.
 func (l *Loader) fill(ctx context.Context, r *runner, d *dataset, eps []*openEpoch, sel selection, cancel context.CancelCauseFunc) error {
 	if err := l.fillFused(ctx, r, d, eps, sel, cancel); err != nil {
 		return err
 	}
+	if r.kind == workPrefetch && sel != nil {
+		return l.settleRows(ctx, r, eps, sel)
+	}
 	return l.settle(ctx, r, eps, sel)
 }
 
-// samples returns, in index order, the samples of the shards sel selects
-// in some epoch of eps.
+// samples returns, in index order, the samples sel selects in some epoch
+// of eps.
 func (l *Loader) samples(d *dataset, eps []*openEpoch, sel selection) func(yield func(int) bool) {
 	return func(yield func(int) bool) {
-		for lo, s := 0, 0; lo < d.Len(); lo, s = lo+l.opts.ShardSize, s+1 {
-			if sel != nil && !slices.ContainsFunc(eps, func(ep *openEpoch) bool { return sel(ep.id.epoch, s) }) {
+		for i := range d.Len() {
+			if sel != nil && !slices.ContainsFunc(eps, func(ep *openEpoch) bool { return sel(ep.id.epoch, i) }) {
 				continue
 			}
-			for i := lo; i < min(d.Len(), lo+l.opts.ShardSize); i++ {
-				if !yield(i) {
-					return
-				}
+			if !yield(i) {
+				return
 			}
 		}
 	}
@@ -341,9 +349,10 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 		}
 		fused = fused[:0]
 		var shs []*epoch.Shard
+		var owners []*openEpoch
 		var ps []int // the row of sample i in each of shs
 		for _, ep := range eps {
-			if !sel.has(ep.id.epoch, i/l.opts.ShardSize) {
+			if !sel.has(ep.id.epoch, i) {
 				continue
 			}
 			sh, p := ep.ShardOf(i)
@@ -353,7 +362,7 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 			}
 			if claimed {
 				fused = append(fused, ep.id.epoch)
-				shs, ps = append(shs, sh), append(ps, p)
+				shs, ps, owners = append(shs, sh), append(ps, p), append(owners, ep)
 			}
 		}
 		if len(shs) == 0 {
@@ -377,6 +386,24 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 				img := l.rowScratch()
 				defer l.scratch.Put(img)
 				imgs[k] = *img
+			}
+			// Rows the shared tier holds are read, the others computed
+			// from one decode.
+			var left []int
+			for k, sh := range shs {
+				index, label, ok := l.fromTier(ctx, owners[k], sh, ps[k], imgs[k])
+				if ok && sh.Store(ps[k], imgs[k]) == nil {
+					sh.Finish(ps[k], index, label, nil)
+					r.done.Add(1)
+					continue
+				}
+				left = append(left, k)
+			}
+			if len(left) < len(shs) {
+				shs, ps, imgs, es = pick(shs, left), pick(ps, left), pick(imgs, left), pick(es, left)
+				if len(shs) == 0 {
+					return
+				}
 			}
 			srcs, err := l.computeFused(d, es, i, imgs)
 			for k := 0; err == nil && k < len(shs); k++ {
@@ -404,13 +431,22 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 	return nil
 }
 
+// pick returns the elements of s at the positions ks.
+func pick[T any](s []T, ks []int) []T {
+	out := make([]T, len(ks))
+	for j, k := range ks {
+		out[j] = s[k]
+	}
+	return out
+}
+
 // settle is fill's second pass: it waits until every shard sel selects of
 // eps is committed. Rows claimed by streams that left are absent again: it
 // computes them too, one task per row.
 func (l *Loader) settle(ctx context.Context, r *runner, eps []*openEpoch, sel selection) error {
 	for _, ep := range eps {
-		for s, sh := range ep.Shards() {
-			if !sel.has(ep.id.epoch, s) {
+		for _, sh := range ep.Shards() {
+			if !sel.has(ep.id.epoch, sh.Lo()) {
 				continue
 			}
 			for {
@@ -486,10 +522,23 @@ func (l *Loader) prefetch(ctx context.Context) error {
 			if len(es) == 0 {
 				break
 			}
-			l.log.Debug("loader: prefetch", "dataset", d.Name, "epochs", es)
-			_, err := l.precompute(ctx, d, es, nil, workPrefetch, nil)
+			shape := l.shapeOf(d)
+			sel, err := l.rowsOf(d, shape, es)
+			if err != nil {
+				l.log.Warn("loader: prefetch", "dataset", d.Name, "epochs", es, "err", err)
+				break
+			}
+			l.log.Debug("loader: prefetch", "dataset", d.Name, "epochs", es, "ranks", shape)
+			_, err = l.precompute(ctx, d, es, sel, workPrefetch, nil)
 			if ctx.Err() != nil {
 				return nil
+			}
+			if err == nil && sel != nil {
+				l.mu.Lock()
+				for _, e := range es {
+					l.fetched[prefetchDone{idOf(d, e), shape.String()}] = true
+				}
+				l.mu.Unlock()
 			}
 			if err != nil {
 				if !errors.Is(err, errEvicted) {
@@ -502,17 +551,25 @@ func (l *Loader) prefetch(ctx context.Context) error {
 }
 
 // prefetchTarget returns a dataset and the epochs after its streamed ones
-// that are neither complete in the cache nor explicitly evicted.
+// (live, or the last streamed) that are neither complete in the cache (or,
+// for a node serving some ranks, filled for those ranks) nor explicitly
+// evicted.
 func (l *Loader) prefetchTarget() (*dataset, []int) {
 	l.mu.Lock()
 	ids := make([]epochID, 0, len(l.live))
 	for id := range l.live {
 		ids = append(ids, id)
 	}
+	for _, id := range l.recent { // streamed last, though its streams may have ended
+		if l.live[id] == 0 {
+			ids = append(ids, id)
+		}
+	}
 	evicted := make(map[epochID]bool, len(l.evicted))
 	for id := range l.evicted {
 		evicted[id] = true
 	}
+	done := maps.Clone(l.fetched)
 	l.mu.Unlock()
 	slices.SortFunc(ids, func(a, b epochID) int {
 		if a.set != b.set {
@@ -526,9 +583,13 @@ func (l *Loader) prefetchTarget() (*dataset, []int) {
 		if d.Fingerprint != id.fp {
 			continue // a stream of an older listing: its next epochs are nobody's
 		}
+		shape := ""
+		if sh := l.shapeOf(d); sh != nil {
+			shape = sh.String()
+		}
 		var es []int
 		for e := id.epoch + 1; e <= id.epoch+l.opts.PrefetchEpochs && e < 1<<31; e++ {
-			if evicted[idOf(d, e)] || l.complete(d, e) {
+			if evicted[idOf(d, e)] || done[prefetchDone{idOf(d, e), shape}] || l.complete(d, e) {
 				continue
 			}
 			if avail >= 0 { // a budget: prefetch only what fits beside the streams

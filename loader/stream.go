@@ -21,6 +21,7 @@ func (l *Loader) Stream(ctx context.Context, req service.Request, send func(*ser
 	if err != nil {
 		return err
 	}
+	l.noteRequest(d, req)
 	if b := l.cache.Budget(); b > 0 && l.epochBytes(d) > b {
 		return l.streamDirect(ctx, d, o, pool, send)
 	}

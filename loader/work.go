@@ -83,6 +83,7 @@ func (l *Loader) acquire(d *dataset, e int, w work) (*openEpoch, func(), error) 
 	ep.refs++
 	if w.live() {
 		l.live[id]++
+		l.recent[d.Name] = id
 		delete(l.evicted, id)
 		select {
 		case l.wake <- struct{}{}:
@@ -112,6 +113,7 @@ func (l *Loader) newEpoch(d *dataset, e int) (*openEpoch, error) {
 		Schema:    s,
 		Samples:   d.Len(),
 		ShardSize: l.opts.ShardSize,
+		Hooks:     l.hooks(d, e),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loader: %w", err)
@@ -167,6 +169,13 @@ func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 		}
 		img := l.rowScratch()
 		defer l.scratch.Put(img)
+		if index, label, ok := l.fromTier(ctx, ep, sh, p, *img); ok {
+			if err := sh.Store(p, *img); err == nil {
+				r.done.Add(1)
+				sh.Finish(p, index, label, nil)
+				return
+			}
+		}
 		j, err := l.computeRow(d, e, sh.Lo()+p, *img)
 		if err == nil {
 			err = sh.Store(p, *img)

@@ -46,7 +46,8 @@ type Options struct {
 type EpochInfo struct {
 	Key      Key
 	Shards   int   // committed shards
-	Bytes    int64 // bytes of the committed shards
+	Partial  int   // partial shards on disk, suspended (partial.go)
+	Bytes    int64 // bytes of the committed shards and the suspended partial ones
 	Pinned   bool  // a live stream needs it
 	Evicting bool  // Evict was called while pinned; freed when the last pin goes
 	LastUsed time.Time
@@ -119,6 +120,8 @@ type epoch struct {
 	// Guarded by Cache.mu:
 	onDisk   bool // the directory and its meta.json exist
 	shards   map[int]shardFile
+	partials map[int]int64 // suspended partial shards (partial.go), by shard: their size, counted in bytes
+	stable   map[int]bool  // shards whose writer holds the partial file's name
 	bytes    int64
 	pins     int
 	writers  int
@@ -250,8 +253,9 @@ func (c *Cache) scanEpoch(name string) error {
 	if err != nil {
 		return fmt.Errorf("shardcache: scan %s: %w", dir, err)
 	}
-	ep := &epoch{key: k, dir: dir, onDisk: true, shards: make(map[int]shardFile)}
+	ep := &epoch{key: k, dir: dir, onDisk: true, shards: make(map[int]shardFile), partials: map[int]int64{}, stable: map[int]bool{}}
 	mtimes := make(map[int]time.Time)
+	var journals []int
 	for _, e := range entries {
 		fname := e.Name()
 		path := filepath.Join(dir, fname)
@@ -268,6 +272,15 @@ func (c *Cache) scanEpoch(name string) error {
 		}
 		if fi.ModTime().After(ep.lastUsed) {
 			ep.lastUsed = fi.ModTime()
+		}
+		if shard, ok := parsePartialName(fname, partialSuffix); ok && fi.Mode().IsRegular() {
+			ep.partials[shard] = fi.Size()
+			ep.bytes += fi.Size()
+			continue
+		}
+		if shard, ok := parsePartialName(fname, journalSuffix); ok {
+			journals = append(journals, shard)
+			continue
 		}
 		shard, _, ok := parseShardName(fname)
 		if !ok || !fi.Mode().IsRegular() {
@@ -291,6 +304,7 @@ func (c *Cache) scanEpoch(name string) error {
 		ep.bytes += fi.Size()
 		mtimes[shard] = fi.ModTime()
 	}
+	c.scanPartials(ep, journals)
 	c.epochs[k] = ep
 	c.committed += ep.bytes
 	return nil
@@ -370,6 +384,7 @@ func (c *Cache) Epochs() []EpochInfo {
 		out = append(out, EpochInfo{
 			Key:      ep.key,
 			Shards:   len(ep.shards),
+			Partial:  len(ep.partials),
 			Bytes:    ep.bytes,
 			Pinned:   ep.pins > 0,
 			Evicting: ep.evicting,
@@ -445,6 +460,8 @@ func (c *Cache) entryLocked(k Key) *epoch {
 			key:      k,
 			dir:      filepath.Join(c.dir, k.dirName()),
 			shards:   make(map[int]shardFile),
+			partials: map[int]int64{},
+			stable:   map[int]bool{},
 			lastUsed: time.Now(),
 		}
 		c.epochs[k] = ep

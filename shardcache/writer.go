@@ -35,6 +35,9 @@ type Writer struct {
 	tmp   string
 	data  []byte
 	done  atomic.Bool
+
+	stable  bool   // the file is the shard's partial file (partial.go), not a temporary one
+	journal []byte // the journal of a resumed partial shard; nil for a fresh file
 }
 
 // Create starts writing shard of epoch k, size bytes. It creates a temporary
@@ -60,8 +63,12 @@ func (c *Cache) Create(k Key, shard int, size int64, prepare func(f *os.File) er
 		return nil, ErrClosed
 	}
 	ep := c.entryLocked(k)
+	stable, resume := c.takePartialLocked(ep, shard, size)
 	evs, err := c.reserveLocked(ep, size)
 	if err != nil {
+		if stable {
+			c.dropPartialLocked(ep, shard, resume)
+		}
 		evs = append(evs, c.settleLocked(ep)) // forget a new entry
 		c.mu.Unlock()
 		c.discard(evs...)
@@ -72,16 +79,15 @@ func (c *Cache) Create(k Key, shard int, size int64, prepare func(f *os.File) er
 	onDisk := ep.onDisk
 	c.mu.Unlock()
 	c.discard(evs...)
+	w := &Writer{c: c, ep: ep, shard: shard, size: size, stable: stable}
 	if !onDisk {
 		if err := c.ensureDir(ep); err != nil {
-			c.finishWrite(ep, size)
+			w.finish(true)
 			return nil, err
 		}
 	}
-
-	w := &Writer{c: c, ep: ep, shard: shard, size: size}
-	if err := w.open(prepare); err != nil {
-		c.finishWrite(ep, size)
+	if err := w.open(prepare, resume); err != nil {
+		w.finish(true)
 		return nil, err
 	}
 	return w, nil
@@ -154,10 +160,29 @@ func (w *Writer) closeFile() error {
 	return f.Close()
 }
 
-// open creates, prepares, allocates and maps the temporary file.
-func (w *Writer) open(prepare func(f *os.File) error) (err error) {
+// open creates, prepares, allocates and maps the shard's file: its
+// partial file when the writer holds that name (resumed when resume is
+// set and the file is whole), else a temporary file.
+func (w *Writer) open(prepare func(f *os.File) error, resume bool) (err error) {
 	k, shard := w.ep.key, w.shard
-	f, err := w.c.perm.createTemp(w.ep.dir, fmt.Sprintf("%s%06d.", shardPrefix, shard), tmpSuffix)
+	if w.stable && resume {
+		if ok, err := w.resume(); ok || err != nil {
+			return err
+		}
+	}
+	var f *os.File
+	if w.stable {
+		_ = os.Remove(filepath.Join(w.ep.dir, journalName(shard)))
+		f, err = os.OpenFile(filepath.Join(w.ep.dir, partialName(shard)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err == nil {
+			if perr := w.c.perm.file(f); perr != nil {
+				_ = f.Close()
+				f, err = nil, perr
+			}
+		}
+	} else {
+		f, err = w.c.perm.createTemp(w.ep.dir, fmt.Sprintf("%s%06d.", shardPrefix, shard), tmpSuffix)
+	}
 	if err != nil {
 		return fmt.Errorf("shardcache: create shard %d of %v: %w", shard, k, err)
 	}
@@ -218,7 +243,7 @@ func (w *Writer) Commit() error {
 	crc, err := w.sync()
 	if err != nil {
 		_ = os.Remove(w.tmp)
-		c.finishWrite(ep, w.size)
+		w.finish(true)
 		return fmt.Errorf("shardcache: commit shard %d of %v: %w", w.shard, ep.key, err)
 	}
 	sf := shardFile{name: shardName(w.shard, crc), size: w.size}
@@ -230,16 +255,21 @@ func (w *Writer) Commit() error {
 	c.mu.Unlock()
 	if closed {
 		ep.fs.Unlock()
-		_ = os.Remove(w.tmp)
-		c.finishWrite(ep, w.size)
+		if !w.stable { // a partial file stays for the next process, journal and all
+			_ = os.Remove(w.tmp)
+		}
+		w.finish(false)
 		return ErrClosed
 	}
 	err = os.Rename(w.tmp, final)
 	ep.fs.Unlock()
 	if err != nil {
 		_ = os.Remove(w.tmp)
-		c.finishWrite(ep, w.size)
+		w.finish(true)
 		return fmt.Errorf("shardcache: commit shard %d of %v: %w", w.shard, ep.key, err)
+	}
+	if w.stable {
+		_ = os.Remove(filepath.Join(ep.dir, journalName(w.shard)))
 	}
 	if err := syncDir(ep.dir); err != nil {
 		ep.fs.Lock()
@@ -250,7 +280,7 @@ func (w *Writer) Commit() error {
 			_ = os.Remove(final)
 		}
 		ep.fs.Unlock()
-		c.finishWrite(ep, w.size)
+		w.finish(true)
 		return fmt.Errorf("shardcache: commit shard %d of %v: sync directory: %w", w.shard, ep.key, err)
 	}
 
@@ -270,6 +300,9 @@ func (w *Writer) Commit() error {
 	c.committed += sf.size
 	c.reserved -= w.size
 	ep.writers--
+	if w.stable {
+		delete(ep.stable, w.shard)
+	}
 	ep.lastUsed = time.Now()
 	ev := c.settleLocked(ep)
 	c.mu.Unlock()
@@ -320,7 +353,23 @@ func (w *Writer) Abort() {
 	w.data = nil
 	_ = w.closeFile()
 	_ = os.Remove(w.tmp)
-	w.c.finishWrite(w.ep, w.size)
+	w.finish(true)
+}
+
+// finish returns the writer's reservation and, for a partial file, its
+// name; removeJournal also removes the partial file's journal (the file
+// itself is gone or was never made).
+func (w *Writer) finish(removeJournal bool) {
+	if w.stable && removeJournal {
+		_ = os.Remove(filepath.Join(w.ep.dir, journalName(w.shard)))
+	}
+	c := w.c
+	c.mu.Lock()
+	if w.stable {
+		delete(w.ep.stable, w.shard)
+	}
+	c.mu.Unlock()
+	c.finishWrite(w.ep, w.size)
 }
 
 // finishWrite returns a writer's reservation and settles its epoch.

@@ -47,7 +47,6 @@ func TestSystemdUnit(t *testing.T) {
 	var f serveFlags
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	f.register(fs)
-	f.registerRemote(fs)
 	for _, a := range args[2:] {
 		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		if !strings.HasPrefix(a, "--") || fs.Lookup(name) == nil {

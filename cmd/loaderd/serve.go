@@ -69,6 +69,7 @@ drains running streams (up to --drain-timeout) and exits 0.`
 // register adds serve's flags to fs; their defaults land in f at once.
 func (f *serveFlags) register(fs *pflag.FlagSet) {
 	f.pipelineFlags.register(fs)
+	f.registerRemote(fs)
 	fs.StringVar(&f.listen, "listen", defaultListen, "Flight address `HOST:PORT` to listen on, or unix:///PATH.sock (trainers on this host)")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "address `HOST:PORT` for Prometheus /metrics and /healthz (empty = off)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's /debug/pprof/ on --metrics-listen")

@@ -24,6 +24,7 @@ type Options struct {
 	Schema    *arrow.Schema // of the shard files (arrowio.NewSchema)
 	Samples   int           // samples in the epoch; at least 1
 	ShardSize int           // rows per shard; at least 1
+	Hooks     *Hooks        // nil means none
 }
 
 // An Epoch holds the shards of one epoch while something uses it. Shard s
@@ -49,6 +50,9 @@ func New(opts *Options) (*Epoch, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Hooks == nil {
+		o.Hooks = &Hooks{}
+	}
 	ep := &Epoch{key: o.Key, size: o.ShardSize}
 	layouts := map[int]*arrowio.ShardLayout{}
 	for lo, num := 0, 0; lo < o.Samples; lo, num = lo+o.ShardSize, num+1 {
@@ -63,7 +67,7 @@ func New(opts *Options) (*Epoch, error) {
 		}
 		ep.shards = append(ep.shards, &Shard{
 			id: shardID{o.Key, num}, lo: lo, n: rows, layout: lay, schema: o.Schema,
-			cache: o.Cache, commits: o.Commits, log: o.Logger,
+			cache: o.Cache, commits: o.Commits, hooks: o.Hooks, log: o.Logger,
 			changed: make(chan struct{}),
 		})
 	}

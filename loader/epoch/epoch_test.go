@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/loader/epoch"
@@ -170,25 +173,97 @@ func TestAbandonAndFail(t *testing.T) {
 	}
 }
 
-// TestCloseDropsWriter closes an epoch with a partial shard: its writer
-// is aborted and the cache holds nothing of it.
-func TestCloseDropsWriter(t *testing.T) {
+// TestCloseKeepsPartial closes an epoch with a partial shard: the shard is
+// kept (no writer reservation, its bytes on disk, nothing committed), and
+// the next Epoch of the key finds its ready rows again, each checked:
+// a row whose bytes changed on disk is computed again, never served.
+func TestCloseKeepsPartial(t *testing.T) {
 	cache := openCache(t)
-	ep := newEpoch(t, cache, epoch.NewCommits(), 4, 4)
-	sh := ep.Shards()[0]
-	if claimed, _ := sh.Request(0, false); !claimed {
-		t.Fatal("row 0 not claimed")
+	var suspended, committed []int
+	resumed := 0
+	hooks := &epoch.Hooks{
+		Suspended: func(s int) { suspended = append(suspended, s) },
+		Committed: func(s int) { committed = append(committed, s) },
+		Resumed:   func(n int) { resumed += n },
 	}
-	if err := sh.Store(0, row(0)); err != nil {
+	schema, err := arrowio.NewSchema(arrowio.ImageSpec(2, 2, false), nil)
+	if err != nil {
 		t.Fatal(err)
 	}
-	sh.Finish(0, 0, 0, nil)
+	open := func() *epoch.Epoch {
+		ep, err := epoch.New(&epoch.Options{
+			Cache: cache, Commits: epoch.NewCommits(), Schema: schema, Hooks: hooks,
+			Key: shardcache.Key{Dataset: "d", Pipeline: "p", Seed: 1, Epoch: 3}, Samples: 4, ShardSize: 4,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ep
+	}
+	ep := open()
+	sh := ep.Shards()[0]
+	for _, p := range []int{0, 2} {
+		if claimed, _ := sh.Request(p, false); !claimed {
+			t.Fatalf("row %d not claimed", p)
+		}
+		if err := sh.Store(p, row(p)); err != nil {
+			t.Fatal(err)
+		}
+		sh.Finish(p, uint64(p), int64(10+p), nil)
+	}
 	if ep.Reserved() == 0 {
 		t.Fatal("a writer in production reserves no bytes")
 	}
 	ep.Close()
-	if ep.Reserved() != 0 || cache.Usage() != 0 || len(cache.Shards(ep.Key())) != 0 {
-		t.Fatalf("after Close: reserved %d, usage %d, shards %v; want nothing", ep.Reserved(), cache.Usage(), cache.Shards(ep.Key()))
+	if ep.Reserved() != 0 || len(cache.Shards(ep.Key())) != 0 || cache.Usage() == 0 || len(suspended) != 1 {
+		t.Fatalf("after Close: reserved %d, usage %d, shards %v, suspended %v; want the partial shard kept", ep.Reserved(), cache.Usage(), cache.Shards(ep.Key()), suspended)
+	}
+	// Change row 2's bytes on disk behind the cache's back.
+	m, _, err := cache.OpenPartial(ep.Key(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Release()
+	files, _ := filepath.Glob(filepath.Join(cache.Dir(), ep.Key().Name(), "shard-000000.partial"))
+	if len(files) != 1 {
+		t.Fatalf("partial file: %v", files)
+	}
+	lay, _ := arrowio.NewShardLayout(schema, 4)
+	f, err := os.OpenFile(files[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{99}, lay.ImageOffset+2*int64(lay.RowBytes))
+	f.Close()
+
+	ep = open()
+	sh = ep.Shards()[0]
+	s, err := sh.Acquire(0, true, true)
+	if err != nil || !s.Ready || !bytes.Equal(s.Img, row(0)) || s.Index != 0 || s.Label != 10 {
+		t.Fatalf("row 0 after reopening: %+v, %v; want it ready from disk", s, err)
+	}
+	s.Release()
+	if resumed != 1 {
+		t.Errorf("%d rows resumed; want 1 (row 2 changed on disk)", resumed)
+	}
+	for _, p := range []int{1, 2, 3} {
+		claimed, err := sh.Request(p, false)
+		if err != nil || !claimed {
+			t.Fatalf("row %d after reopening: claimed %v, %v; want a claim", p, claimed, err)
+		}
+		sh.Store(p, row(p))
+		sh.Finish(p, uint64(p), int64(10+p), nil)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cache.Shards(ep.Key())) != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	ep.Close()
+	if len(cache.Shards(ep.Key())) != 1 {
+		t.Fatal("the completed shard was not committed")
+	}
+	if got := cache.Epochs(); len(got) != 1 || got[0].Partial != 0 {
+		t.Errorf("Epochs = %+v; want the shard committed, no partial left", got)
 	}
 }
 

@@ -39,8 +39,19 @@ package epoch
 //	committing → cached     commit: Writer.Commit succeeded
 //	committing → unknown    commit: Writer.Commit failed (Shard.err keeps
 //	                        why; Settle reports it)
-//	writing → unknown       dropWriter (Writer.Abort): the Epoch's users
-//	                        are gone and no batch holds the writer
+//	writing → unknown       suspendWriter: the Epoch's users are gone and no
+//	                        batch holds the writer. With rows ready, the
+//	                        shard is kept partial (Writer.Suspend: the file
+//	                        synced, then a journal of its ready rows with
+//	                        their CRC-32C, written atomically) and
+//	                        Hooks.Suspended runs; with none it is aborted
+//
+// A partial shard kept so is first-class: the next startWriter of the
+// shard (this process or one started later) gets its file and journal back
+// from Cache.Create, and resume marks ready each row the journal names
+// whose bytes, index and label still match it; the others are absent and
+// computed again. A row is served from disk only so: durable before the
+// journal named it, and checked after. A shard resumed whole commits.
 //
 // Partial to committed, step by step: the worker that writes the last row
 // calls Finish, which under Shard.mu marks the row ready, registers the
@@ -130,6 +141,7 @@ type Shard struct {
 	schema  *arrow.Schema
 	cache   *shardcache.Cache
 	commits *Commits
+	hooks   *Hooks       // never nil
 	log     *slog.Logger // carries the dataset and epoch
 
 	mu      sync.Mutex          // guards every field below
@@ -140,6 +152,7 @@ type Shard struct {
 	rows    []rowState          // modeWriting: by row
 	index   []uint64            // modeWriting: what each ready row carries
 	label   []int64             //
+	crcs    []uint32            // modeWriting: CRC-32C of each ready row's image (Store writes it, the claim owning the row)
 	errs    map[int]error       // modeWriting: why each failed row failed
 	ready   int                 // modeWriting: rows ready
 	wrefs   int                 // batches holding rows of w
@@ -208,10 +221,50 @@ func (sh *Shard) startWriter() error {
 	sh.rows = make([]rowState, sh.n)
 	sh.index = make([]uint64, sh.n)
 	sh.label = make([]int64, sh.n)
+	sh.crcs = make([]uint32, sh.n)
 	sh.errs = map[int]error{}
 	sh.ready = 0
 	sh.err = nil
+	sh.resume(w.Journal())
 	return nil
+}
+
+// resume marks ready the rows of a reopened partial shard that its journal
+// names and whose bytes still match it (CRC-32C of the image, index and
+// label in place); the caller holds sh.mu. A row that does not match stays
+// absent and is computed again. A shard found whole is committed.
+func (sh *Shard) resume(journal []byte) {
+	if journal == nil {
+		return
+	}
+	rows, err := DecodeJournal(journal)
+	if err != nil {
+		sh.log.Warn("loader: partial shard's journal unreadable; its rows are computed again", "shard", sh.id.num, "err", err)
+		return
+	}
+	data := sh.w.Data()
+	bad := 0
+	for _, r := range rows {
+		if r.Row < 0 || r.Row >= sh.n || sh.rows[r.Row] == rowReady {
+			bad++
+			continue
+		}
+		if rowCRC(sh.layout.Row(data, r.Row)) != r.CRC || sh.layout.Index(data, r.Row) != r.Index || sh.layout.Label(data, r.Row) != r.Label {
+			bad++
+			continue
+		}
+		sh.rows[r.Row], sh.index[r.Row], sh.label[r.Row], sh.crcs[r.Row] = rowReady, r.Index, r.Label, r.CRC
+		sh.ready++
+	}
+	if bad > 0 {
+		sh.log.Warn("loader: rows of a partial shard failed their check; computing them again", "shard", sh.id.num, "rows", bad)
+	}
+	sh.hooks.resumed(sh.ready)
+	if sh.ready == sh.n && sh.wrefs == 0 { // whole already: commit it
+		sh.commits.start(sh.id)
+		sh.mode = modeCommitting
+		sh.commits.run(sh.commit)
+	}
 }
 
 // Request claims row p for the caller when nobody has it yet; it reports
@@ -283,6 +336,9 @@ func (sh *Shard) Acquire(p int, claim, serve bool) (Slot, error) {
 		if err := sh.startWriter(); err != nil {
 			return Slot{}, err
 		}
+		if sh.mode == modeCommitting { // resumed whole
+			return Slot{Wait: sh.changed}, nil
+		}
 	}
 	switch sh.rows[p] {
 	case rowReady:
@@ -329,6 +385,9 @@ func (sh *Shard) Settle() (bool, []int, <-chan struct{}, error) {
 		if err := sh.startWriter(); err != nil {
 			return false, nil, nil, err
 		}
+		if sh.mode == modeCommitting { // resumed whole
+			return false, nil, sh.changed, nil
+		}
 	}
 	var claims []int
 	for p, st := range sh.rows {
@@ -362,6 +421,7 @@ func (sh *Shard) Store(p int, img []byte) error {
 	if len(img) != sh.layout.RowBytes {
 		return fmt.Errorf("epoch: row of %d bytes for a %d-byte slot", len(img), sh.layout.RowBytes)
 	}
+	sh.crcs[p] = rowCRC(img) // the claim makes row p the caller's
 	if _, err := sh.w.WriteAt(img, sh.rowOffset(p)); outOfFiles(err) {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w: %w", sh.id.num, sh.id.key.Epoch, service.ErrExhausted, err)
 	} else if err != nil {
@@ -424,10 +484,14 @@ func (sh *Shard) unref() {
 		sh.commits.run(sh.commit)
 		return
 	}
+	suspended := false
 	if sh.closing {
-		sh.dropWriter()
+		suspended = sh.suspendWriter()
 	}
 	sh.mu.Unlock()
+	if suspended {
+		sh.hooks.suspended(sh.id.num)
+	}
 }
 
 // commit makes the shard visible in the cache; it runs on a commit
@@ -436,8 +500,7 @@ func (sh *Shard) unref() {
 func (sh *Shard) commit() {
 	err := sh.w.Commit()
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	sh.w, sh.rows, sh.index, sh.label, sh.errs = nil, nil, nil, nil, nil
+	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.errs = nil, nil, nil, nil, nil, nil
 	if err != nil {
 		sh.log.Error("loader: commit shard", "shard", sh.id.num, "err", err)
 		sh.mode, sh.err = modeUnknown, err
@@ -446,29 +509,56 @@ func (sh *Shard) commit() {
 	}
 	sh.broadcast()
 	sh.commits.end(sh.id)
+	sh.mu.Unlock()
+	if err == nil {
+		sh.hooks.committed(sh.id.num)
+	}
 }
 
-// dropWriter abandons an unfinished writer; the caller holds sh.mu.
-func (sh *Shard) dropWriter() {
-	sh.w.Abort()
-	sh.w, sh.rows, sh.index, sh.label, sh.errs = nil, nil, nil, nil, nil
+// suspendWriter keeps an unfinished writer's shard in the cache as a
+// partial shard, with the journal of its ready rows, and reports whether
+// there was any; the caller holds sh.mu.
+func (sh *Shard) suspendWriter() bool {
+	var rows []JournalRow
+	for p, st := range sh.rows {
+		if st == rowReady {
+			rows = append(rows, JournalRow{Row: p, CRC: sh.crcs[p], Index: sh.index[p], Label: sh.label[p]})
+		}
+	}
+	kept := len(rows) > 0 && sh.w.Persistent()
+	var err error
+	if len(rows) > 0 {
+		err = sh.w.Suspend(encodeJournal(rows))
+	} else {
+		sh.w.Abort()
+	}
+	if err != nil {
+		sh.log.Warn("loader: keep partial shard", "shard", sh.id.num, "err", err)
+		kept = false
+	}
+	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.errs = nil, nil, nil, nil, nil, nil
 	sh.mode = modeUnknown
 	sh.broadcast()
+	return kept
 }
 
 // close runs when the Epoch's last user leaves: no row is claimed then.
 func (sh *Shard) close() {
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
 	sh.closing = true
+	suspended := false
 	switch sh.mode {
 	case modeMapped:
 		sh.m.Release()
 		sh.m, sh.view, sh.mode = nil, nil, modeCached
 	case modeWriting:
 		if sh.wrefs == 0 {
-			sh.dropWriter()
+			suspended = sh.suspendWriter()
 		}
+	}
+	sh.mu.Unlock()
+	if suspended {
+		sh.hooks.suspended(sh.id.num)
 	}
 }
 
@@ -480,6 +570,33 @@ func (sh *Shard) reserved() int64 {
 		return 0
 	}
 	return sh.layout.Size
+}
+
+// Hooks are what an Epoch's shards tell their loader. Committed and
+// Suspended run without any lock of this package held; Resumed runs under
+// the shard's lock and must not block. A nil func is skipped.
+type Hooks struct {
+	Committed func(shard int) // the shard was committed to the cache
+	Suspended func(shard int) // the shard was kept partial, with the journal of its ready rows
+	Resumed   func(rows int)  // a partial shard was reopened with rows ready that its journal named and that checked
+}
+
+func (h *Hooks) committed(shard int) {
+	if h.Committed != nil {
+		h.Committed(shard)
+	}
+}
+
+func (h *Hooks) suspended(shard int) {
+	if h.Suspended != nil {
+		h.Suspended(shard)
+	}
+}
+
+func (h *Hooks) resumed(rows int) {
+	if h.Resumed != nil && rows > 0 {
+		h.Resumed(rows)
+	}
 }
 
 // shardID names a shard in the cache.

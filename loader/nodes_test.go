@@ -1,0 +1,143 @@
+package loader
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/loaderd/loaderd/service"
+	"github.com/loaderd/loaderd/shardcache"
+	"github.com/loaderd/loaderd/tier"
+)
+
+// fxNode is one loader of a many-node job: its own cache, the shared tier,
+// background prefetch running.
+type fxNode struct {
+	l     *Loader
+	cache *shardcache.Cache
+	stop  func()
+}
+
+func fxStartNode(t *testing.T, root, cacheDir, tierURL string, prefetch int) *fxNode {
+	t.Helper()
+	c := fxCache(t, cacheDir, 0)
+	var st *tier.Store
+	if tierURL != "" {
+		var err error
+		if st, err = tier.Open(context.Background(), tierURL, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := fxLoader(t, root, c, func(o *Options) { o.PrefetchEpochs, o.Tier = prefetch, st })
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { l.Run(ctx) })
+	n := &fxNode{l: l, cache: c}
+	n.stop = func() {
+		cancel()
+		wg.Wait()
+		l.Close()
+		c.Close()
+	}
+	return n
+}
+
+// stream streams rank r of a world of 4 from epoch e and returns its rows.
+func (n *fxNode) stream(t *testing.T, e, r int) fxRows {
+	t.Helper()
+	got, err := fxCollect(context.Background(), n.l, fxReq(func(q *service.Request) {
+		q.Epoch, q.Rank, q.WorldSize, q.BatchSize = e, r, 4, 5
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestNodeAware: two nodes of a job of world size 4, two ranks each, a
+// shared tier between them. Each node computes only its ranks' rows, for
+// the streams and for the next epoch's prefetch: across the nodes every row
+// of an epoch is computed once (48 of 48), and epoch 1 streams without
+// computing. Restarted, a node serves its rows again from its partial
+// shards; a node with an empty cache reads them from the tier. The bytes
+// are those of one loader computing the epoch alone.
+func TestNodeAware(t *testing.T) {
+	const n = 48 // a multiple of the world size: no padding, no duplicate rows
+	root := fxDataset(t, n)
+	tierURL := "file://" + t.TempDir()
+	want := []map[uint64][]byte{fxEpoch(t, root, 0, nil), fxEpoch(t, root, 1, nil)}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := fxStartNode(t, root, dirA, tierURL, 1)
+	b := fxStartNode(t, root, dirB, tierURL, 1)
+	nodeOf := []*fxNode{a, a, b, b}
+
+	for r, nd := range nodeOf {
+		fxSame(t, "epoch 0", want[0], nd.stream(t, 0, r))
+	}
+	for _, nd := range []*fxNode{a, b} {
+		if got := fxComputed(nd.l, workStream); got != n/2 {
+			t.Errorf("a node computed %d rows of epoch 0 for its streams; want %d (its two ranks')", got, n/2)
+		}
+	}
+	// Prefetch learned the ranks: epoch 1's rows of the node's ranks only.
+	waitFor(t, "prefetch of epoch 1", func() bool {
+		return fxComputed(a.l, workPrefetch) >= n/2 && fxComputed(b.l, workPrefetch) >= n/2
+	})
+	for r, nd := range nodeOf {
+		fxSame(t, "epoch 1", want[1], nd.stream(t, 1, r))
+	}
+	total := 0
+	for _, nd := range []*fxNode{a, b} {
+		if got := fxComputed(nd.l, workStream); got != n/2 {
+			t.Errorf("after epoch 1 a node's streams computed %d rows; want %d (epoch 1 all prefetched)", got, n/2)
+		}
+		total += fxComputed(nd.l, workStream) + fxComputed(nd.l, workPrefetch)
+	}
+	// Epoch 2's prefetch may have started since epoch 1 streamed: count
+	// only up to epoch 1, by stopping and subtracting what went on.
+	a.stop()
+	b.stop()
+	if total < 2*n || total > 3*n {
+		t.Errorf("rows computed across the nodes: %d; want 2×%d for epochs 0 and 1 (plus epoch 2's prefetch, at most %d)", total, n, n)
+	}
+
+	// Node A restarted on its cache: its rows are partial shards on disk.
+	a = fxStartNode(t, root, dirA, "", 0)
+	for r := range 2 {
+		fxSame(t, "epoch 0 after a restart", want[0], a.stream(t, 0, r))
+	}
+	if got := fxComputed(a.l, workStream); got != 0 {
+		t.Errorf("restarted node computed %d rows; want 0", got)
+	}
+	if got := int(testutil.ToFloat64(a.l.met.resumed)); got < n/2 {
+		t.Errorf("restarted node resumed %d rows from partial shards; want at least %d", got, n/2)
+	}
+	a.stop()
+
+	// A node with an empty cache serves every rank from the tier's parts.
+	c := fxStartNode(t, root, t.TempDir(), tierURL, 0)
+	for r := range 4 {
+		fxSame(t, "epoch 0 from the tier", want[0], c.stream(t, 0, r))
+	}
+	if got := fxComputed(c.l, workStream); got != 0 {
+		t.Errorf("node on an empty cache computed %d rows; want 0 (all in the tier)", got)
+	}
+	if got := int(testutil.ToFloat64(c.l.met.fetched)); got != n {
+		t.Errorf("node on an empty cache fetched %d rows from the tier; want %d", got, n)
+	}
+	c.stop()
+}

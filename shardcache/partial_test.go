@@ -1,0 +1,100 @@
+package shardcache
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+)
+
+// TestPartialSuspendResume: a shard suspended with a journal survives the
+// cache's close and reopen, comes back to the next Create with its bytes
+// and journal, and commits as any shard; a suspended shard is not
+// committed, counts in the epoch's bytes and goes with the epoch.
+func TestPartialSuspendResume(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := testKey(1)
+	skeleton := func(f *os.File) error { _, err := f.WriteString("HEAD"); return err }
+	w, err := c.Create(k, 3, 64, skeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Persistent() || w.Journal() != nil {
+		t.Fatalf("fresh writer: persistent %v, journal %q", w.Persistent(), w.Journal())
+	}
+	if _, err := w.WriteAt([]byte("row-one!"), 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Suspend([]byte("journal: row at 8")); err != nil {
+		t.Fatal(err)
+	}
+	if c.Has(k, 3) {
+		t.Error("a suspended shard counts as committed")
+	}
+	if eps := c.Epochs(); len(eps) != 1 || eps[0].Partial != 1 || eps[0].Bytes != 64 || eps[0].Shards != 0 {
+		t.Errorf("Epochs = %+v; want one partial shard of 64 bytes", eps)
+	}
+	m, j, err := c.OpenPartial(k, 3)
+	if err != nil || string(j) != "journal: row at 8" || !bytes.Equal(m.Data()[8:16], []byte("row-one!")) {
+		t.Fatalf("OpenPartial = %q, %v", j, err)
+	}
+	m.Release()
+	c.Close()
+
+	c, err = Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if eps := c.Epochs(); len(eps) != 1 || eps[0].Partial != 1 || c.Usage() != 64 {
+		t.Errorf("after reopen: Epochs = %+v, usage %d", eps, c.Usage())
+	}
+	w, err = c.Create(k, 3, 64, skeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(w.Journal()) != "journal: row at 8" || !bytes.Equal(w.Data()[8:16], []byte("row-one!")) {
+		t.Fatalf("resumed writer: journal %q, data %q", w.Journal(), w.Data()[:16])
+	}
+	// A second writer of the same shard meanwhile gets a temporary file.
+	w2, err := c.Create(k, 3, 64, skeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w2.Persistent() {
+		t.Error("two writers hold the shard's partial file")
+	}
+	w2.Abort()
+	copy(w.Data()[16:], "row-two!")
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Has(k, 3) {
+		t.Fatal("not committed")
+	}
+	if got := append(filesUnder(t, dir, partialSuffix), filesUnder(t, dir, journalSuffix)...); len(got) != 0 {
+		t.Errorf("after commit: %v left", got)
+	}
+	if _, _, err := c.OpenPartial(k, 3); !errors.Is(err, ErrMiss) {
+		t.Errorf("OpenPartial of a committed shard: %v; want ErrMiss", err)
+	}
+
+	// An empty journal keeps nothing; eviction takes suspended shards along.
+	w, _ = c.Create(k, 4, 64, skeleton)
+	w.Suspend(nil)
+	w, _ = c.Create(k, 5, 64, skeleton)
+	w.Suspend([]byte("j"))
+	if got := filesUnder(t, dir, partialSuffix); len(got) != 1 {
+		t.Errorf("partial files %v; want shard 5's only", got)
+	}
+	if err := c.Evict(k); err != nil {
+		t.Fatal(err)
+	}
+	if got := filesUnder(t, dir, partialSuffix); len(got) != 0 || c.Usage() != 0 {
+		t.Errorf("after eviction: %v, usage %d", got, c.Usage())
+	}
+}
