@@ -131,7 +131,7 @@ func TestStreamPlansMatchStream(t *testing.T) {
 				if !slices.Equal(r.got.Index, stream.Index) || !slices.Equal(r.got.Label, stream.Label) || !slices.Equal(r.got.Batches, stream.Batches) {
 					t.Fatalf("%s: plans give order %v batches %v, the stream %v %v", pass, r.got.Index, r.got.Batches, stream.Index, stream.Batches)
 				}
-				partial := slices.ContainsFunc(r.files, func(f string) bool { return strings.HasSuffix(f, ".tmp") })
+				partial := slices.ContainsFunc(r.files, writing)
 				if pass == "warm" && (partial || fxComputed(l, workStream) != computed) {
 					t.Errorf("warm plans name a shard being written, or rows were computed")
 				}
@@ -167,7 +167,7 @@ func TestStreamPlansNamePartialShards(t *testing.T) {
 	}
 	defer release()
 	fxSame(t, "cold plans", want, r.got)
-	if !slices.ContainsFunc(first.File, func(f string) bool { return strings.HasSuffix(f, ".tmp") }) {
+	if !slices.ContainsFunc(first.File, writing) {
 		t.Fatalf("the first plan of a cold shuffled epoch names only committed shards: %v", first.File)
 	}
 	// After the stream, every shard is committed (renamed); the names the
@@ -291,7 +291,7 @@ func TestStreamPlansRepairCorruptShard(t *testing.T) {
 	if c := fxComputed(l2, workStream); c != 16 {
 		t.Fatalf("recomputed %d rows, want the 16 of the corrupt shard", c)
 	}
-	if !slices.ContainsFunc(r.files, func(f string) bool { return strings.Contains(f, "shard-000001.") && strings.HasSuffix(f, ".tmp") }) {
+	if !slices.ContainsFunc(r.files, func(f string) bool { return strings.Contains(f, "shard-000001.") && writing(f) }) {
 		t.Errorf("no plan named the recomputed shard 1 while it was written: %v", r.files)
 	}
 }
@@ -347,3 +347,7 @@ func TestStreamPlansRefused(t *testing.T) {
 		t.Fatalf("token file %q, %v; want the token", b, err)
 	}
 }
+
+// writing reports whether a plan's file is a shard being written: its
+// partial file (shardcache/partial.go), or a temporary one.
+func writing(f string) bool { return strings.HasSuffix(f, ".partial") || strings.HasSuffix(f, ".tmp") }

@@ -172,8 +172,11 @@ func (w *Writer) open(prepare func(f *os.File) error, resume bool) (err error) {
 	}
 	var f *os.File
 	if w.stable {
+		// A stale file is unlinked, never truncated: a reader's lease may
+		// still map it.
 		_ = os.Remove(filepath.Join(w.ep.dir, journalName(shard)))
-		f, err = os.OpenFile(filepath.Join(w.ep.dir, partialName(shard)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		_ = os.Remove(filepath.Join(w.ep.dir, partialName(shard)))
+		f, err = os.OpenFile(filepath.Join(w.ep.dir, partialName(shard)), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 		if err == nil {
 			if perr := w.c.perm.file(f); perr != nil {
 				_ = f.Close()
