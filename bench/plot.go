@@ -125,6 +125,16 @@ func (r *Report) clientsPlot() (*plot.Plot, error) {
 	if err := addSeries(p, "loaderd warm", colorLoaderd, draw.CircleGlyph{}, r.Warm, func(q Point) float64 { return float64(q.Clients) }); err != nil {
 		return nil, err
 	}
+	for i, res := range r.Python { // one client each, drawn just right of 1
+		if res.Error != "" {
+			continue
+		}
+		dx := 0.1 * float64(i+1)
+		if err := addPoints(p, "Python: "+res.Label, peerColors[i%len(peerColors)], draw.SquareGlyph{}, []Point{res.Point},
+			func(q Point) float64 { return float64(q.Clients) + dx }); err != nil {
+			return nil, err
+		}
+	}
 	xmax := 1
 	for _, q := range r.Warm {
 		xmax = max(xmax, q.Clients)
