@@ -43,7 +43,9 @@ type soakStats struct {
 
 // TestSoak runs 16 clients against one server on loopback for a bounded
 // time: each connects, streams random requests (epoch, rank, world size,
-// batch size, start_batch, shuffle), cancels some mid-stream, drops its
+// batch size, start_batch, shuffle; half over the ordinary stream, half
+// over the client's default, which reads the cache in place on this
+// host), cancels some mid-stream, drops its
 // connection in the middle of others and reconnects. Every stream that
 // completes is checked by hash against a fresh computation; no call may
 // fail for a reason the clients did not cause; and once the clients are
@@ -153,6 +155,9 @@ func soakClient(id int, deadline time.Time, warm bool, addr string, d *Dataset, 
 		req := service.Request{
 			Dataset: "train", Epoch: rng.IntN(soakEpochs), BatchSize: 1 + rng.IntN(16),
 			Rank: rng.IntN(world), WorldSize: world, DropLast: rng.IntN(2) == 0, Shuffle: rng.IntN(4) != 0,
+		}
+		if rng.IntN(2) == 0 {
+			req.Transport = service.TransportFlight // else the client's "auto": local here
 		}
 		o, err := NewOrder(d.Len(), 42, req)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -215,12 +216,12 @@ func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each 
 		rec := rdr.RecordBatch()
 		rows += rec.NumRows()
 		if err := each(rec); err != nil {
-			return err
+			return c.stopped(ctx, err)
 		}
 	}
 	if rows < total {
 		if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
-			return err
+			return c.stopped(ctx, err)
 		}
 		return fmt.Errorf("flightsvc: local stream ended after %d of %d rows", rows, total)
 	}
@@ -233,6 +234,20 @@ func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each 
 		return err
 	}
 	return nil
+}
+
+// stopped returns what a local stream that failed with err ended with: the
+// caller's cancellation, or the client's Close, when either came first.
+// The server then released the stream's files, so a plan still buffered
+// here names files that are gone: that failure is their consequence.
+func (c *Client) stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if c.conn.GetState() == connectivity.Shutdown {
+		return status.Errorf(codes.Canceled, "flightsvc: the client was closed during the stream (%v)", err)
+	}
+	return err
 }
 
 // finishExchange half-closes and reads st to its status, returning err if
