@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/service"
@@ -159,7 +160,9 @@ func TestReadRetried(t *testing.T) {
 // TestFileRemovedAndRestored removes a file between requests, then puts
 // it back: while it is gone the stream ends with FailedPrecondition naming
 // it (the dataset changed) and nothing is marked bad; restored, with its
-// size and mtime, the same listing streams the right bytes.
+// size and mtime, the same listing streams the right bytes. Watched, the
+// removal is a listing without the file and the restoration the first
+// listing again.
 func TestFileRemovedAndRestored(t *testing.T) {
 	const n, gone = 30, 12
 	root := fxDataset(t, n)
@@ -185,6 +188,49 @@ func TestFileRemovedAndRestored(t *testing.T) {
 		t.Fatalf("stream after the file is back: %v", err)
 	}
 	fxSame(t, "after the file is back", want, got)
+
+	// Served with the watcher: the removal is a new listing without the
+	// file, the restoration the old listing again, its cache entries valid.
+	lw := fxLoader(t, root, fxCache(t, "", 0), nil)
+	fxRun(t, lw)
+	p0, err := lw.Plan(context.Background(), fxReq(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(d.File(gone), aside); err != nil {
+		t.Fatal(err)
+	}
+	if p := fxNotice(t, lw, p0.Fingerprint); p.Records != n-1 {
+		t.Fatalf("listing without the file: %d records; want %d", p.Records, n-1)
+	}
+	if got, err := fxCollect(context.Background(), lw, fxReq(nil)); err != nil || len(got.Index) != n-1 {
+		t.Fatalf("stream without the file: %d rows, %v; want %d", len(got.Index), err, n-1)
+	}
+	if err := os.Rename(aside, d.File(gone)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(noticeWithin)
+	for {
+		p, err := lw.Plan(context.Background(), fxReq(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Fingerprint == p0.Fingerprint {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restored file was not listed again within %v", noticeWithin)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got, err = fxCollect(context.Background(), lw, fxReq(func(r *service.Request) { r.Fingerprint = p0.Fingerprint }))
+	if err != nil {
+		t.Fatalf("stream after the file is back, watched: %v", err)
+	}
+	fxSame(t, "after the file is back, watched", want, got)
+	if errs, _ := lw.DatasetErrors(context.Background(), "train"); len(errs) != 0 {
+		t.Fatalf("a removed file marked samples undecodable: %+v", errs)
+	}
 }
 
 // TestScanKinds: scan reports undecodable, unreadable and changed files
