@@ -399,6 +399,12 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 				}
 				left = append(left, k)
 			}
+			if ctx.Err() != nil {
+				for _, k := range left {
+					shs[k].Finish(ps[k], 0, 0, epoch.ErrAbandoned)
+				}
+				return
+			}
 			if len(left) < len(shs) {
 				shs, ps, imgs, es = pick(shs, left), pick(ps, left), pick(imgs, left), pick(es, left)
 				if len(shs) == 0 {
@@ -518,11 +524,11 @@ func (l *Loader) prefetch(ctx context.Context) error {
 		case <-l.wake:
 		}
 		for {
-			d, es := l.prefetchTarget()
+			d, es, base := l.prefetchTarget()
 			if len(es) == 0 {
 				break
 			}
-			shape := l.shapeOf(d)
+			shape := l.shapeOf(d, base)
 			sel, err := l.rowsOf(d, shape, es)
 			if err != nil {
 				l.log.Warn("loader: prefetch", "dataset", d.Name, "epochs", es, "err", err)
@@ -554,7 +560,10 @@ func (l *Loader) prefetch(ctx context.Context) error {
 // (live, or the last streamed) that are neither complete in the cache (or,
 // for a node serving some ranks, filled for those ranks) nor explicitly
 // evicted.
-func (l *Loader) prefetchTarget() (*dataset, []int) {
+//
+// It also returns the streamed epoch the others follow: its ranks are the
+// ones prefetched.
+func (l *Loader) prefetchTarget() (*dataset, []int, int) {
 	l.mu.Lock()
 	ids := make([]epochID, 0, len(l.live))
 	for id := range l.live {
@@ -584,7 +593,7 @@ func (l *Loader) prefetchTarget() (*dataset, []int) {
 			continue // a stream of an older listing: its next epochs are nobody's
 		}
 		shape := ""
-		if sh := l.shapeOf(d); sh != nil {
+		if sh := l.shapeOf(d, id.epoch); sh != nil {
 			shape = sh.String()
 		}
 		var es []int
@@ -602,10 +611,10 @@ func (l *Loader) prefetchTarget() (*dataset, []int) {
 			es = append(es, e)
 		}
 		if len(es) > 0 {
-			return d, es
+			return d, es, id.epoch
 		}
 	}
-	return nil, nil
+	return nil, nil, 0
 }
 
 // headroom returns the bytes of the cache budget prefetching may use (-1:

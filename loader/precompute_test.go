@@ -371,7 +371,7 @@ func TestEvict(t *testing.T) {
 		t.Fatalf("streamed epoch after evict is %q, want evicting", s)
 	}
 	// Epoch 1 was evicted explicitly: the stream of 0 does not bring it back.
-	if d, es := l.prefetchTarget(); len(es) != 0 {
+	if d, es, _ := l.prefetchTarget(); len(es) != 0 {
 		t.Fatalf("prefetch targets %s %v while epoch 1 is evicted", d.Name, es)
 	}
 	close(resume)
@@ -465,7 +465,7 @@ func TestPrefetchWithinBudget(t *testing.T) {
 			err := l.Stream(context.Background(), fxReq(nil), func(b *service.Batch) error {
 				b.Release()
 				if got == nil {
-					_, got = l.prefetchTarget()
+					_, got, _ = l.prefetchTarget()
 					got = append([]int{}, got...)
 				}
 				return nil

@@ -21,12 +21,20 @@ import (
 // shared tier as parts. Across the nodes of the job each row is computed
 // once.
 
-// A jobShape is what the loader has learned of the job reading a dataset.
+// A jobShape is what the loader has learned of the job reading a dataset:
+// its world size, batch size, drop_last and shuffle, and which ranks asked
+// for each epoch. The next epochs of epoch e are prefetched for the ranks
+// that read e: after a failover, a node that took over ranks prefetches
+// theirs too, and a node whose ranks moved away stops.
 type jobShape struct {
 	world, batch      int
 	dropLast, shuffle bool
-	ranks             map[int]bool
+	ranks             map[int]bool         // of the epoch asked for (shapeOf)
+	byEpoch           map[int]map[int]bool // ranks that asked, by epoch; the last few epochs
 }
+
+// shapeEpochs is how many streamed epochs a jobShape remembers.
+const shapeEpochs = 4
 
 // String is the shape's key: the same ranks of the same job give the same
 // string.
@@ -46,22 +54,31 @@ func (l *Loader) noteRequest(d *dataset, req service.Request) {
 	defer l.mu.Unlock()
 	s := l.shapes[d.Name]
 	if s == nil || s.world != req.WorldSize || s.batch != req.BatchSize || s.dropLast != req.DropLast || s.shuffle != req.Shuffle {
-		s = &jobShape{world: req.WorldSize, batch: req.BatchSize, dropLast: req.DropLast, shuffle: req.Shuffle, ranks: map[int]bool{}}
+		s = &jobShape{world: req.WorldSize, batch: req.BatchSize, dropLast: req.DropLast, shuffle: req.Shuffle, byEpoch: map[int]map[int]bool{}}
 		l.shapes[d.Name] = s
 	}
-	s.ranks[req.Rank] = true
+	rs := s.byEpoch[req.Epoch]
+	if rs == nil {
+		rs = map[int]bool{}
+		s.byEpoch[req.Epoch] = rs
+		for len(s.byEpoch) > shapeEpochs {
+			delete(s.byEpoch, slices.Min(slices.Collect(maps.Keys(s.byEpoch))))
+		}
+	}
+	rs[req.Rank] = true
 }
 
-// shapeOf returns a copy of the shape learned for d, or nil.
-func (l *Loader) shapeOf(d *dataset) *jobShape {
+// shapeOf returns the shape learned for d with the ranks that read epoch
+// e, or nil when no stream of e was seen.
+func (l *Loader) shapeOf(d *dataset, e int) *jobShape {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.shapes[d.Name]
-	if s == nil {
+	if s == nil || s.byEpoch[e] == nil {
 		return nil
 	}
 	c := *s
-	c.ranks = maps.Clone(s.ranks)
+	c.ranks, c.byEpoch = maps.Clone(s.byEpoch[e]), nil
 	return &c
 }
 

@@ -71,6 +71,19 @@ func (l *Loader) acquire(d *dataset, e int, w work) (*openEpoch, func(), error) 
 		return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
 	}
 	id := idOf(d, e)
+	for l.closing[id] != nil {
+		// The epoch's last user left and its shards are being kept
+		// (partial shards suspended): a new Epoch would find their files
+		// still held. Wait for that.
+		ch := l.closing[id]
+		l.mu.Unlock()
+		<-ch
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
+		}
+	}
 	ep := l.epochs[id]
 	if ep == nil {
 		var err error
@@ -132,12 +145,19 @@ func (l *Loader) releaseEpoch(ep *openEpoch, w work) {
 	}
 	ep.refs--
 	last := ep.refs == 0
+	var closed chan struct{}
 	if last {
 		delete(l.epochs, ep.id)
+		closed = make(chan struct{})
+		l.closing[ep.id] = closed
 	}
 	l.mu.Unlock()
 	if last {
 		ep.Close()
+		l.mu.Lock()
+		delete(l.closing, ep.id)
+		l.mu.Unlock()
+		close(closed)
 	}
 }
 
@@ -175,6 +195,10 @@ func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 				sh.Finish(p, index, label, nil)
 				return
 			}
+		}
+		if ctx.Err() != nil { // gone while the tier was asked
+			sh.Finish(p, 0, 0, epoch.ErrAbandoned)
+			return
 		}
 		j, err := l.computeRow(d, e, sh.Lo()+p, *img)
 		if err == nil {

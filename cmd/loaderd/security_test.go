@@ -111,7 +111,7 @@ func TestServeWarnsWhenExposed(t *testing.T) {
 // as PEM files in dir.
 type pki struct{ ca, serverCert, serverKey, clientCert, clientKey, rogueCert, rogueKey string }
 
-func makePKI(t *testing.T, dir string) pki {
+func makePKI(t *testing.T, dir string, serverIPs ...string) pki {
 	t.Helper()
 	key := func() *ecdsa.PrivateKey {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -150,6 +150,10 @@ func makePKI(t *testing.T, dir string) pki {
 		c, _ := x509.ParseCertificate(der)
 		return c, k, der
 	}
+	ips := []net.IP{net.ParseIP("127.0.0.1")}
+	for _, ip := range serverIPs {
+		ips = append(ips, net.ParseIP(ip))
+	}
 	leaf := func(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
 		k := key()
 		serial++
@@ -157,7 +161,7 @@ func makePKI(t *testing.T, dir string) pki {
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+			IPAddresses: ips,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
 		if err != nil {
