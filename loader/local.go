@@ -42,7 +42,9 @@ func (l *Loader) checkLocal(d *dataset) error {
 // into a lease of the stream (shardcache.Lease) before its row is named, so
 // a plan may name a shard still being written, and a file's name outlives
 // its commit, eviction or removal as corrupt until release. The epoch stays
-// in use (pinned in the cache) until release too.
+// in use (pinned in the cache) until release too. release is returned with
+// an error too (a stream that failed midway, its reader gone), once the
+// lease exists; the caller calls it when the reader is done.
 func (l *Loader) StreamPlans(ctx context.Context, req service.Request, send func(*service.PlanBatch) error) (func(), error) {
 	d, o, pool, err := l.resolve(req)
 	if err != nil {
@@ -74,11 +76,8 @@ func (l *Loader) StreamPlans(ctx context.Context, req service.Request, send func
 		}
 		return send(plan)
 	})
-	if err != nil {
-		release()
-		return nil, err
-	}
-	return release, nil
+	// On an error too: the reader may still read the plans sent before it.
+	return release, err
 }
 
 // plan links the files of g's rows into lease and names them.

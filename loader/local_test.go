@@ -70,14 +70,13 @@ func fxPlans(t testing.TB, l *Loader, dir string, req service.Request) (*fxLocal
 	t.Helper()
 	r := &fxLocalReader{t: t, dir: dir, rowBytes: l.pipe.RowBytes()}
 	release, err := l.StreamPlans(context.Background(), req, r.read)
-	if err != nil {
-		return r, err
+	if release != nil {
+		release()
 	}
-	release()
 	if left := fxLeases(t, dir); len(left) != 0 {
 		t.Fatalf("leases after release: %v", left)
 	}
-	return r, nil
+	return r, err
 }
 
 // TestStreamPlansMatchStream: for every request shape, cold and warm, the
@@ -303,16 +302,20 @@ func TestStreamPlansCancelReleases(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n := 0
-	_, err := l.StreamPlans(ctx, fxReq(func(r *service.Request) { r.BatchSize = 4; r.Transport = service.TransportLocal }),
+	release, err := l.StreamPlans(ctx, fxReq(func(r *service.Request) { r.BatchSize = 4; r.Transport = service.TransportLocal }),
 		func(*service.PlanBatch) error {
 			if n++; n == 2 {
 				cancel() // the client went away
 			}
 			return nil
 		})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("StreamPlans after cancel = %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || release == nil {
+		t.Fatalf("StreamPlans after cancel = %v (release %v), want context.Canceled and a release", err, release != nil)
 	}
+	if left := fxLeases(t, dir); len(left) != 1 {
+		t.Fatalf("leases before release: %v, want the stream's", left)
+	}
+	release()
 	if left := fxLeases(t, dir); len(left) != 0 {
 		t.Fatalf("leases after a cancelled stream: %v", left)
 	}

@@ -124,8 +124,9 @@ type LocalSource interface {
 	// StreamPlans calls send with each batch of req (Transport local) in
 	// order, each row written before its batch is sent. Every file named
 	// stays reachable under the name given, bytes unchanged, until release
-	// is called; StreamPlans returns it after the last send, and releases
-	// everything itself when it returns an error (ctx done, send failed).
+	// is called, after the reader is done with the plans sent: release is
+	// not nil whenever a plan may have been sent, whether or not err is
+	// (a stream that fails midway ends with the error, after its batches).
 	StreamPlans(ctx context.Context, req Request, send func(*PlanBatch) error) (release func(), err error)
 }
 

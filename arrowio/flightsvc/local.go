@@ -28,12 +28,13 @@ import (
 //     token file's contents) unless it calls over a Unix-domain socket:
 //     the plan schema (arrowio.PlanSchema), total_records, one endpoint.
 //  3. DoExchange whose first message's descriptor is CMD = the endpoint's
-//     ticket, with the same headers: the plan schema, then one plan record
-//     per training batch. The client half-closes its side when it has read
-//     total_records rows and is done with the files; only then does the
-//     server end the call and release the stream's lease (a client of an
-//     empty stream half-closes at once, then reads the schema). A client that
-//     dies ends the call (its connection closes), releasing it too.
+//     ticket, with the same headers: the plan schema, one plan record per
+//     training batch, then a plan of no rows, the end (also when the stream
+//     fails midway). The client half-closes its side when it has read the
+//     end and is done with the files; only then does the server end the
+//     call, with the stream's status, and release the stream's lease. A
+//     client that dies ends the call (its connection closes), releasing it
+//     too.
 //
 // DoGet of a local ticket is InvalidArgument: its end would release the
 // lease while the client still has plans to open.
@@ -155,9 +156,9 @@ func (v *handler) DoExchange(st flight.FlightService_DoExchangeServer) error {
 		return StatusOf(err)
 	}
 	w := flight.NewRecordWriter(st, ipc.WithSchema(schema))
-	defer w.Close() // sends the schema if no plan did (an empty stream)
+	defer w.Close()
 	last := time.Now()
-	release, err := src.StreamPlans(ctx, req, func(b *service.PlanBatch) error {
+	release, serr := src.StreamPlans(ctx, req, func(b *service.PlanBatch) error {
 		s.metrics.streamWait.Observe(time.Since(last).Seconds())
 		rec, err := arrowio.PlanRecord(memory.DefaultAllocator, schema, b.Index, b.Label, b.File, b.Row, b.Offset)
 		if err != nil {
@@ -172,18 +173,28 @@ func (v *handler) DoExchange(st flight.FlightService_DoExchangeServer) error {
 		}
 		return err
 	})
+	if release != nil {
+		defer release()
+	}
+	if ctx.Err() != nil { // the client went away
+		return StatusOf(ctx.Err())
+	}
+	// The end of the plans, whether the stream is complete or failed: the
+	// client reads the plans it has, then half-closes and gets the status.
+	end, err := arrowio.PlanRecord(memory.DefaultAllocator, schema, nil, nil, nil, nil, nil)
 	if err != nil {
-		if ctx.Err() != nil {
-			return StatusOf(ctx.Err())
-		}
 		return StatusOf(err)
 	}
-	defer release()
+	err = w.Write(end)
+	end.Release()
+	if err != nil {
+		return err
+	}
 	// The client reads the files named until it half-closes (or goes away).
 	for {
 		if _, err := st.Recv(); err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return StatusOf(serr)
 			}
 			return err
 		}

@@ -40,7 +40,7 @@ type fakeLocal struct {
 	leases   atomic.Int64  // live: StreamPlans returned release, not called yet
 	released chan struct{} // gets a value at each release
 	holdLast chan struct{} // when set, StreamPlans waits on it before returning
-	noLocal  error         // returned by Local
+	noLocal  error         // returned by Local; guarded by mu
 }
 
 func newFakeLocal(t *testing.T, n, h, w int) *fakeLocal {
@@ -61,6 +61,8 @@ func newFakeLocal(t *testing.T, n, h, w int) *fakeLocal {
 }
 
 func (f *fakeLocal) Local() (service.LocalInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.noLocal != nil {
 		return service.LocalInfo{}, f.noLocal
 	}
@@ -101,11 +103,7 @@ func (f *fakeLocal) StreamPlans(ctx context.Context, req service.Request, send f
 			err = ctx.Err()
 		}
 	}
-	if err != nil {
-		release()
-		return nil, err
-	}
-	return release, nil
+	return release, err // with an error too: the plans sent are still read
 }
 
 // rowsOf fetches req and returns its rows, concatenated, and the stats.
@@ -322,7 +320,9 @@ func TestLocalRefused(t *testing.T) {
 	}
 
 	// A server whose cache cannot hold leases, and one without local streams.
+	f.mu.Lock()
 	f.noLocal = fmt.Errorf("fake: %w: no hard links", service.ErrNoLocal)
+	f.mu.Unlock()
 	cl, err := Dial(ctx, addr, &ClientOptions{Transport: service.TransportLocal})
 	if err != nil {
 		t.Fatal(err)
@@ -435,5 +435,62 @@ func TestLocalKilledClient(t *testing.T) {
 				t.Errorf("%d leases live after the client died", n)
 			}
 		})
+	}
+}
+
+// TestLocalStreamFailsMidway: a local stream whose source fails after its
+// first batch hands that batch out, then the error, as DoGet does; the
+// files stay leased until the client has read what came.
+func TestLocalStreamFailsMidway(t *testing.T) {
+	f := newFakeLocal(t, 20, 2, 2)
+	f.streamErr = fmt.Errorf("fake: cat.jpg: %w", service.ErrDataLoss)
+	addr, _ := startServer(t, &Options{Source: f})
+	cl, err := Dial(testCtx(t), addr, &ClientOptions{Transport: service.TransportLocal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rows := 0
+	st, err := cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 6, WorldSize: 1}, func(r arrow.Record) error {
+		time.Sleep(20 * time.Millisecond) // the server has failed by now
+		if n := f.leases.Load(); n != 1 {
+			t.Errorf("while the client reads the batch sent before the error, %d leases live, want 1", n)
+		}
+		rows += int(r.NumRows())
+		return nil
+	})
+	wantCode(t, err, codes.DataLoss, "cat.jpg")
+	if rows != 6 || st.Batches != 1 {
+		t.Errorf("got %d rows in %d batches before the error, want the first batch", rows, st.Batches)
+	}
+	select {
+	case <-f.released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("lease not released after the failed stream")
+	}
+}
+
+// TestLocalAfterServerRestart: a client that read a server's cache in place
+// keeps doing so after the server restarts with a new token.
+func TestLocalAfterServerRestart(t *testing.T) {
+	f := newFakeLocal(t, 10, 2, 2)
+	addr, _ := startServer(t, &Options{Source: f})
+	cl, err := Dial(testCtx(t), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := service.Request{Dataset: "train", BatchSize: 4, WorldSize: 1}
+	for _, token := range []string{"sesame", "open"} {
+		if err := os.WriteFile(filepath.Join(f.dir, "local", "token"), []byte(token+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		f.token = token // as a restarted server would
+		f.mu.Unlock()
+		st, err := cl.Fetch(testCtx(t), req, nil)
+		if err != nil || st.Transport != service.TransportLocal || st.Rows != 10 {
+			t.Fatalf("token %s: %+v, %v; want 10 rows read in place", token, st, err)
+		}
 	}
 }

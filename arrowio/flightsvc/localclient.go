@@ -49,6 +49,12 @@ func (c *Client) localDoor(ctx context.Context) (*localDoor, error) {
 	if door != nil || derr != nil {
 		return door, derr
 	}
+	return c.newDoor(ctx)
+}
+
+// newDoor finds out afresh whether c can read its server's cache in place
+// (a restarted server has a new token), remembering the answer.
+func (c *Client) newDoor(ctx context.Context) (*localDoor, error) {
 	door, err := c.openDoor(ctx)
 	if err != nil && !errors.Is(err, service.ErrNoLocal) {
 		return nil, err
@@ -144,7 +150,20 @@ func (c *Client) fetchAuto(ctx context.Context, req service.Request, fn func(arr
 
 // fetchLocal streams req as plans (SPEC §9) and gathers each batch's rows
 // from the files they name into one buffer: one copy, from the page cache.
+// A refusal with the door c remembered asks for a new one once: the server
+// may have restarted (a new token).
 func (c *Client) fetchLocal(ctx context.Context, req service.Request, fn func(arrow.RecordBatch) error, door *localDoor) (FetchStats, error) {
+	st, err := c.fetchLocalOnce(ctx, req, fn, door)
+	if err == nil || !fallback(err) || st.Batches > 0 {
+		return st, err
+	}
+	if door, err = c.newDoor(ctx); err != nil {
+		return st, StatusOf(err)
+	}
+	return c.fetchLocalOnce(ctx, req, fn, door)
+}
+
+func (c *Client) fetchLocalOnce(ctx context.Context, req service.Request, fn func(arrow.RecordBatch) error, door *localDoor) (FetchStats, error) {
 	start := time.Now()
 	stats := FetchStats{Transport: service.TransportLocal}
 	req.Transport = service.TransportLocal
@@ -190,9 +209,11 @@ func (c *Client) fetchLocal(ctx context.Context, req service.Request, fn func(ar
 	return stats, err
 }
 
-// exchange runs the DoExchange of a local ticket: it reads plans until
-// total rows have come, then half-closes (the server then releases the
-// files) and reads the call's status.
+// exchange runs the DoExchange of a local ticket: it hands each plan to
+// each until the end (a plan of no rows), then half-closes (the server then
+// releases the files) and returns the call's status: a stream that failed
+// midway fails after its batches, as over DoGet. total is the rows the plan
+// promised.
 func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each func(arrow.RecordBatch) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the call if each fails
@@ -201,10 +222,7 @@ func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each 
 		return err
 	}
 	if err := st.Send(&flight.FlightData{FlightDescriptor: &flight.FlightDescriptor{Type: flight.DescriptorCMD, Cmd: ticket}}); err != nil {
-		return finishExchange(st, err)
-	}
-	if total == 0 {
-		return finishExchange(st, st.CloseSend())
+		return drainExchange(st)
 	}
 	rdr, err := flight.NewRecordReader(st)
 	if err != nil {
@@ -212,18 +230,23 @@ func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each 
 	}
 	defer rdr.Release()
 	var rows int64
-	for rows < total && rdr.Next() {
+	ended := false
+	for !ended && rdr.Next() {
 		rec := rdr.RecordBatch()
+		if rec.NumRows() == 0 {
+			ended = true
+			break
+		}
 		rows += rec.NumRows()
 		if err := each(rec); err != nil {
 			return c.stopped(ctx, err)
 		}
 	}
-	if rows < total {
+	if !ended { // the call ended without the end of the plans: its error
 		if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
 			return c.stopped(ctx, err)
 		}
-		return fmt.Errorf("flightsvc: local stream ended after %d of %d rows", rows, total)
+		return fmt.Errorf("flightsvc: local stream ended after %d of %d rows without its end", rows, total)
 	}
 	if err := st.CloseSend(); err != nil {
 		return err
@@ -232,6 +255,9 @@ func (c *Client) exchange(ctx context.Context, ticket []byte, total int64, each 
 	}
 	if err := rdr.Err(); err != nil && !errors.Is(err, io.EOF) {
 		return err
+	}
+	if rows != total {
+		return fmt.Errorf("flightsvc: local stream of %d rows, %d promised", rows, total)
 	}
 	return nil
 }
@@ -250,16 +276,12 @@ func (c *Client) stopped(ctx context.Context, err error) error {
 	return err
 }
 
-// finishExchange half-closes and reads st to its status, returning err if
-// not nil, else the status's error.
-func finishExchange(st flight.FlightService_DoExchangeClient, err error) error {
-	if err != nil {
-		return err
-	}
+// drainExchange reads st to its status after a failed send.
+func drainExchange(st flight.FlightService_DoExchangeClient) error {
 	for {
 		if _, err := st.Recv(); err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return fmt.Errorf("flightsvc: the server ended a local stream before its request")
 			}
 			return err
 		}

@@ -24,6 +24,7 @@ from ._errors import (
     DatasetNotFound,
     Error,
     InvalidRequest,
+    LocalUnavailable,
     ResourceExhausted,
     ServerError,
     Unauthenticated,
@@ -47,6 +48,7 @@ __all__ = [
     "DatasetChanged",
     "ResourceExhausted",
     "DataLoss",
+    "LocalUnavailable",
     "ServerError",
     "__version__",
 ]

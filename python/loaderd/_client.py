@@ -19,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from ._errors import DatasetChanged, DatasetNotFound, Error, InvalidRequest, Unavailable, translate
+from . import _local
+from ._errors import DatasetChanged, DatasetNotFound, Error, InvalidRequest, LocalUnavailable, Unavailable, translate
 
 __all__ = ["Client", "Batch", "Plan", "DatasetInfo", "BatchStream"]
 
@@ -73,8 +74,10 @@ def _tune_malloc() -> None:
 class Batch(NamedTuple):
     """One training batch, as the server sent it.
 
-    The arrays are read-only views of the Arrow record batch's memory (no
-    copy); they keep that memory alive.
+    Over Flight the arrays are read-only views of the Arrow record batch's
+    memory (no copy); they keep that memory alive. Read in place from the
+    server's cache (the local transport), they are buffers of the batch's
+    own, gathered with one copy from the page cache, and writeable.
 
     Attributes
     ----------
@@ -147,12 +150,17 @@ class Plan:
 
 
 def _location(address: str, tls: bool) -> str:
-    """A Flight URI for address ("host:port" or a grpc:// URI)."""
+    """A Flight URI for address ("host:port", a grpc:// URI, or a Unix
+    socket's unix:///path or grpc+unix:///path)."""
     if "://" in address:
-        scheme = address.split("://", 1)[0]
+        scheme, rest = address.split("://", 1)
+        if scheme in ("unix", "grpc+unix"):
+            if not rest.startswith("/"):
+                raise InvalidRequest(f"address {address!r}: want unix:///absolute/path.sock")
+            return "grpc+unix://" + rest
         if scheme not in ("grpc", "grpc+tcp", "grpc+tls"):
             raise InvalidRequest(
-                f"address {address!r}: scheme {scheme!r}, want grpc, grpc+tcp or grpc+tls")
+                f"address {address!r}: scheme {scheme!r}, want grpc, grpc+tcp, grpc+tls or unix")
         return address
     if not address or ":" not in address:
         raise InvalidRequest(f"address {address!r}: want host:port or a grpc:// URI")
@@ -176,7 +184,8 @@ class Client:
     ----------
     address : str
         ``"host:port"`` (plain gRPC, or TLS when ``tls_root_certs`` is given)
-        or a Flight URI: ``grpc://host:port``, ``grpc+tls://host:port``.
+        or a Flight URI: ``grpc://host:port``, ``grpc+tls://host:port``, or
+        a Unix socket on this host, ``unix:///path/loaderd.sock``.
     token : str, optional
         The bearer token of a server started with ``--auth-token-file``; sent
         as ``authorization: Bearer <token>`` on every call.
@@ -188,6 +197,10 @@ class Client:
         keeps reconnecting and resuming where it stopped before it raises
         :class:`Unavailable`. 0 disables it. A server that cannot be reached
         at all fails at once.
+    cache_dir : str or os.PathLike, optional
+        Where this process sees the server's cache directory, when not at
+        the path the server reports (a container's mount); for the local
+        transport (:meth:`batches`).
 
     Raises
     ------
@@ -205,8 +218,13 @@ class Client:
 
     def __init__(self, address: str, token: Optional[str] = None,
                  tls_root_certs: Union[bytes, str, os.PathLike, None] = None, *,
-                 retry_timeout: float = 60.0):
+                 retry_timeout: float = 60.0, cache_dir: Union[str, os.PathLike, None] = None):
         self._certs = _read_certs(tls_root_certs)
+        self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+        self._auth = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        self._door: Optional[_local.Door] = None  # how to read the cache in place; guarded by _lock
+        self._no_local: Optional[_local.NoLocal] = None  # why not, once known; guarded by _lock
+        self._fell_back: set = set()  # reasons "auto" fell back for, logged once each; guarded by _lock
         self.location = _location(address, self._certs is not None)
         self._token = token
         self._options = flight.FlightCallOptions(
@@ -404,9 +422,44 @@ class Client:
         return Plan(request=req, total_records=rows, num_batches=math.ceil(rows / req["batch_size"]),
                     schema=info.schema, endpoints=list(info.endpoints))
 
+    def _local_door(self) -> _local.Door:
+        """How this process reads the server's cache in place, found out once
+        (the ``local-info`` action); raises _local.NoLocal with the reason."""
+        with self._lock:
+            door, why = self._door, self._no_local
+        if door is not None:
+            return door
+        if why is not None:
+            raise why
+        try:
+            door = _local.open_door(self._conn(), self._options, self.cache_dir, self._error)
+        except _local.NoLocal as e:
+            with self._lock:
+                self._no_local = e
+            raise
+        with self._lock:
+            self._door = door
+        return door
+
+    def _forget_door(self) -> None:
+        """Forgets what _local_door found (the server may have restarted)."""
+        with self._lock:
+            self._door = self._no_local = None
+
+    def _fall_back(self, why: _local.NoLocal) -> None:
+        """Says once per reason why transport "auto" streams over Flight."""
+        with self._lock:
+            said = why.reason in self._fell_back
+            self._fell_back.add(why.reason)
+        if not said:
+            (log.warning if why.warn else log.info)(
+                "loaderd: streaming from %s over Flight, not from its cache in place: %s",
+                self.location, why.reason)
+
     def batches(self, dataset: str, epoch: int = 0, batch_size: int = 256, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False, shuffle: bool = True,
-                start_batch: int = 0, gpu: Union[int, str, None] = None) -> "BatchStream":
+                start_batch: int = 0, gpu: Union[int, str, None] = None,
+                transport: str = "auto") -> "BatchStream":
         """Streams one rank's batches of an epoch.
 
         Parameters
@@ -431,6 +484,15 @@ class Client:
         gpu : int or str, optional
             The trainer's GPU (NVML index, UUID or PCI bus id), so that workers
             on its NUMA node feed it.
+        transport : {"auto", "local", "flight"}
+            How the batches come (docs/SPEC.md §9). ``"local"`` reads the
+            server's cache in place: Flight carries each batch's plan, and
+            the rows are copied from the memory-mapped shard files into one
+            buffer (one copy, from the page cache shared by every rank of the
+            host). ``"flight"`` streams the pixels over gRPC. ``"auto"`` is
+            local when the server is on this host and this process can read
+            its cache, else flight, with one log line saying why. The bytes
+            are the same either way.
 
         Returns
         -------
@@ -445,11 +507,14 @@ class Client:
         ------
         loaderd.Error
             A subclass per gRPC status, at the first ``next()`` for the
-            request's own errors (unknown dataset, a field out of range).
+            request's own errors (unknown dataset, a field out of range);
+            :class:`LocalUnavailable` when ``transport="local"`` cannot be.
         """
+        if transport not in ("auto", "local", "flight"):
+            raise InvalidRequest(f"transport {transport!r}: want \"auto\", \"local\" or \"flight\"")
         req = self.request(dataset, epoch, batch_size, rank, world_size, drop_last,
                            shuffle, start_batch, gpu)
-        return BatchStream(self, req)
+        return BatchStream(self, req, transport)
 
 
 def _app_metadata(info: flight.FlightInfo) -> bytes:
@@ -526,9 +591,14 @@ class BatchStream(Iterator[Batch]):
     and its server-side work; a with block calls it.
     """
 
-    def __init__(self, client: Client, request: Dict[str, Any]):
+    def __init__(self, client: Client, request: Dict[str, Any], transport: str = "auto"):
         self.client = client
         self.request = dict(request)
+        #: "local" or "flight" once the stream knows which way its batches come
+        self.transport: Optional[str] = None if transport == "auto" else transport
+        self._want = transport
+        #: allocate(shape, dtype) of the local transport's batch buffers (np.empty when None)
+        self._allocate: Optional[_local.Allocate] = None
         self.yielded = 0
         self.plan: Optional[Plan] = None
         self._gen: Optional[Iterator[Batch]] = None
@@ -569,6 +639,7 @@ class BatchStream(Iterator[Batch]):
         c = self.client
         start = self.request["start_batch"]
         replanned = False
+        refreshed = False  # the cache's door was asked for again after a refusal
         connected = False  # a call has succeeded: from now on, outages are retried
         deadline: Optional[float] = None
         backoff = 0.05
@@ -576,6 +647,25 @@ class BatchStream(Iterator[Batch]):
             req = dict(self.request, start_batch=start + self.yielded)
             location = c.location
             try:
+                door = self._door()
+                if door is not None:
+                    connected = True  # the server answered local-info
+                    try:
+                        for batch in self._read_local(req, door):
+                            deadline, backoff = None, 0.05
+                            self.yielded += 1
+                            yield batch
+                        return
+                    except _local.NoLocal as e:  # refused before any plan came
+                        if not refreshed:  # the server may have restarted: a new token
+                            refreshed = True
+                            c._forget_door()
+                            continue
+                        if self._want == "local":
+                            raise LocalUnavailable(f"loaderd at {c.location}: {e.reason}", address=c.location) from None
+                        c._fall_back(e)
+                        self.transport = "flight"
+                        continue
                 self.plan = c._plan(req)
                 connected = True
                 for ep in self.plan.endpoints:
@@ -611,6 +701,69 @@ class BatchStream(Iterator[Batch]):
                 c._reset()
                 time.sleep(min(backoff, max(0.0, deadline - now)) * (0.5 + random.random()))
                 backoff = min(backoff * 2, 1.0)
+
+    def _door(self) -> Optional[_local.Door]:
+        """The Door of a local stream, or None to stream over Flight."""
+        if self.transport == "flight":
+            return None
+        try:
+            return self.client._local_door()
+        except _local.NoLocal as e:
+            if self._want == "local":
+                raise LocalUnavailable(f"loaderd at {self.client.location}: {e.reason}",
+                                       address=self.client.location) from None
+            self.client._fall_back(e)
+            self.transport = "flight"
+            return None
+
+    def _set_reader(self, reader: Any) -> None:
+        with self._lock:
+            cancelled = self._cancelled
+            self._reader = reader
+        if cancelled:
+            reader.cancel()
+
+    def _read_local(self, req: Dict[str, Any], door: _local.Door) -> Iterator[Batch]:
+        """The batches of req read in place (docs/SPEC.md §9). Raises
+        _local.NoLocal when the server refuses before sending a plan."""
+        c = self.client
+        opts = flight.FlightCallOptions(headers=c._auth + door.headers)
+        lreq = dict(req, transport="local")
+        try:
+            info = c._conn().get_flight_info(flight.FlightDescriptor.for_command(json.dumps(lreq)), opts)
+        except (pa.ArrowException, OSError) as e:
+            why = _local.is_refusal(e)
+            if why is not None:
+                raise _local.NoLocal(why) from None
+            raise c._not_found_hint(c._error(e), req) from None
+        schema, image_type, _ = _local.image_schema(info.schema)
+        rows = int(info.total_records)
+        self.plan = Plan(request=lreq, total_records=rows, num_batches=math.ceil(rows / req["batch_size"]),
+                         schema=schema, endpoints=list(info.endpoints))
+        self.transport = "local"
+        if len(self.plan.endpoints) != 1:
+            raise LocalUnavailable(f"loaderd at {c.location}: a local stream of "
+                                   f"{len(self.plan.endpoints)} endpoints, want 1")
+        g = _local.Gatherer(door.cache_dir, image_type, self._allocate)
+        done = False
+        try:
+            for plan in _local.read_exchange(c._conn(), self.plan.endpoints[0].ticket.ticket,
+                                              opts, self._set_reader):
+                images, labels, index = g.batch(plan)
+                yield Batch(images, labels, index)
+            done = True
+        except Error:
+            raise  # ours already (Unavailable is an OSError too)
+        except (pa.ArrowException, OSError) as e:
+            if self._stopped():
+                return
+            raise c._error(e) from None
+        finally:
+            g.close()
+            with self._lock:
+                reader, self._reader = self._reader, None
+            if not done and reader is not None and not self._stopped():
+                reader.cancel()  # a consumer that stopped early frees the server's work
 
     def _stopped(self) -> bool:
         with self._lock:

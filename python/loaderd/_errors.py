@@ -79,6 +79,13 @@ class DataLoss(Error):
     """A sample could not be decoded and the server runs ``--on-error fail``."""
 
 
+class LocalUnavailable(Error):
+    """The cache cannot be read in place (``transport="local"``): the server is
+    on another host, serves no local streams, or this process cannot read its
+    cache directory (docs/SPEC.md §9). ``transport="auto"`` streams over Flight
+    instead."""
+
+
 class ServerError(Error):
     """Any other failure on the server's side (Internal, Unknown, Unimplemented)."""
 
@@ -169,6 +176,10 @@ def translate(exc: BaseException, address: str, *, token_given: bool = False,
         return DatasetNotFound(f"loaderd at {address}: {msg}", **kw)
     if code in ("INVALID_ARGUMENT", "OUT_OF_RANGE"):
         return InvalidRequest(f"loaderd at {address} refused the request: {msg}", **kw)
+    if code == "FAILED_PRECONDITION" and "local transport unavailable" in msg:
+        return LocalUnavailable(
+            f"loaderd at {address} will not serve this process from its cache in place: {msg}; "
+            "use transport=\"auto\" (falls back to Flight) or \"flight\"", **kw)
     if code == "FAILED_PRECONDITION":
         return DatasetChanged(
             f"loaderd at {address}: {msg}: the dataset's files changed on the server "

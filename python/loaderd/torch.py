@@ -31,7 +31,9 @@ class TorchBatch(NamedTuple):
     images : torch.Tensor
         shape (B, H, W, 3), uint8; or (B, 3, H, W), float32 after the server's
         ``normalize``. On the CPU it shares the Arrow memory the batch arrived
-        in (read-only: copy before writing into it); on ``device`` otherwise.
+        in over Flight (read-only: copy before writing into it), or is the
+        buffer the local transport gathered the rows into (pinned, with
+        ``pin_memory``); on ``device`` otherwise.
     labels : torch.Tensor
         shape (B,), int64, on ``device`` when one is set.
     index : torch.Tensor
@@ -90,16 +92,22 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
     gpu : int or str, optional
         The trainer's GPU as the server names it (NVML index, UUID or PCI bus
         id): the server feeds it from workers on that GPU's NUMA node.
-    token, tls_root_certs
+    token, tls_root_certs, cache_dir
         As :class:`loaderd.Client`.
+    transport : {"auto", "local", "flight"}
+        As :meth:`loaderd.Client.batches`: ``"auto"`` reads the server's
+        cache in place when the server is on this host and its cache is
+        readable here (one copy from the page cache, shared by every rank),
+        else streams over Flight.
     prefetch : int
         Batches read ahead of the consumer (≥ 1).
     device : torch.device or str, optional
         Move images and labels there with a non-blocking copy.
     pin_memory : bool
         Copy each batch into page-locked memory on the background thread
-        first, so the copy to a CUDA device is asynchronous. Ignored, with a
-        warning, when CUDA is not available.
+        first, so the copy to a CUDA device is asynchronous (read in place,
+        the rows are gathered straight into page-locked memory: still one
+        copy). Ignored, with a warning, when CUDA is not available.
 
     Raises
     ------
@@ -125,7 +133,8 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
                  shuffle: bool = True, epoch: int = 0, rank: Optional[int] = None,
                  world_size: Optional[int] = None, gpu: Union[int, str, None] = None,
                  token: Optional[str] = None, tls_root_certs: Any = None, prefetch: int = 2,
-                 device: Union[torch.device, str, None] = None, pin_memory: bool = False):
+                 device: Union[torch.device, str, None] = None, pin_memory: bool = False,
+                 transport: str = "auto", cache_dir: Union[str, os.PathLike, None] = None):
         super().__init__()
         if int(batch_size) < 1:
             raise InvalidRequest(f"batch_size {batch_size}: want at least 1")
@@ -135,6 +144,9 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
         self.drop_last, self.shuffle, self.gpu = bool(drop_last), bool(shuffle), gpu
         self._rank, self._world_size = rank, world_size
         self.token, self.tls_root_certs = token, tls_root_certs
+        if transport not in ("auto", "local", "flight"):
+            raise InvalidRequest(f"transport {transport!r}: want \"auto\", \"local\" or \"flight\"")
+        self.transport, self.cache_dir = transport, cache_dir
         self.prefetch = int(prefetch)
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory)
@@ -172,7 +184,8 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
     def client(self) -> Client:
         """The Client, made on first use in this process."""
         if self._client is None:
-            self._client = Client(self.address, token=self.token, tls_root_certs=self.tls_root_certs)
+            self._client = Client(self.address, token=self.token, tls_root_certs=self.tls_root_certs,
+                                  cache_dir=self.cache_dir)
         return self._client
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -250,7 +263,9 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
     def _iterate(self, epoch: int, start: int) -> Iterator[TorchBatch]:
         stream = self.client.batches(self.dataset, epoch, self.batch_size, self.rank,
                                      self.world_size, self.drop_last, self.shuffle,
-                                     start_batch=start, gpu=self.gpu)
+                                     start_batch=start, gpu=self.gpu, transport=self.transport)
+        if self.pin_memory:
+            stream._allocate = _pinned  # read in place: gather straight into pinned memory
         reader = self._reader = _ReadAhead(stream, self.prefetch, self.pin_memory)
         try:
             for images, labels, index in reader:
@@ -264,6 +279,12 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
             reader.close()
             if self._reader is reader:
                 self._reader = None
+
+
+def _pinned(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A page-locked batch buffer for the local transport to gather into: the
+    numpy view of a pinned tensor, which it keeps alive (its ``base``)."""
+    return torch.empty(shape, dtype=torch.from_numpy(np.empty(0, dtype)).dtype, pin_memory=True).numpy()
 
 
 class _ReadAhead:
@@ -280,11 +301,13 @@ class _ReadAhead:
         self.thread.start()
 
     def _tensors(self, b: Batch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images = _from_numpy(b.images)
+        images = _from_numpy(b.images)  # pinned already when gathered into _pinned memory
         labels = _from_numpy(b.labels)
         index = _from_numpy(b.index.view(np.int64))
         if self.pin:
-            images, labels = images.pin_memory(), labels.pin_memory()
+            if not images.is_pinned():
+                images = images.pin_memory()
+            labels = labels.pin_memory()
         return images, labels, index
 
     def _put(self, item: Any) -> bool:

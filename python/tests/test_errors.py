@@ -181,9 +181,11 @@ def test_dataset_changed_replans_once(new_server, sample_data, tmp_path, caplog)
         client._get_flight_info = hooked
         return calls
 
+    # The hook is on the Flight path's GetFlightInfo (test_local.py covers
+    # the local path's re-plan).
     with s.client() as c, caplog.at_level(logging.WARNING, logger="loaderd"):
         calls = changing(c, 1)
-        got = list(c.batches("d", batch_size=6))
+        got = list(c.batches("d", batch_size=6, transport="flight"))
         assert len(calls) == 2
         assert any("changed on the server" in r.getMessage() for r in caplog.records)
     with s.client() as c:
@@ -191,5 +193,5 @@ def test_dataset_changed_replans_once(new_server, sample_data, tmp_path, caplog)
     with s.client() as c:
         changing(c, 2)
         with pytest.raises(loaderd.DatasetChanged, match="changed on the server") as e:
-            list(c.batches("d", batch_size=6))
+            list(c.batches("d", batch_size=6, transport="flight"))
         assert e.value.code == "FAILED_PRECONDITION"
