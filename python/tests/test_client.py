@@ -198,7 +198,7 @@ c = loaderd.Client(sys.argv[1])
 faults = []
 for _ in range(4):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    n = sum(b.images.nbytes for b in c.batches("d", batch_size=61, shuffle=False))
+    n = sum(b.images.nbytes for b in c.batches("d", batch_size=61, shuffle=False, transport="flight"))
     faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) * 4096 / n)
 print(json.dumps({"state": lc.malloc_state, "faulted": min(faults[1:])}))
 
