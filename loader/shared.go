@@ -182,6 +182,24 @@ func (l *Loader) uploadPart(ctx context.Context, d *dataset, e, s int) error {
 	return nil
 }
 
+// maxFetches bounds the rows read from the tier at once, per loader.
+const maxFetches = 32
+
+// inTier reports whether the tier holds row p of shard sh of ep, by its
+// listing (listed again at most every tier.Options.ListInterval) and the
+// indexes of its parts; it reads no row.
+func (l *Loader) inTier(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
+	if l.opts.Tier == nil {
+		return false
+	}
+	complete, have, err := l.opts.Tier.Epoch(ep.Key()).Available(ctx, sh.Lo()/l.opts.ShardSize)
+	if err != nil {
+		return false
+	}
+	_, ok := slices.BinarySearch(have, p)
+	return complete || ok
+}
+
 // fromTier reads row p of shard sh of ep into dst when the tier holds it,
 // and returns the sample index and label the row carries. It reports
 // false when there is no tier, the tier lacks the row, or reading it

@@ -175,10 +175,54 @@ type runner struct {
 	done  atomic.Int64   // rows computed
 }
 
-// submit hands the claimed row p of sh in ep to a worker; if it cannot
-// (ctx done, loader closed) it gives the claim back and reports false. A
-// task that starts after ctx is done gives its claim back too.
+// submit hands the claimed row p of sh in ep to a worker, or, when the
+// shared tier holds it, to a fetcher that reads it from there (a worker
+// computes it if that fails); if it cannot (ctx done, loader closed) it
+// gives the claim back and reports false. A task that starts after ctx is
+// done gives its claim back too.
 func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
+	if r.l.inTier(ctx, ep, sh, p) {
+		return r.fetch(ctx, ep, sh, p)
+	}
+	return r.compute(ctx, ep, sh, p)
+}
+
+// fetch reads the claimed row p of sh from the shared tier on a goroutine
+// of its own, at most maxFetches at once (reads wait for the network, not
+// for a CPU, so they do not take workers), and hands the row to compute
+// when the tier fails it.
+func (r *runner) fetch(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
+	l := r.l
+	select {
+	case l.fetchSlots <- struct{}{}:
+	case <-ctx.Done():
+		sh.Finish(p, 0, 0, epoch.ErrAbandoned)
+		return false
+	}
+	r.tasks.Go(func() {
+		img := l.rowScratch()
+		index, label, ok := l.fromTier(ctx, ep, sh, p, *img)
+		if ok {
+			ok = sh.Store(p, *img) == nil
+		}
+		l.scratch.Put(img)
+		<-l.fetchSlots
+		switch {
+		case ok:
+			r.done.Add(1)
+			sh.Finish(p, index, label, nil)
+		case ctx.Err() != nil:
+			sh.Finish(p, 0, 0, epoch.ErrAbandoned)
+		default:
+			r.compute(ctx, ep, sh, p) // gives the claim back itself if it cannot
+		}
+	})
+	return true
+}
+
+// compute hands the claimed row p of sh in ep to a worker, which computes
+// it.
+func (r *runner) compute(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
 	l, d, e := r.l, ep.d, ep.id.epoch
 	r.tasks.Add(1)
 	ok := l.sched.Submit(ctx, r.pool, r.kind.high(), func() {
@@ -189,17 +233,6 @@ func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 		}
 		img := l.rowScratch()
 		defer l.scratch.Put(img)
-		if index, label, ok := l.fromTier(ctx, ep, sh, p, *img); ok {
-			if err := sh.Store(p, *img); err == nil {
-				r.done.Add(1)
-				sh.Finish(p, index, label, nil)
-				return
-			}
-		}
-		if ctx.Err() != nil { // gone while the tier was asked
-			sh.Finish(p, 0, 0, epoch.ErrAbandoned)
-			return
-		}
 		j, err := l.computeRow(d, e, sh.Lo()+p, *img)
 		if err == nil {
 			err = sh.Store(p, *img)

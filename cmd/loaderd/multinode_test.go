@@ -26,6 +26,7 @@ import (
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
+	"github.com/loaderd/loaderd/loader"
 	"github.com/loaderd/loaderd/service"
 	"github.com/loaderd/loaderd/tier/tiertest"
 )
@@ -250,11 +251,32 @@ func TestManyNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const (
-		world, batch = 6, 4
-		n            = 96 // a multiple of the world size: no padded rows, each row read once per epoch
-	)
-	data := smallData(t, n, false)
+	// LOADERD_MANYNODES_DATA=/data/photoset (and _PIPELINE, _BATCH,
+	// _SHARD, _WORKERS) runs it on real data for the README's figures.
+	const world = 6
+	data, pipeline, batch, shard, workers := "", tinyPipeline, 4, "8", "1"
+	n := 96 // a multiple of the world size: no padded rows, each row read once per epoch
+	if dir := os.Getenv("LOADERD_MANYNODES_DATA"); dir != "" {
+		ds, err := loader.OpenDataset("d", dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, n, pipeline, shard = dir, ds.Len(), envOr("LOADERD_MANYNODES_PIPELINE", "imagenet-train"), envOr("LOADERD_MANYNODES_SHARD", "256")
+		batch, _ = strconv.Atoi(envOr("LOADERD_MANYNODES_BATCH", "32"))
+		workers = envOr("LOADERD_MANYNODES_WORKERS", "1")
+	} else {
+		data = smallData(t, n, false)
+	}
+	// Without padding (N a multiple of the world size, or drop_last) each
+	// row an epoch's ranks read is one sample: the node-aware bound.
+	dropLast := n%world != 0
+	bound := n
+	if dropLast {
+		bound = world * (n / world / batch) * batch
+	}
+	req := func(e, r int) service.Request {
+		return service.Request{Dataset: "d", Epoch: e, BatchSize: batch, Rank: r, WorldSize: world, Shuffle: true, DropLast: dropLast}
+	}
 	ips := []string{nw.subnet + "11", nw.subnet + "12", nw.subnet + "13"}
 	pki := makePKI(t, t.TempDir(), ips...)
 	caPEM, _ := os.ReadFile(pki.ca)
@@ -278,7 +300,7 @@ func TestManyNodes(t *testing.T) {
 		append([]string{rclone}, tiertest.Args(storeAddr, "AKIDNODES", secret, storeDir, t.TempDir())...)...)
 	waitTCP(t, storeAddr, store)
 
-	common := []string{"--data", "d=" + data, "--pipeline", tinyPipeline, "--shard-size", "8", "--workers", "1", "--log-level", "info"}
+	common := []string{"--data", "d=" + data, "--pipeline", pipeline, "--shard-size", shard, "--workers", workers, "--log-level", "info"}
 	nodeEnv := []string{"LOADERD_TEST_MAIN=1", "AWS_ENDPOINT_URL=http://" + storeAddr, "AWS_ACCESS_KEY_ID=AKIDNODES",
 		"AWS_SECRET_ACCESS_KEY=" + secret, "AWS_REGION=us-east-1"}
 	nodes := make([]*mnode, 3)
@@ -298,13 +320,14 @@ func TestManyNodes(t *testing.T) {
 
 	// The reference: one loaderd, alone, no tier, in this process.
 	ref := testServeFlags(t, data)
-	ref.shardSize = 8
+	ref.pipeline = pipeline
+	ref.shardSize, _ = strconv.Atoi(shard)
 	refAddr, _ := startServe(t, ref)
 	ctx := context.Background()
 	want := map[[2]int][]string{} // (epoch, rank) → batch digests
 	for e := range 3 {
 		for r := range world {
-			d, _, err := rankDigests(ctx, refAddr, nil, service.Request{Dataset: "d", Epoch: e, BatchSize: batch, Rank: r, WorldSize: world, Shuffle: true}, 0)
+			d, _, err := rankDigests(ctx, refAddr, nil, req(e, r), 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,13 +337,15 @@ func TestManyNodes(t *testing.T) {
 
 	// stream runs every rank of epoch e on its node (2r/2), concurrently,
 	// and checks each rank's bytes against the reference.
-	stream := func(what string, e int) {
+	stream := func(what string, e int) []time.Duration {
 		t.Helper()
 		var wg sync.WaitGroup
 		errs := make([]error, world)
+		firsts := make([]time.Duration, world)
 		for r := range world {
 			wg.Go(func() {
-				got, _, err := rankDigests(ctx, nodes[r/2].flight(), tlsCfg, service.Request{Dataset: "d", Epoch: e, BatchSize: batch, Rank: r, WorldSize: world, Shuffle: true}, 0)
+				got, first, err := rankDigests(ctx, nodes[r/2].flight(), tlsCfg, req(e, r), 0)
+				firsts[r] = first
 				if err == nil && strings.Join(got, ",") != strings.Join(want[[2]int{e, r}], ",") {
 					err = fmt.Errorf("rank %d of epoch %d: bytes differ from the single-node run", r, e)
 				}
@@ -333,6 +358,7 @@ func TestManyNodes(t *testing.T) {
 				t.Fatalf("%s: %v", what, err)
 			}
 		}
+		return firsts
 	}
 	computed := func(kind string) float64 {
 		total := 0.0
@@ -355,35 +381,38 @@ func TestManyNodes(t *testing.T) {
 
 	// Job 1, epoch 0: each node computes its two ranks' rows, and
 	// prefetches epoch 1's rows of the same ranks.
-	stream("job 1, epoch 0", 0)
-	if got := computed("stream"); got != n {
+	t1 := time.Now()
+	cold := stream("job 1, epoch 0", 0)
+	t.Logf("job 1, epoch 0 (cold, computed by the nodes): %v; time to first batch per rank %v", time.Since(t1), cold)
+	n = bound
+	if got := computed("stream"); got != float64(n) {
 		t.Errorf("rows computed by the streams of epoch 0 across the nodes: %v; want %d, each row once", got, n)
 	}
-	waitSum("epoch 1's prefetch", func() float64 { return computed("prefetch") }, n)
-	if got := computed("stream") + computed("prefetch"); got != 2*n {
+	waitSum("epoch 1's prefetch", func() float64 { return computed("prefetch") }, float64(n))
+	if got := computed("stream") + computed("prefetch"); got != float64(2*n) {
 		t.Errorf("rows computed across the nodes for epochs 0 and 1: %v; want %d (the node-aware bound: N per epoch)", got, 2*n)
 	}
 	for i, m := range nodes {
 		t.Logf("node %d computed %v rows (streams) + %v (prefetch)", i, scrapeKind(t, m.metrics(), "loaderd_rows_computed_total", "stream"), scrapeKind(t, m.metrics(), "loaderd_rows_computed_total", "prefetch"))
 	}
 	stream("job 1, epoch 1", 1)
-	if got := computed("stream"); got != n {
-		t.Errorf("epoch 1 computed %v rows for its streams; want none (prefetched)", got-n)
+	if got := computed("stream"); got != float64(n) {
+		t.Errorf("epoch 1 computed %v rows for its streams; want none (prefetched)", got-float64(n))
 	}
-	waitSum("epoch 2's prefetch", func() float64 { return computed("prefetch") }, 2*n)
+	waitSum("epoch 2's prefetch", func() float64 { return computed("prefetch") }, float64(2*n))
 
 	// Node 2 is killed in the middle of epoch 2: ranks 4 and 5 have read 2
 	// of their 4 batches. They resume on node 0 with start_batch 2.
 	const k = 2
 	for _, r := range []int{4, 5} {
-		got, _, err := rankDigests(ctx, nodes[2].flight(), tlsCfg, service.Request{Dataset: "d", Epoch: 2, BatchSize: batch, Rank: r, WorldSize: world, Shuffle: true}, k)
+		got, _, err := rankDigests(ctx, nodes[2].flight(), tlsCfg, req(2, r), k)
 		if err != nil || len(got) != k {
 			t.Fatalf("rank %d before the kill: %d batches, %v", r, len(got), err)
 		}
 	}
 	nodes[2].p.stop(syscall.SIGKILL)
 	for _, r := range []int{4, 5} {
-		got, _, err := rankDigests(ctx, nodes[0].flight(), tlsCfg, service.Request{Dataset: "d", Epoch: 2, BatchSize: batch, Rank: r, WorldSize: world, Shuffle: true, StartBatch: k}, 0)
+		got, _, err := rankDigests(ctx, nodes[0].flight(), tlsCfg, func() service.Request { q := req(2, r); q.StartBatch = k; return q }(), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +436,7 @@ func TestManyNodes(t *testing.T) {
 	startNode(2, nodes[2].cache)
 	before := computed("stream") + computed("prefetch")
 	t0 := time.Now()
-	first, ttfb, err := rankDigests(ctx, nodes[1].flight(), tlsCfg, service.Request{Dataset: "d", Epoch: 0, BatchSize: batch, Rank: 2, WorldSize: world, Shuffle: true}, 1)
+	first, ttfb, err := rankDigests(ctx, nodes[1].flight(), tlsCfg, req(0, 2), 1)
 	if err != nil || first[0] != want[[2]int{0, 2}][0] {
 		t.Fatalf("job 2, rank 2's first batch from the tier: %v", err)
 	}
@@ -424,11 +453,11 @@ func TestManyNodes(t *testing.T) {
 		}
 	}
 	fetched := scrape(t, nodes[1].metrics(), "loaderd_rows_fetched_total")
-	if fetched < 2*n/3 {
+	if fetched < float64(2*n/3) {
 		t.Errorf("the new node 1 fetched %v rows from the tier; want at least its ranks' %d of epochs 0 and 1", fetched, 2*n/3)
 	}
 	resumed := scrape(t, nodes[2].metrics(), "loaderd_rows_resumed_total")
-	if resumed < 2*n/3 {
+	if resumed < float64(2*n/3) {
 		t.Errorf("restarted node 2 resumed %v rows from its partial shards; want at least %d", resumed, 2*n/3)
 	}
 	t.Logf("job 2: node 1 fetched %v rows (%v bytes) from the tier; node 2 resumed %v rows from disk; %v bytes uploaded to the store by nodes 0 and 1 of job 1",
@@ -450,6 +479,14 @@ func TestManyNodes(t *testing.T) {
 			t.Errorf("node %d warned although it requires client certificates", i)
 		}
 	}
+}
+
+// envOr is $name, or def when it is empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // scrapeKind is scrape of the sample with label kind="kind".
