@@ -185,19 +185,17 @@ func (l *Loader) uploadPart(ctx context.Context, d *dataset, e, s int) error {
 // maxFetches bounds the rows read from the tier at once, per loader.
 const maxFetches = 32
 
-// inTier reports whether the tier holds row p of shard sh of ep, by its
-// listing (listed again at most every tier.Options.ListInterval) and the
-// indexes of its parts; it reads no row.
+// inTier reports whether the tier may hold row p of shard sh of ep: it
+// holds something of the shard, by its listing (listed again at most every
+// tier.Options.ListInterval). It reads no index and no row, so the stream's
+// producer never waits for more than a listing: the fetcher reads the
+// indexes, and hands the row to a worker when the tier lacks it.
 func (l *Loader) inTier(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
 	if l.opts.Tier == nil {
 		return false
 	}
-	complete, have, err := l.opts.Tier.Epoch(ep.Key()).Available(ctx, sh.Lo()/l.opts.ShardSize)
-	if err != nil {
-		return false
-	}
-	_, ok := slices.BinarySearch(have, p)
-	return complete || ok
+	ok, err := l.opts.Tier.Epoch(ep.Key()).Holds(ctx, sh.Lo()/l.opts.ShardSize)
+	return err == nil && ok
 }
 
 // fromTier reads row p of shard sh of ep into dst when the tier holds it,

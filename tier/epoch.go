@@ -50,11 +50,20 @@ type Epoch struct {
 	key shardcache.Key
 	dir string // prefix + key.Name() + "/"
 
-	mu     sync.Mutex        // guards the fields below; never held across I/O
-	listed time.Time         // when shards was last listed; zero: never
-	shards map[int]*holding  // what the last listing found, by shard
-	idx    map[string]*index // indexes read, by data object (objects never change)
-	meta   bool              // meta.json is known to exist
+	listMu sync.Mutex // serialises listings: concurrent callers share one; taken before mu
+
+	mu     sync.Mutex          // guards the fields below; never held across I/O
+	listed time.Time           // when shards was last listed; zero: never
+	shards map[int]*holding    // what the last listing found, by shard
+	idx    map[string]*idxLoad // indexes read or being read, by data object (objects never change)
+	meta   bool                // meta.json is known to exist
+}
+
+// idxLoad is one index being read: done is closed once x or err is set.
+type idxLoad struct {
+	done chan struct{}
+	x    *index
+	err  error
 }
 
 // holding is what the tier holds of one shard: data objects whose index is
@@ -119,9 +128,18 @@ func (e *Epoch) Key() shardcache.Key { return e.key }
 func (e *Epoch) holdings(ctx context.Context, force bool) (map[int]*holding, error) {
 	e.mu.Lock()
 	fresh := !e.listed.IsZero() && time.Since(e.listed) < e.s.opts.ListInterval
-	shards := e.shards
+	shards, asked := e.shards, time.Now()
 	e.mu.Unlock()
 	if fresh && !force {
+		return shards, nil
+	}
+	e.listMu.Lock()
+	defer e.listMu.Unlock()
+	e.mu.Lock()
+	shared := e.listed.After(asked) // listed by another caller while this one waited
+	shards = e.shards
+	e.mu.Unlock()
+	if shared {
 		return shards, nil
 	}
 	objs, err := e.s.b.list(ctx, e.dir)
@@ -184,6 +202,16 @@ func (e *Epoch) Complete(ctx context.Context) ([]int, error) {
 	return out, nil
 }
 
+// Holds reports whether the tier holds anything of shard, whole or in
+// parts, by a listing at most Options.ListInterval old: no index is read.
+func (e *Epoch) Holds(ctx context.Context, shard int) (bool, error) {
+	hs, err := e.holdings(ctx, false)
+	if err != nil {
+		return false, err
+	}
+	return hs[shard] != nil, nil
+}
+
 // Available reports whether shard is whole in the tier and, if not, which
 // of its rows the tier's parts hold (sorted), from a listing at most
 // Options.ListInterval old. It reads the parts' indexes.
@@ -216,26 +244,41 @@ func (e *Epoch) Available(ctx context.Context, shard int) (complete bool, rows [
 	return false, rows, nil
 }
 
-// index returns the index of data object name of shard, reading it once.
+// index returns the index of data object name of shard, reading it once:
+// concurrent callers wait for the first one's read. A failed read is
+// forgotten, so a later call tries again.
 func (e *Epoch) index(ctx context.Context, shard int, name string) (*index, error) {
 	e.mu.Lock()
-	x := e.idx[name]
+	ld := e.idx[name]
+	mine := ld == nil
+	if mine {
+		ld = &idxLoad{done: make(chan struct{})}
+		e.idx[name] = ld
+	}
 	e.mu.Unlock()
-	if x != nil {
-		return x, nil
+	if !mine {
+		select {
+		case <-ld.done:
+			return ld.x, ld.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	b, err := e.s.get(ctx, e.dir+indexName(name), 0, -1)
+	if err == nil {
+		if ld.x, err = decodeIndex(b, shard); err != nil {
+			e.s.met.corrupt.Inc()
+			err = fmt.Errorf("%s: %w", e.dir+indexName(name), err)
+		}
+	}
+	ld.err = err
 	if err != nil {
-		return nil, err
+		e.mu.Lock()
+		delete(e.idx, name)
+		e.mu.Unlock()
 	}
-	if x, err = decodeIndex(b, shard); err != nil {
-		e.s.met.corrupt.Inc()
-		return nil, fmt.Errorf("%s: %w", e.dir+indexName(name), err)
-	}
-	e.mu.Lock()
-	e.idx[name] = x
-	e.mu.Unlock()
-	return x, nil
+	close(ld.done)
+	return ld.x, ld.err
 }
 
 // ensureMeta writes the epoch's meta.json unless it is known to exist.
@@ -353,7 +396,9 @@ func (e *Epoch) PutRows(ctx context.Context, shard int, rows []Row, lay Layout) 
 		}
 		hd.parts = append(hd.parts, name)
 	}
-	e.idx[name] = x
+	ld := &idxLoad{done: make(chan struct{}), x: x}
+	close(ld.done)
+	e.idx[name] = ld
 	e.mu.Unlock()
 	return nil
 }

@@ -161,7 +161,7 @@ func (s *Store) Epoch(k shardcache.Key) *Epoch {
 	name := k.Name()
 	ep := s.epochs[name]
 	if ep == nil {
-		ep = &Epoch{s: s, key: k, dir: s.prefix + name + "/", idx: map[string]*index{}}
+		ep = &Epoch{s: s, key: k, dir: s.prefix + name + "/", idx: map[string]*idxLoad{}}
 		s.epochs[name] = ep
 	}
 	return ep

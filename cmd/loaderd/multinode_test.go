@@ -311,6 +311,19 @@ func TestManyNodes(t *testing.T) {
 			"--tls-cert", pki.serverCert, "--tls-key", pki.serverKey, "--tls-client-ca", pki.ca}, common...)
 		m.p = start(t, m.ns, nodeEnv, args...)
 		waitTCP(t, m.ip+":8815", m.p)
+		// The listeners open first; /metrics answers once the node serves.
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			resp, err := http.Get(m.metrics())
+			if err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("node %d: no /metrics within 90 s:\n%s", i, m.p.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		nodes[i] = m
 	}
 	for i := range 3 {
@@ -427,6 +440,12 @@ func TestManyNodes(t *testing.T) {
 	// left, node 1 replaced by a machine with an empty cache. It computes
 	// nothing: node 0 and node 2 have their rows on disk, node 1 reads its
 	// from the parts the old node 1 uploaded.
+	// Node 0 now serves ranks 4 and 5 too: it prefetches epoch 3 for them
+	// (a third of the rows), after epochs 1 and 2 for its own.
+	// Nothing of epoch 3 is anywhere yet: node 0 computes those rows.
+	waitSum("node 0's prefetch of epoch 3 for the ranks it took over", func() float64 {
+		return scrapeKind(t, nodes[0].metrics(), "loaderd_rows_computed_total", "prefetch")
+	}, float64(n))
 	var uploaded float64
 	for _, m := range nodes[:2] {
 		uploaded += scrape(t, m.metrics(), "loaderd_tier_uploaded_bytes_total")
