@@ -83,9 +83,9 @@ func (l *Loader) Evict(ctx context.Context, dataset string, epochs []int) (servi
 	for _, e := range es {
 		l.mu.Lock()
 		l.evicted[idOf(d, e)] = true
-		for k := range l.fetched {
+		for k := range l.prefetched {
 			if k.id == idOf(d, e) {
-				delete(l.fetched, k)
+				delete(l.prefetched, k)
 			}
 		}
 		l.mu.Unlock()

@@ -98,15 +98,15 @@ type Loader struct {
 	// an epoch is closed, and its writers' bytes summed, after mu is
 	// released. Nor with a served dataset's mu (served.go), which is
 	// taken before a listing's dataset.mu; dataset.mu is a leaf.
-	mu      sync.Mutex
-	epochs  map[epochID]*openEpoch    // epochs in use, by their users
-	closing map[epochID]chan struct{} // epochs whose last user left, being closed; closed when done
-	live    map[epochID]int           // streams per epoch
-	evicted map[epochID]bool          // explicitly evicted: not prefetched until streamed
-	shapes  map[string]*jobShape      // the job reading each dataset, learned from requests (ranks.go)
-	recent  map[string]epochID        // the last epoch streamed of each dataset: prefetch follows it after its streams end too
-	fetched map[prefetchDone]bool     // epochs whose rows of a shape a prefetch filled
-	closed  bool                      // Close was called: no new user
+	mu         sync.Mutex
+	epochs     map[epochID]*openEpoch    // epochs in use, by their users
+	closing    map[epochID]chan struct{} // epochs whose last user left, being closed; closed when done
+	live       map[epochID]int           // streams per epoch
+	evicted    map[epochID]bool          // explicitly evicted: not prefetched until streamed
+	shapes     map[string]*jobShape      // the job reading each dataset, learned from requests (ranks.go)
+	recent     map[string]epochID        // the last epoch streamed of each dataset: prefetch follows it after its streams end too
+	prefetched map[prefetchDone]bool     // epochs whose rows of a shape a prefetch filled
+	closed     bool                      // Close was called: no new user
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
 
@@ -195,7 +195,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		evicted:    map[epochID]bool{},
 		shapes:     map[string]*jobShape{},
 		recent:     map[string]epochID{},
-		fetched:    map[prefetchDone]bool{},
+		prefetched: map[prefetchDone]bool{},
 	}
 	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
 	for _, spec := range o.Datasets {

@@ -542,7 +542,7 @@ func (l *Loader) prefetch(ctx context.Context) error {
 			if err == nil && sel != nil {
 				l.mu.Lock()
 				for _, e := range es {
-					l.fetched[prefetchDone{idOf(d, e), shape.String()}] = true
+					l.prefetched[prefetchDone{idOf(d, e), shape.String()}] = true
 				}
 				l.mu.Unlock()
 			}
@@ -578,7 +578,7 @@ func (l *Loader) prefetchTarget() (*dataset, []int, int) {
 	for id := range l.evicted {
 		evicted[id] = true
 	}
-	done := maps.Clone(l.fetched)
+	done := maps.Clone(l.prefetched)
 	l.mu.Unlock()
 	slices.SortFunc(ids, func(a, b epochID) int {
 		if a.set != b.set {

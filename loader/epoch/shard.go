@@ -89,7 +89,9 @@ package epoch
 //	                    run under it; Writer.Commit never does)
 //	Commits.mu          a leaf: nothing is locked under it
 //
-// No two Shard.mu are ever held together. shardcache never calls back into
+// Hooks.Committed and Hooks.Suspended run with no lock of this package
+// held (the loader queues uploads there); Hooks.Resumed runs under
+// Shard.mu and only counts. No two Shard.mu are ever held together. shardcache never calls back into
 // this package, so its locks cannot close a cycle.
 
 import (
