@@ -349,7 +349,6 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 		}
 		fused = fused[:0]
 		var shs []*epoch.Shard
-		var owners []*openEpoch
 		var ps []int // the row of sample i in each of shs
 		for _, ep := range eps {
 			if !sel.has(ep.id.epoch, i) {
@@ -360,9 +359,17 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 			if err != nil {
 				return err
 			}
+			if claimed && l.inTier(ctx, ep, sh, p) {
+				// Read from the shared tier by a fetcher (a worker
+				// computes it if that fails), not decoded here.
+				if !r.fetch(ctx, ep, sh, p) {
+					return r.stopped(ctx)
+				}
+				continue
+			}
 			if claimed {
 				fused = append(fused, ep.id.epoch)
-				shs, ps, owners = append(shs, sh), append(ps, p), append(owners, ep)
+				shs, ps = append(shs, sh), append(ps, p)
 			}
 		}
 		if len(shs) == 0 {
@@ -386,30 +393,6 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 				img := l.rowScratch()
 				defer l.scratch.Put(img)
 				imgs[k] = *img
-			}
-			// Rows the shared tier holds are read, the others computed
-			// from one decode.
-			var left []int
-			for k, sh := range shs {
-				index, label, ok := l.fromTier(ctx, owners[k], sh, ps[k], imgs[k])
-				if ok && sh.Store(ps[k], imgs[k]) == nil {
-					sh.Finish(ps[k], index, label, nil)
-					r.done.Add(1)
-					continue
-				}
-				left = append(left, k)
-			}
-			if ctx.Err() != nil {
-				for _, k := range left {
-					shs[k].Finish(ps[k], 0, 0, epoch.ErrAbandoned)
-				}
-				return
-			}
-			if len(left) < len(shs) {
-				shs, ps, imgs, es = pick(shs, left), pick(ps, left), pick(imgs, left), pick(es, left)
-				if len(shs) == 0 {
-					return
-				}
 			}
 			srcs, err := l.computeFused(d, es, i, imgs)
 			for k := 0; err == nil && k < len(shs); k++ {
@@ -435,15 +418,6 @@ func (l *Loader) fillFused(ctx context.Context, r *runner, d *dataset, eps []*op
 		}
 	}
 	return nil
-}
-
-// pick returns the elements of s at the positions ks.
-func pick[T any](s []T, ks []int) []T {
-	out := make([]T, len(ks))
-	for j, k := range ks {
-		out[j] = s[k]
-	}
-	return out
 }
 
 // settle is fill's second pass: it waits until every shard sel selects of
