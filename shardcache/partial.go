@@ -187,6 +187,38 @@ func (w *Writer) Suspend(journal []byte) error {
 	return nil
 }
 
+// Checkpoint makes the rows written so far durable without ending the
+// writer: it syncs the file, then replaces the journal with journal, as
+// Suspend does. A process killed later keeps what the journal names. It
+// must not run concurrently with itself, Commit, Suspend or Abort; writes
+// of other rows may go on meanwhile (they are not in journal). A writer
+// that is not Persistent ignores it.
+func (w *Writer) Checkpoint(journal []byte) error {
+	if !w.stable || len(journal) == 0 {
+		return nil
+	}
+	if w.done.Load() {
+		return fmt.Errorf("shardcache: checkpoint shard %d of %v: writer finished", w.shard, w.ep.key)
+	}
+	err := unix.Msync(w.data, unix.MS_SYNC)
+	if err == nil {
+		var f *os.File
+		if f, err = os.OpenFile(w.tmp, os.O_WRONLY, 0); err == nil {
+			err = f.Sync()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+	}
+	if err == nil {
+		err = writeAtomic(filepath.Join(w.ep.dir, journalName(w.shard)), journal)
+	}
+	if err != nil {
+		return fmt.Errorf("shardcache: checkpoint shard %d of %v: %w", w.shard, w.ep.key, err)
+	}
+	return nil
+}
+
 // writeAtomic replaces path with b: temporary file, fsync, rename,
 // directory fsync.
 func writeAtomic(path string, b []byte) error {

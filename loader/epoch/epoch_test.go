@@ -313,3 +313,39 @@ func TestNewInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckpoint: while a shard is written, every quarter of it (at least
+// 64 rows) its ready rows are journaled, so a process killed then keeps
+// them: the journal on disk names them before the epoch is closed.
+func TestCheckpoint(t *testing.T) {
+	cache := openCache(t)
+	ep := newEpoch(t, cache, epoch.NewCommits(), 256, 256)
+	sh := ep.Shards()[0]
+	for p := range 70 {
+		if claimed, _ := sh.Request(p, false); !claimed {
+			t.Fatalf("row %d not claimed", p)
+		}
+		sh.Store(p, row(p))
+		sh.Finish(p, uint64(p), int64(p), nil)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, journal, err := cache.OpenPartial(ep.Key(), 0)
+		if err == nil {
+			m.Release()
+			rows, err := epoch.DecodeJournal(journal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) < 64 {
+				t.Fatalf("checkpoint journal names %d rows; want at least 64", len(rows))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no journal while the shard is written: %v", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ep.Close()
+}

@@ -46,6 +46,11 @@ package epoch
 //	                        their CRC-32C, written atomically) and
 //	                        Hooks.Suspended runs; with none it is aborted
 //
+// While writing, every quarter of the shard's rows (at least
+// minCheckpoint) a checkpoint writes the journal of the rows ready so far
+// (Writer.Checkpoint: the file synced first), holding the writer as a
+// batch does, so that a process killed mid-epoch keeps them.
+//
 // A partial shard kept so is first-class: the next startWriter of the
 // shard (this process or one started later) gets its file and journal back
 // from Cache.Create, and resume marks ready each row the journal names
@@ -157,7 +162,9 @@ type Shard struct {
 	crcs    []uint32            // modeWriting: CRC-32C of each ready row's image (Store writes it, the claim owning the row)
 	errs    map[int]error       // modeWriting: why each failed row failed
 	ready   int                 // modeWriting: rows ready
-	wrefs   int                 // batches holding rows of w
+	wrefs   int                 // batches holding rows of w, and a checkpoint running
+	fresh   int                 // modeWriting: rows ready since the journal was last written
+	saving  bool                // a checkpoint runs
 	closing bool                // the Epoch's users are gone: drop w once unreferenced
 	err     error               // the last commit's failure
 	changed chan struct{}       // closed and replaced on every change (broadcast)
@@ -225,7 +232,7 @@ func (sh *Shard) startWriter() error {
 	sh.label = make([]int64, sh.n)
 	sh.crcs = make([]uint32, sh.n)
 	sh.errs = map[int]error{}
-	sh.ready = 0
+	sh.ready, sh.fresh = 0, 0
 	sh.err = nil
 	sh.resume(w.Journal())
 	return nil
@@ -465,10 +472,53 @@ func (sh *Shard) Finish(p int, index uint64, label int64, err error) {
 	if commit {
 		sh.mode = modeCommitting
 	}
+	var journal []byte
+	if err == nil && !commit && sh.ready < sh.n {
+		if sh.fresh++; sh.fresh >= max(minCheckpoint, sh.n/4) && !sh.saving && sh.w.Persistent() {
+			// Make the rows so far survive a crash: a checkpoint holds the
+			// writer like a batch does, so it is neither committed nor
+			// suspended under it; its unref does that after.
+			journal, sh.fresh, sh.saving = sh.journal(), 0, true
+			sh.wrefs++
+		}
+	}
 	sh.mu.Unlock()
 	if commit {
 		sh.commits.run(sh.commit)
 	}
+	if journal != nil {
+		sh.commits.run(func() { sh.checkpoint(journal) })
+	}
+}
+
+// minCheckpoint is the fewest new rows that make a partial shard write its
+// journal while it is written (checkpoint); a quarter of the shard if more.
+const minCheckpoint = 64
+
+// checkpoint writes journal for the writer, which a reference keeps alive;
+// it runs on a commit goroutine, without sh.mu.
+func (sh *Shard) checkpoint(journal []byte) {
+	if err := sh.w.Checkpoint(journal); err != nil {
+		sh.log.Warn("loader: checkpoint partial shard", "shard", sh.id.num, "err", err)
+	}
+	sh.mu.Lock()
+	sh.saving = false
+	sh.mu.Unlock()
+	sh.unref()
+}
+
+// journal encodes the ready rows of the writer; the caller holds sh.mu.
+func (sh *Shard) journal() []byte {
+	var rows []JournalRow
+	for p, st := range sh.rows {
+		if st == rowReady {
+			rows = append(rows, JournalRow{Row: p, CRC: sh.crcs[p], Index: sh.index[p], Label: sh.label[p]})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	return encodeJournal(rows)
 }
 
 // unref drops a batch's reference to the writer's mapping (a Slot's
@@ -521,16 +571,11 @@ func (sh *Shard) commit() {
 // partial shard, with the journal of its ready rows, and reports whether
 // there was any; the caller holds sh.mu.
 func (sh *Shard) suspendWriter() bool {
-	var rows []JournalRow
-	for p, st := range sh.rows {
-		if st == rowReady {
-			rows = append(rows, JournalRow{Row: p, CRC: sh.crcs[p], Index: sh.index[p], Label: sh.label[p]})
-		}
-	}
-	kept := len(rows) > 0 && sh.w.Persistent()
+	journal := sh.journal()
+	kept := journal != nil && sh.w.Persistent()
 	var err error
-	if len(rows) > 0 {
-		err = sh.w.Suspend(encodeJournal(rows))
+	if journal != nil {
+		err = sh.w.Suspend(journal)
 	} else {
 		sh.w.Abort()
 	}
