@@ -84,6 +84,10 @@ func Run(ctx context.Context, opts *Options) (*Report, error) {
 	if err := cachedPhases(ctx, &o, tmp, p, data, r, progress); err != nil {
 		return nil, err
 	}
+	r.Local = localPhase(ctx, &o, tmp, data.Dir, p.RowBytes(), data.Set.Len(), progress)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	if len(o.Peers) > 0 {
 		if r.Peers, err = runPeers(ctx, &o, tmp, data.Dir, progress); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package bench
 import (
 	"io"
 	"log/slog"
+	"os/exec"
 	"runtime"
 	"slices"
 	"time"
@@ -48,6 +49,15 @@ type Options struct {
 	// (a checkout's python/ directory, for the loaderd package).
 	Python     string
 	PythonPath string
+
+	// ServeCommand makes the command of a `loaderd serve` with the given
+	// arguments, for the local phase (LocalResult), which measures a
+	// server process's CPU; nil → that phase is not measured. `loaderd
+	// bench` runs its own binary.
+	ServeCommand func(args ...string) *exec.Cmd
+	// LocalReaders are the same-node reader counts of the local phase;
+	// nil → 1, 2, 4.
+	LocalReaders []int
 }
 
 const (
@@ -66,6 +76,10 @@ func (o *Options) withDefaults() Options {
 		c = *o
 	}
 	c.Clients = slices.Clone(c.Clients)
+	c.LocalReaders = slices.Clone(c.LocalReaders)
+	if len(c.LocalReaders) == 0 {
+		c.LocalReaders = []int{1, 2, 4}
+	}
 	c.Peers = slices.Clone(c.Peers)
 	if c.Pipeline == "" {
 		c.Pipeline = "imagenet-train"

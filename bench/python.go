@@ -20,10 +20,14 @@ import (
 var pyClientScript []byte
 
 // pythonClients are the clients the Python rows measure, in order.
-var pythonClients = []struct{ name, label string }{
-	{"pyarrow", "pyarrow.flight"},
-	{"loaderd", "loaderd.Client"},
-	{"dataset", "loaderd.torch.LoaderdDataset"},
+// The package's clients run over Flight like pyarrow's, then reading the
+// cache in place (SPEC §9; the server is on this host).
+var pythonClients = []struct{ name, label, client, transport string }{
+	{"pyarrow", "pyarrow.flight", "pyarrow", "flight"},
+	{"loaderd", "loaderd.Client", "loaderd", "flight"},
+	{"dataset", "loaderd.torch.LoaderdDataset", "dataset", "flight"},
+	{"loaderd-local", "loaderd.Client, local", "loaderd", "local"},
+	{"dataset-local", "LoaderdDataset, local", "dataset", "local"},
 }
 
 // A PythonResult is one Python client's warm figures on the same cached
@@ -61,7 +65,7 @@ func pythonPhase(ctx context.Context, o *Options, tmp, addr string, passes int, 
 		rctx, cancel := context.WithTimeout(ctx, o.PeerTimeout)
 		cmd := exec.CommandContext(rctx, o.Python, script, "--addr", addr, "--dataset", datasetName,
 			"--batch-size", strconv.Itoa(o.BatchSize), "--passes", strconv.Itoa(passes),
-			"--repeat", strconv.Itoa(o.Repeat), "--client", c.name)
+			"--repeat", strconv.Itoa(o.Repeat), "--client", c.client, "--transport", c.transport)
 		cmd.Env = env
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

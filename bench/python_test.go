@@ -22,8 +22,11 @@ func TestRunPythonClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Python) != 3 {
-		t.Fatalf("%d Python clients, want 3: %+v", len(r.Python), r.Python)
+	if len(r.Python) != 5 { // the package's two clients over Flight, then in place
+		t.Fatalf("%d Python clients, want 5: %+v", len(r.Python), r.Python)
+	}
+	if l := r.Python[3]; l.Name != "loaderd-local" || l.Error != "" || l.Point.ImagesPerSec != 2100 {
+		t.Errorf("loaderd-local row %+v", l)
 	}
 	pa, pkg, ds := r.Python[0], r.Python[1], r.Python[2]
 	if pa.Name != "pyarrow" || pa.Error != "" || pa.Point.ImagesPerSec != 1050 || pa.Point.Min != 1000 ||
@@ -40,7 +43,7 @@ func TestRunPythonClients(t *testing.T) {
 		t.Errorf("PythonErr() = %v; want the dataset client named", err)
 	}
 	ratios := r.computeRatios().Python
-	if len(ratios) != 2 || ratios[1].OverGo <= 0 || ratios[1].OverLoopback <= 0 ||
+	if len(ratios) != 3 || ratios[1].OverGo <= 0 || ratios[1].OverLoopback <= 0 ||
 		!near(ratios[1].OverGo, 0.315/r.Warm[0].GBPerSec) {
 		t.Errorf("Python ratios %+v; want both measured clients over the Go client and loopback", ratios)
 	}

@@ -24,6 +24,9 @@ type Report struct {
 	// Python are the Python clients on the warm phase's cached epoch, with
 	// Options.Python; a client that could not run has only its Error.
 	Python []PythonResult `json:"python_clients,omitempty"`
+	// Local are same-node readers of the cache (SPEC §9) beside the
+	// ordinary stream, against a loaderd serve process (Options.ServeCommand).
+	Local *LocalResult `json:"local,omitempty"`
 
 	Ratios  Ratios  `json:"ratios"`
 	Seconds float64 `json:"seconds"` // wall time of the whole run

@@ -35,6 +35,11 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run: %d cold, %d precompute, %d warm points, %d peers, peer errors %v; want 2, 2, 2, 3, none",
 			len(r.Cold), len(r.Precompute), len(r.Warm), len(r.Peers), r.PeerErr())
 	}
+	// Without a loaderd binary (Options.ServeCommand) the local phase says
+	// so; cmd/loaderd's TestBenchCommand runs it.
+	if r.Local == nil || !strings.Contains(r.Local.Error, "not measured") {
+		t.Errorf("local phase without a server command: %+v", r.Local)
+	}
 	// dali: 2 variants at 1, 2 workers; tfdata: 1 at 1, 2 and the cache
 	// variant at 2; torchvision: 2 at 0, 1, 2.
 	for i, want := range []struct {

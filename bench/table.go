@@ -88,6 +88,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 				ratioText(pr.OverLoopback, " (1-stream TCP)"))
 		}
 	}
+	r.writeLocal(tw)
 	fmt.Fprintln(tw, "\nLIMITS")
 	fmt.Fprintln(tw, "\tstreams\tGB/s\t[min–max]\tsamples/s\t")
 	l := r.Limits.Memcpy

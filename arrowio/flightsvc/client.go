@@ -45,6 +45,9 @@ type ClientOptions struct {
 	// Logger gets the one line saying why "auto" streams over Flight; nil
 	// means slog.Default().
 	Logger *slog.Logger
+	// GatherThreads is how many goroutines copy a local stream's rows into
+	// each batch; 0 means min(4, GOMAXPROCS).
+	GatherThreads int
 }
 
 // A Client calls a loaderd Flight server. It is safe for concurrent use.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +16,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/flight"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
@@ -23,6 +23,7 @@ import (
 
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/service"
+	"golang.org/x/sync/errgroup"
 )
 
 // ErrTransport reports a transport Fetch does not know.
@@ -187,7 +188,11 @@ func (c *Client) fetchLocalOnce(ctx context.Context, req service.Request, fn fun
 	if err != nil {
 		return stats, err
 	}
-	g := &gatherer{files: mappedFiles{dir: door.dir}, data: data, rowBytes: rowBytes, batchSize: req.BatchSize, mem: c.opts.Allocator}
+	g := &gatherer{files: planFiles{dir: door.dir}, data: data, rowBytes: rowBytes, batchSize: req.BatchSize, mem: c.opts.Allocator,
+		threads: c.opts.GatherThreads}
+	if g.threads <= 0 {
+		g.threads = min(4, runtime.GOMAXPROCS(0))
+	}
 	if g.mem == nil {
 		g.mem = &c.reuse
 	}
@@ -288,68 +293,104 @@ func drainExchange(st flight.FlightService_DoExchangeClient) error {
 	}
 }
 
-// mappedFiles maps the files plans name, read-only, once each.
-type mappedFiles struct {
+// planFiles reads the rows of the files plans name, each opened once.
+// A row is read with pread straight into the batch buffer: one copy from
+// the page cache, as a mapping would give, without building and tearing
+// down page tables for every file of every epoch (measured: 40% of a
+// mapping reader's time went to them).
+type planFiles struct {
 	dir string
-	m   map[string][]byte
+	f   map[string]*planFile
 }
 
-func (f *mappedFiles) get(name string) ([]byte, error) {
-	if b, ok := f.m[name]; ok {
-		return b, nil
+type planFile struct {
+	fh   *os.File
+	size int64
+}
+
+func (pf *planFiles) get(name string) (*planFile, error) {
+	if f, ok := pf.f[name]; ok {
+		return f, nil
 	}
-	fh, err := os.Open(filepath.Join(f.dir, filepath.FromSlash(name)))
+	fh, err := os.Open(filepath.Join(pf.dir, filepath.FromSlash(name)))
 	if err != nil {
 		return nil, fmt.Errorf("flightsvc: a plan's file: %w", err)
 	}
-	defer fh.Close()
 	fi, err := fh.Stat()
 	if err != nil {
+		fh.Close()
 		return nil, fmt.Errorf("flightsvc: a plan's file: %w", err)
 	}
-	if fi.Size() <= 0 || int64(int(fi.Size())) != fi.Size() {
-		return nil, fmt.Errorf("flightsvc: a plan's file %s has %d bytes", name, fi.Size())
+	if pf.f == nil {
+		pf.f = map[string]*planFile{}
 	}
-	b, err := unix.Mmap(int(fh.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("flightsvc: map %s: %w", name, err)
-	}
-	if f.m == nil {
-		f.m = map[string][]byte{}
-	}
-	f.m[name] = b
-	return b, nil
+	f := &planFile{fh: fh, size: fi.Size()}
+	pf.f[name] = f
+	return f, nil
 }
 
-func (f *mappedFiles) close() {
-	for _, b := range f.m {
-		_ = unix.Munmap(b)
+func (pf *planFiles) close() {
+	for _, f := range pf.f {
+		_ = f.fh.Close()
 	}
-	f.m = nil
+	pf.f = nil
 }
 
 // A gatherer assembles the batches of a local stream.
 type gatherer struct {
-	files     mappedFiles
+	files     planFiles
 	data      *arrow.Schema // the ordinary stream's
 	rowBytes  int
 	batchSize int
 	mem       memory.Allocator
 	bb        *arrowio.BatchBuilder
-	scratch   []byte // raw mode's batch buffer
+	scratch   []byte // raw mode's batch buffer, from mem
+	threads   int    // goroutines copying a batch's rows
 }
 
-// row returns the image bytes of row r of p, in place in its mapping.
-func (g *gatherer) row(p *arrowio.Plan, r int) ([]byte, error) {
-	b, err := g.files.get(p.File[r])
-	if err != nil {
-		return nil, err
+// copyRows reads the image bytes of every row r of p into dst[r]
+// (rowBytes long each), on up to g.threads goroutines: the copy from the
+// page cache is the reader's whole cost, and a trainer's host has cores.
+func (g *gatherer) copyRows(p *arrowio.Plan, dst [][]byte) error {
+	files := make([]*planFile, len(dst))
+	for r := range dst {
+		f, err := g.files.get(p.File[r])
+		if err != nil {
+			return err
+		}
+		off := p.Offset[r]
+		if off > f.size || f.size-off < int64(g.rowBytes) {
+			return fmt.Errorf("flightsvc: a plan names bytes [%d, %d) of %s, a file of %d bytes", off, off+int64(g.rowBytes), p.File[r], f.size)
+		}
+		files[r] = f
 	}
-	off := p.Offset[r]
-	if off > int64(len(b)) || int64(len(b))-off < int64(g.rowBytes) {
-		return nil, fmt.Errorf("flightsvc: a plan names bytes [%d, %d) of %s, a file of %d bytes", off, off+int64(g.rowBytes), p.File[r], len(b))
+	read := func(r int) error {
+		if _, err := files[r].fh.ReadAt(dst[r][:g.rowBytes], p.Offset[r]); err != nil {
+			return fmt.Errorf("flightsvc: read a row of %s: %w", p.File[r], err)
+		}
+		return nil
 	}
-	return b[off : off+int64(g.rowBytes)], nil
+	threads := min(g.threads, len(dst))
+	if threads <= 1 {
+		for r := range dst {
+			if err := read(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var eg errgroup.Group
+	for t := range threads {
+		eg.Go(func() error {
+			for r := t; r < len(dst); r += threads {
+				if err := read(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
 }
 
 // batch copies the rows of p into one buffer and hands the record to fn;
@@ -357,18 +398,18 @@ func (g *gatherer) row(p *arrowio.Plan, r int) ([]byte, error) {
 // costs) and drops them.
 func (g *gatherer) batch(p *arrowio.Plan, fn func(arrow.RecordBatch) error) error {
 	n := len(p.Index)
+	dst := make([][]byte, n)
 	if fn == nil {
 		if need := n * g.rowBytes; len(g.scratch) < need {
-			g.scratch = make([]byte, need)
+			if g.scratch != nil {
+				g.mem.Free(g.scratch)
+			}
+			g.scratch = g.mem.Allocate(max(need, g.batchSize*g.rowBytes))
 		}
 		for r := range n {
-			src, err := g.row(p, r)
-			if err != nil {
-				return err
-			}
-			copy(g.scratch[r*g.rowBytes:], src)
+			dst[r] = g.scratch[r*g.rowBytes : (r+1)*g.rowBytes]
 		}
-		return nil
+		return g.copyRows(p, dst)
 	}
 	if g.bb == nil {
 		var err error
@@ -377,17 +418,16 @@ func (g *gatherer) batch(p *arrowio.Plan, fn func(arrow.RecordBatch) error) erro
 		}
 	}
 	for r := range n {
-		src, err := g.row(p, r)
+		row, err := g.bb.Next(p.Index[r], p.Label[r])
 		if err != nil {
 			g.bb.Release()
 			return err
 		}
-		dst, err := g.bb.Next(p.Index[r], p.Label[r])
-		if err != nil {
-			g.bb.Release()
-			return err
-		}
-		copy(dst, src)
+		dst[r] = row
+	}
+	if err := g.copyRows(p, dst); err != nil {
+		g.bb.Release()
+		return err
 	}
 	rec := g.bb.NewRecord()
 	defer rec.Release()
@@ -397,6 +437,10 @@ func (g *gatherer) batch(p *arrowio.Plan, fn func(arrow.RecordBatch) error) erro
 func (g *gatherer) close() {
 	if g.bb != nil {
 		g.bb.Release()
+	}
+	if g.scratch != nil {
+		g.mem.Free(g.scratch)
+		g.scratch = nil
 	}
 	g.files.close()
 }

@@ -1,7 +1,7 @@
 """One Python client of `loaderd bench`'s warm phase, in a process of its own.
 
     python pyclient.py --addr HOST:PORT --dataset NAME --batch-size B \
-        --passes P --repeat R --client pyarrow|loaderd|dataset
+        --passes P --repeat R --client pyarrow|loaderd|dataset [--transport flight|local]
 
 Streams rank 0 of world size 1 of the cached epoch 0, P passes per timed
 run, after one untimed pass, and prints one JSON line: images/s and GB/s
@@ -15,6 +15,9 @@ exits 3.
   loaderd  loaderd.Client.batches: the same, through the package.
   dataset  loaderd.torch.LoaderdDataset: torch tensors on the CPU, read
            ahead on a background thread.
+
+--transport (loaderd and dataset): flight (default), or local: the rows
+read from the server's cache files in place (docs/SPEC.md §9).
 """
 
 import argparse
@@ -43,6 +46,7 @@ def main():
     ap.add_argument("--passes", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--client", choices=["pyarrow", "loaderd", "dataset"], required=True)
+    ap.add_argument("--transport", choices=["flight", "local"], default="flight")
     a = ap.parse_args()
     versions = {"python": platform.python_version()}
     try:
@@ -78,7 +82,7 @@ def main():
 
             def one_pass():
                 images = nbytes = 0
-                for b in client.batches(a.dataset, 0, a.batch_size):
+                for b in client.batches(a.dataset, 0, a.batch_size, transport=a.transport):
                     images += len(b.labels)
                     nbytes += b.images.nbytes
                 return images, nbytes
@@ -89,7 +93,7 @@ def main():
                 versions["torch"] = torch.__version__
             except ImportError as e:
                 fail(f"torch not importable by {sys.executable}: {e}; pip install './python[torch]'")
-            ds = LoaderdDataset(a.addr, a.dataset, a.batch_size)
+            ds = LoaderdDataset(a.addr, a.dataset, a.batch_size, transport=a.transport)
 
             def one_pass():
                 images = nbytes = 0
@@ -117,7 +121,7 @@ def main():
     if a.client == "loaderd" or a.client == "dataset":
         import loaderd._client as lc
         versions["malloc"] = lc.malloc_state
-    print(json.dumps({"client": a.client, "images_per_sec": runs, "gb_per_sec": gbs,
+    print(json.dumps({"client": a.client, "transport": a.transport, "images_per_sec": runs, "gb_per_sec": gbs,
                       "cpu_s_per_gb": cpu, "images": images, "bytes": nbytes, "versions": versions}))
 
 

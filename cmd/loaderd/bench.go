@@ -68,6 +68,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return err
 	}
+	// The local phase measures a server process's CPU: this binary, as
+	// `loaderd serve` (LOADERD_TEST_MAIN makes a test binary loaderd too).
+	if exe, err := os.Executable(); err == nil {
+		o.ServeCommand = func(args ...string) *exec.Cmd {
+			cmd := exec.Command(exe, args...)
+			cmd.Env = append(os.Environ(), "LOADERD_TEST_MAIN=1")
+			return cmd
+		}
+	}
 	rep, err := bench.Run(ctx, &o)
 	if err != nil {
 		return err

@@ -538,6 +538,20 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("bench wrote no %s: %v", f, err)
 		}
 	}
+	// The local phase ran against a serve process (this test binary as
+	// loaderd): readers, the server's CPU on both paths, the footprint.
+	var rep bench.Report
+	if b, err := os.ReadFile(filepath.Join(out, "bench.json")); err != nil || json.Unmarshal(b, &rep) != nil || rep.Local == nil {
+		t.Fatalf("bench.json without the local phase: %v", err)
+	}
+	l := rep.Local
+	if l.Error != "" || len(l.Readers) != 3 || l.Readers[0].ImagesPerSec <= 0 || l.Flight.ImagesPerSec <= 0 ||
+		l.FlightServerCPUPerGB <= 0 || l.Footprint.EpochBytes <= 0 || l.Footprint.PageCacheBytes < l.Footprint.EpochBytes/2 {
+		t.Errorf("local phase %+v", l)
+	}
+	if !strings.Contains(stdout, "LOCAL: same-node readers") {
+		t.Errorf("bench table lacks the local section:\n%s", stdout)
+	}
 }
 
 // TestBenchPeerFails: a peer asked for that cannot run is reported in the
