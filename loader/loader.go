@@ -79,19 +79,20 @@ type Options struct {
 // use. New starts no goroutine: workers start with the first work and stop
 // in Close; background prefetch runs in Run.
 type Loader struct {
-	opts       Options
-	log        *slog.Logger
-	pipe       *augment.Pipeline
-	cache      *shardcache.Cache
-	names      []string
-	sets       map[string]*served // by name; each holds its current listing
-	placement  gpu.Placement
-	met        *metrics
-	sched      *workers.Scheduler
-	commits    *epoch.Commits // the shard commits of every epoch
-	up         *uploads       // uploads to the shared tier (shared.go)
-	fetchSlots chan struct{}  // rows being read from the shared tier: at most maxFetches
-	wake       chan struct{}  // nudges Run's prefetch loop
+	opts         Options
+	log          *slog.Logger
+	pipe         *augment.Pipeline
+	cache        *shardcache.Cache
+	names        []string
+	sets         map[string]*served // by name; each holds its current listing
+	placement    gpu.Placement
+	met          *metrics
+	sched        *workers.Scheduler
+	commits      *epoch.Commits // the shard commits of every epoch
+	up           *uploads       // uploads to the shared tier (shared.go)
+	fetchSlots   chan struct{}  // rows being read from the shared tier for streams: at most maxFetches
+	bgFetchSlots chan struct{}  // and for prefetch and precompute: at most maxBgFetches
+	wake         chan struct{}  // nudges Run's prefetch loop
 
 	// mu guards the registry of epochs in use below. It is never held
 	// together with a shard's lock (loader/epoch/shard.go has the order):
@@ -179,23 +180,24 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		return nil, err
 	}
 	l := &Loader{
-		opts:       o,
-		log:        o.Logger,
-		pipe:       o.Pipeline,
-		cache:      o.Cache,
-		sets:       map[string]*served{},
-		met:        met,
-		commits:    epoch.NewCommits(),
-		up:         newUploads(),
-		fetchSlots: make(chan struct{}, maxFetches),
-		wake:       make(chan struct{}, 1),
-		epochs:     map[epochID]*openEpoch{},
-		closing:    map[epochID]chan struct{}{},
-		live:       map[epochID]int{},
-		evicted:    map[epochID]bool{},
-		shapes:     map[string]*jobShape{},
-		recent:     map[string]epochID{},
-		prefetched: map[prefetchDone]bool{},
+		opts:         o,
+		log:          o.Logger,
+		pipe:         o.Pipeline,
+		cache:        o.Cache,
+		sets:         map[string]*served{},
+		met:          met,
+		commits:      epoch.NewCommits(),
+		up:           newUploads(),
+		fetchSlots:   make(chan struct{}, maxFetches),
+		bgFetchSlots: make(chan struct{}, maxBgFetches),
+		wake:         make(chan struct{}, 1),
+		epochs:       map[epochID]*openEpoch{},
+		closing:      map[epochID]chan struct{}{},
+		live:         map[epochID]int{},
+		evicted:      map[epochID]bool{},
+		shapes:       map[string]*jobShape{},
+		recent:       map[string]epochID{},
+		prefetched:   map[prefetchDone]bool{},
 	}
 	pipeKey := o.Pipeline.Fingerprint() + "/s" + strconv.Itoa(o.ShardSize)
 	for _, spec := range o.Datasets {

@@ -182,8 +182,12 @@ func (l *Loader) uploadPart(ctx context.Context, d *dataset, e, s int) error {
 	return nil
 }
 
-// maxFetches bounds the rows read from the tier at once, per loader.
-const maxFetches = 32
+// maxFetches and maxBgFetches bound the rows read from the tier at once,
+// per loader, for streams and for background work.
+const (
+	maxFetches   = 32
+	maxBgFetches = 8
+)
 
 // inTier reports whether the tier may hold row p of shard sh of ep: it
 // holds something of the shard, by its listing (listed again at most every

@@ -188,13 +188,18 @@ func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 }
 
 // fetch reads the claimed row p of sh from the shared tier on a goroutine
-// of its own, at most maxFetches at once (reads wait for the network, not
-// for a CPU, so they do not take workers), and hands the row to compute
-// when the tier fails it.
+// of its own, at most maxFetches at once for streams and maxBgFetches for
+// prefetch and precompute, apart (reads wait for the network, not for a
+// CPU, so they do not take workers), and hands the row to compute when the
+// tier fails it.
 func (r *runner) fetch(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
 	l := r.l
+	slots := l.fetchSlots
+	if !r.kind.high() { // background reads never hold up a stream's
+		slots = l.bgFetchSlots
+	}
 	select {
-	case l.fetchSlots <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
 		sh.Finish(p, 0, 0, epoch.ErrAbandoned)
 		return false
@@ -206,7 +211,7 @@ func (r *runner) fetch(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p in
 			ok = sh.Store(p, *img) == nil
 		}
 		l.scratch.Put(img)
-		<-l.fetchSlots
+		<-slots
 		switch {
 		case ok:
 			r.done.Add(1)

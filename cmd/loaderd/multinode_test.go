@@ -471,6 +471,9 @@ func TestManyNodes(t *testing.T) {
 		t.Fatalf("job 2, rank 2's first batch from the tier: %v", err)
 	}
 	t.Logf("time to first batch on a node with an empty cache, rows from the tier: %v (call %v)", ttfb, time.Since(t0))
+	if _, ttfb2, err := rankDigests(ctx, nodes[1].flight(), tlsCfg, req(1, 3), 1); err == nil {
+		t.Logf("and for its other rank, of the next epoch, once the node has listed the tier: %v", ttfb2)
+	}
 	stream("job 2, epoch 0", 0)
 	stream("job 2, epoch 1", 1)
 	if got := computed("stream") + computed("prefetch"); got != before {
