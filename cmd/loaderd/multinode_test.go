@@ -401,7 +401,12 @@ func TestManyNodes(t *testing.T) {
 	if got := computed("stream"); got != float64(n) {
 		t.Errorf("rows computed by the streams of epoch 0 across the nodes: %v; want %d, each row once", got, n)
 	}
-	waitSum("epoch 1's prefetch", func() float64 { return computed("prefetch") }, float64(n))
+	// Each node prefetches its own ranks' third of epoch 1.
+	for i, m := range nodes {
+		waitSum(fmt.Sprintf("node %d's prefetch of epoch 1", i), func() float64 {
+			return scrapeKind(t, m.metrics(), "loaderd_rows_computed_total", "prefetch")
+		}, float64(n/3))
+	}
 	if got := computed("stream") + computed("prefetch"); got != float64(2*n) {
 		t.Errorf("rows computed across the nodes for epochs 0 and 1: %v; want %d (the node-aware bound: N per epoch)", got, 2*n)
 	}
@@ -411,8 +416,15 @@ func TestManyNodes(t *testing.T) {
 	stream("job 1, epoch 1", 1)
 	if got := computed("stream"); got != float64(n) {
 		t.Errorf("epoch 1 computed %v rows for its streams; want none (prefetched)", got-float64(n))
+		for i, m := range nodes {
+			t.Logf("node %d log:\n%s", i, m.p.out.String())
+		}
 	}
-	waitSum("epoch 2's prefetch", func() float64 { return computed("prefetch") }, float64(2*n))
+	for i, m := range nodes {
+		waitSum(fmt.Sprintf("node %d's prefetch of epoch 2", i), func() float64 {
+			return scrapeKind(t, m.metrics(), "loaderd_rows_computed_total", "prefetch")
+		}, float64(2*n/3))
+	}
 
 	// Node 2 is killed in the middle of epoch 2: ranks 4 and 5 have read 2
 	// of their 4 batches. They resume on node 0 with start_batch 2.

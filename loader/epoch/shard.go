@@ -165,6 +165,7 @@ type Shard struct {
 	wrefs   int                 // batches holding rows of w, and a checkpoint running
 	fresh   int                 // modeWriting: rows ready since the journal was last written
 	saving  bool                // a checkpoint runs
+	saved   chan struct{}       // closed when that checkpoint is over
 	closing bool                // the Epoch's users are gone: drop w once unreferenced
 	err     error               // the last commit's failure
 	changed chan struct{}       // closed and replaced on every change (broadcast)
@@ -478,7 +479,7 @@ func (sh *Shard) Finish(p int, index uint64, label int64, err error) {
 			// Make the rows so far survive a crash: a checkpoint holds the
 			// writer like a batch does, so it is neither committed nor
 			// suspended under it; its unref does that after.
-			journal, sh.fresh, sh.saving = sh.journal(), 0, true
+			journal, sh.fresh, sh.saving, sh.saved = sh.journal(), 0, true, make(chan struct{})
 			sh.wrefs++
 		}
 	}
@@ -503,8 +504,8 @@ func (sh *Shard) checkpoint(journal []byte) {
 	}
 	sh.mu.Lock()
 	sh.saving = false
-	sh.mu.Unlock()
-	sh.unref()
+	close(sh.saved)
+	sh.unrefLocked() // in the same hold of sh.mu: close never sees saving over and the reference still held
 }
 
 // journal encodes the ready rows of the writer; the caller holds sh.mu.
@@ -525,6 +526,13 @@ func (sh *Shard) journal() []byte {
 // Release).
 func (sh *Shard) unref() {
 	sh.mu.Lock()
+	sh.unrefLocked()
+}
+
+// unrefLocked drops a reference to the writer and does what the last one
+// implies (commit, or suspend when closing); the caller holds sh.mu, which
+// it releases.
+func (sh *Shard) unrefLocked() {
 	sh.wrefs--
 	if sh.wrefs > 0 || sh.mode != modeWriting {
 		sh.mu.Unlock()
@@ -592,6 +600,12 @@ func (sh *Shard) suspendWriter() bool {
 // close runs when the Epoch's last user leaves: no row is claimed then.
 func (sh *Shard) close() {
 	sh.mu.Lock()
+	for sh.saving { // a checkpoint is short: wait for it, then suspend here
+		ch := sh.saved
+		sh.mu.Unlock()
+		<-ch
+		sh.mu.Lock()
+	}
 	sh.closing = true
 	suspended := false
 	switch sh.mode {
