@@ -100,14 +100,14 @@ type Loader struct {
 	// released. Nor with a served dataset's mu (served.go), which is
 	// taken before a listing's dataset.mu; dataset.mu is a leaf.
 	mu         sync.Mutex
-	epochs     map[epochID]*openEpoch    // epochs in use, by their users
-	closing    map[epochID]chan struct{} // epochs whose last user left, being closed; closed when done
-	live       map[epochID]int           // streams per epoch
-	evicted    map[epochID]bool          // explicitly evicted: not prefetched until streamed
-	shapes     map[string]*jobShape      // the job reading each dataset, learned from requests (ranks.go)
-	recent     map[string]epochID        // the last epoch streamed of each dataset: prefetch follows it after its streams end too
-	prefetched map[prefetchDone]bool     // epochs whose rows of a shape a prefetch filled
-	closed     bool                      // Close was called: no new user
+	epochs     map[epochID]*openEpoch // epochs in use, by their users
+	closing    map[epochID]*openEpoch // epochs whose last user left, until a new user finds them Released
+	live       map[epochID]int        // streams per epoch
+	evicted    map[epochID]bool       // explicitly evicted: not prefetched until streamed
+	shapes     map[string]*jobShape   // the job reading each dataset, learned from requests (ranks.go)
+	recent     map[string]epochID     // the last epoch streamed of each dataset: prefetch follows it after its streams end too
+	prefetched map[prefetchDone]bool  // epochs whose rows of a shape a prefetch filled
+	closed     bool                   // Close was called: no new user
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
 
@@ -192,7 +192,7 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 		bgFetchSlots: make(chan struct{}, maxBgFetches),
 		wake:         make(chan struct{}, 1),
 		epochs:       map[epochID]*openEpoch{},
-		closing:      map[epochID]chan struct{}{},
+		closing:      map[epochID]*openEpoch{},
 		live:         map[epochID]int{},
 		evicted:      map[epochID]bool{},
 		shapes:       map[string]*jobShape{},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/loaderd/loaderd/loader/epoch"
 	"github.com/loaderd/loaderd/service"
@@ -71,14 +72,23 @@ func (l *Loader) acquire(d *dataset, e int, w work) (*openEpoch, func(), error) 
 		return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
 	}
 	id := idOf(d, e)
-	for l.closing[id] != nil {
+	if old := l.closing[id]; old != nil {
 		// The epoch's last user left and its shards are being kept
-		// (partial shards suspended): a new Epoch would find their files
-		// still held. Wait for that.
-		ch := l.closing[id]
+		// (partial shards suspended, some once gRPC releases the last
+		// batches): a new Epoch would find their files still held and
+		// compute their rows again. Wait for that, a while.
 		l.mu.Unlock()
-		<-ch
+		t := time.NewTimer(closeWait)
+		select {
+		case <-old.Released():
+		case <-t.C:
+			l.log.Warn("loader: an epoch's last batches are still held; its partial shards' rows may be computed again", "dataset", d.Name, "epoch", e)
+		}
+		t.Stop()
 		l.mu.Lock()
+		if l.closing[id] == old {
+			delete(l.closing, id)
+		}
 		if l.closed {
 			l.mu.Unlock()
 			return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
@@ -145,21 +155,27 @@ func (l *Loader) releaseEpoch(ep *openEpoch, w work) {
 	}
 	ep.refs--
 	last := ep.refs == 0
-	var closed chan struct{}
 	if last {
 		delete(l.epochs, ep.id)
-		closed = make(chan struct{})
-		l.closing[ep.id] = closed
+		for id, old := range l.closing { // forget the epochs released since
+			select {
+			case <-old.Released():
+				delete(l.closing, id)
+			default:
+			}
+		}
+		l.closing[ep.id] = ep // a new user waits for ep.Released
 	}
 	l.mu.Unlock()
 	if last {
 		ep.Close()
-		l.mu.Lock()
-		delete(l.closing, ep.id)
-		l.mu.Unlock()
-		close(closed)
 	}
 }
+
+// closeWait bounds how long a new user of an epoch waits for the previous
+// users' batches to be released (a dead connection may hold them until the
+// garbage collector frees them): then it computes what they hold again.
+const closeWait = 10 * time.Second
 
 // A runner computes rows of one kind of work for a stream or a precompute
 // and tracks the tasks it submitted, so its owner can wait for them.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -35,6 +36,11 @@ type Epoch struct {
 	key    shardcache.Key
 	size   int // rows per shard
 	shards []*Shard
+
+	rmu      sync.Mutex    // guards pending and closed; a leaf, taken under Shard.mu
+	pending  int           // shards whose writer batches held at Close
+	closed   bool          // Close has run
+	released chan struct{} // closed once Close has run and no shard holds its writer
 }
 
 // New lays out the shards of an epoch; it touches neither the cache nor the
@@ -53,7 +59,7 @@ func New(opts *Options) (*Epoch, error) {
 	if o.Hooks == nil {
 		o.Hooks = &Hooks{}
 	}
-	ep := &Epoch{key: o.Key, size: o.ShardSize}
+	ep := &Epoch{key: o.Key, size: o.ShardSize, released: make(chan struct{})}
 	layouts := map[int]*arrowio.ShardLayout{}
 	for lo, num := 0, 0; lo < o.Samples; lo, num = lo+o.ShardSize, num+1 {
 		rows := min(o.ShardSize, o.Samples-lo)
@@ -67,7 +73,7 @@ func New(opts *Options) (*Epoch, error) {
 		}
 		ep.shards = append(ep.shards, &Shard{
 			id: shardID{o.Key, num}, lo: lo, n: rows, layout: lay, schema: o.Schema,
-			cache: o.Cache, commits: o.Commits, hooks: o.Hooks, log: o.Logger,
+			cache: o.Cache, commits: o.Commits, hooks: o.Hooks, log: o.Logger, owner: ep,
 			changed: make(chan struct{}),
 		})
 	}
@@ -99,8 +105,41 @@ func (ep *Epoch) Reserved() int64 {
 // releases the mappings and drops the unfinished writers no batch holds
 // (the others go when their last batch is released). Complete shards still
 // commit.
+//
+// Released is closed once that is all over: every shard's writer
+// committed, kept partial or dropped, so that a new Epoch of the key finds
+// the shards' files free.
 func (ep *Epoch) Close() {
 	for _, sh := range ep.shards {
 		sh.close()
+	}
+	ep.rmu.Lock()
+	ep.closed = true
+	done := ep.pending == 0
+	ep.rmu.Unlock()
+	if done {
+		close(ep.released)
+	}
+}
+
+// Released returns a channel closed once Close has run and every shard
+// has let go of its writer (see Close).
+func (ep *Epoch) Released() <-chan struct{} { return ep.released }
+
+// hold records that a shard's writer outlives Close (batches hold it).
+func (ep *Epoch) hold() {
+	ep.rmu.Lock()
+	ep.pending++
+	ep.rmu.Unlock()
+}
+
+// letGo records that such a writer is gone.
+func (ep *Epoch) letGo() {
+	ep.rmu.Lock()
+	ep.pending--
+	done := ep.closed && ep.pending == 0
+	ep.rmu.Unlock()
+	if done {
+		close(ep.released)
 	}
 }

@@ -96,7 +96,8 @@ package epoch
 //
 // Hooks.Committed and Hooks.Suspended run with no lock of this package
 // held (the loader queues uploads there); Hooks.Resumed runs under
-// Shard.mu and only counts. No two Shard.mu are ever held together. shardcache never calls back into
+// Shard.mu and only counts. Epoch.rmu (writers held past Close) is a leaf,
+// taken under Shard.mu. No two Shard.mu are ever held together. shardcache never calls back into
 // this package, so its locks cannot close a cycle.
 
 import (
@@ -149,6 +150,7 @@ type Shard struct {
 	cache   *shardcache.Cache
 	commits *Commits
 	hooks   *Hooks       // never nil
+	owner   *Epoch       // told when a writer held past Close is gone
 	log     *slog.Logger // carries the dataset and epoch
 
 	mu      sync.Mutex          // guards every field below
@@ -167,6 +169,7 @@ type Shard struct {
 	saving  bool                // a checkpoint runs
 	saved   chan struct{}       // closed when that checkpoint is over
 	closing bool                // the Epoch's users are gone: drop w once unreferenced
+	held    bool                // the writer outlived Close (owner.hold): owner.letGo when it goes
 	err     error               // the last commit's failure
 	changed chan struct{}       // closed and replaced on every change (broadcast)
 }
@@ -569,6 +572,7 @@ func (sh *Shard) commit() {
 	}
 	sh.broadcast()
 	sh.commits.end(sh.id)
+	sh.letGo()
 	sh.mu.Unlock()
 	if err == nil {
 		sh.hooks.committed(sh.id.num)
@@ -594,7 +598,17 @@ func (sh *Shard) suspendWriter() bool {
 	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.errs = nil, nil, nil, nil, nil, nil
 	sh.mode = modeUnknown
 	sh.broadcast()
+	sh.letGo()
 	return kept
+}
+
+// letGo tells the owner a writer held past Close is gone; the caller holds
+// sh.mu.
+func (sh *Shard) letGo() {
+	if sh.held {
+		sh.held = false
+		sh.owner.letGo()
+	}
 }
 
 // close runs when the Epoch's last user leaves: no row is claimed then.
@@ -615,6 +629,14 @@ func (sh *Shard) close() {
 	case modeWriting:
 		if sh.wrefs == 0 {
 			suspended = sh.suspendWriter()
+		} else if !sh.held { // batches hold it: their last release keeps it
+			sh.held = true
+			sh.owner.hold()
+		}
+	case modeCommitting:
+		if !sh.held { // its commit runs
+			sh.held = true
+			sh.owner.hold()
 		}
 	}
 	sh.mu.Unlock()
