@@ -141,3 +141,45 @@ func TestNodeAware(t *testing.T) {
 	}
 	c.stop()
 }
+
+// TestHeldBatchesKeepPartialShards: a stream ends while gRPC still holds
+// its last batch (the shard's writer with it); the next stream of the epoch
+// waits for that batch's release instead of writing the shards into
+// temporary files, so both streams' rows stay in the partial shards and
+// streaming them again computes nothing.
+func TestHeldBatchesKeepPartialShards(t *testing.T) {
+	root := fxDataset(t, 48)
+	l := fxLoader(t, root, fxCache(t, "", 0), nil)
+	req := func(r int) service.Request {
+		return fxReq(func(q *service.Request) { q.Rank, q.WorldSize, q.BatchSize = r, 2, 6 })
+	}
+	var held func()
+	err := l.Stream(context.Background(), req(0), func(b *service.Batch) error {
+		if held != nil {
+			held()
+		}
+		held = b.Release // the last one stays held after the stream
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := fxCollect(context.Background(), l, req(1))
+		done <- err
+	}()
+	held() // gRPC lets go of the batch: the epoch is released, rank 1 goes on
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	before := fxComputed(l, workStream)
+	for r := range 2 {
+		if _, err := fxCollect(context.Background(), l, req(r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fxComputed(l, workStream) - before; got != 0 {
+		t.Errorf("both ranks again computed %d rows; want 0 (all kept in the partial shards)", got)
+	}
+}
