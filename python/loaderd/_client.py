@@ -378,8 +378,38 @@ class Client:
 
     def dataset_errors(self, dataset: str) -> List[Dict[str, Any]]:
         """The samples of dataset the server could not decode so far: a list
-        of ``{"index": int, "path": str, "reason": str}``."""
+        of ``{"index": int, "path": str, "kind": "undecodable", "reason": str}``
+        (docs/SPEC.md §5). Files that could not be *read* are not listed: a
+        read error ends the stream that met it (:class:`Unavailable`) and
+        marks nothing bad."""
         return self._action("dataset-errors", {"dataset": dataset})[-1]
+
+    def rescan(self, dataset: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Lists dataset (every served dataset when None) again now: the
+        ``rescan`` action (docs/SPEC.md, Implementation notes). The server
+        notices changes by itself within seconds on a local file system;
+        call this after changing a dataset on NFS or another file system
+        without change notification.
+
+        Returns
+        -------
+        list of dict
+            One ``{"dataset": str, "samples": int, "classes": int,
+            "fingerprint": str, "changed": bool}`` per dataset; ``changed``
+            is True when this rescan found a new listing. Requests made
+            after it see the new listing; tickets of the old one raise
+            :class:`DatasetChanged` (a stream re-plans once by itself).
+
+        Raises
+        ------
+        DatasetNotFound
+            The server does not serve dataset.
+        DatasetChanged
+            The dataset can no longer be listed (its root is gone, no sample
+            is left); the server keeps serving its last listing.
+        """
+        body = None if dataset is None else {"dataset": dataset}
+        return self._action("rescan", body)[-1]["datasets"]
 
     def topology(self) -> Dict[str, Any]:
         """The server's GPUs, NUMA nodes, CPU sets and worker placement (the

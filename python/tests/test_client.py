@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 import loaderd
 from loaderd._client import _app_metadata, _to_batch
-from conftest import PIPELINE, SAMPLES, values_digest
+from conftest import PIPELINE, SAMPLES, copy_data, values_digest
 
 
 def collect(stream):
@@ -220,3 +221,24 @@ def test_malloc_tuning_reuses_batch_memory(new_server):
     # Pages faulted in per byte received: about one copy's worth untuned.
     assert out["default"]["faulted"] > 0.5
     assert out[""]["faulted"] < out["default"]["faulted"] / 4, out
+
+
+def test_rescan(new_server, sample_data, tmp_path):
+    data = copy_data(sample_data, tmp_path / "data", 10)
+    s = new_server(data=data).start()
+    with s.client() as c:
+        (before,) = c.rescan()
+        assert before["dataset"] == "d" and before["samples"] == 10 and before["changed"] is False
+        src = next(p for p in sorted(data.rglob("*.jpg")))
+        shutil.copy2(src, src.with_name("zz-added.jpg"))
+        # The server's own watcher may notice the new file first; either way
+        # a rescan returns the new listing, and new plans follow it.
+        (after,) = c.rescan("d")
+        assert after["samples"] == 11 and after["fingerprint"] != before["fingerprint"]
+        assert c.plan("d", batch_size=4).total_records == 11
+        with pytest.raises(loaderd.DatasetNotFound):
+            c.rescan("nope")
+        shutil.rmtree(data)  # a root that cannot be listed: the last listing stays
+        with pytest.raises(loaderd.DatasetChanged):
+            c.rescan("d")
+        assert c.datasets()[0].samples == 11
