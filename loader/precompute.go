@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/loaderd/loaderd/arrowio"
 	"github.com/loaderd/loaderd/loader/epoch"
 	"github.com/loaderd/loaderd/service"
@@ -78,26 +79,26 @@ type BudgetError struct {
 func (e *BudgetError) Error() string {
 	if e.EpochBytes > e.Budget {
 		return fmt.Sprintf("loader: cache budget: an epoch of %s takes %s, more than the whole budget of %s: it can be streamed (uncached) but not precomputed; a budget of %s holds one",
-			e.Dataset, humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.EpochBytes))
+			e.Dataset, humanize.IBytes(uint64(e.EpochBytes)), humanize.IBytes(uint64(e.Budget)), humanize.IBytes(uint64(e.EpochBytes)))
 	}
 	var b strings.Builder
-	left, verb, pronoun := "epochs "+epochRanges(e.Left), "do", "they need"
+	left, verb, pronoun := "epochs "+FormatEpochs(e.Left), "do", "they need"
 	if len(e.Left) == 1 {
-		left, verb, pronoun = "epoch "+epochRanges(e.Left), "does", "it needs"
+		left, verb, pronoun = "epoch "+FormatEpochs(e.Left), "does", "it needs"
 	}
 	fmt.Fprintf(&b, "loader: cache budget: %s of %s %s not fit: %s %s more (%s an epoch) and the budget of %s had %s for this request",
-		left, e.Dataset, verb, pronoun, humanBytes(e.Need), humanBytes(e.EpochBytes), humanBytes(e.Budget), humanBytes(e.Free))
+		left, e.Dataset, verb, pronoun, humanize.IBytes(uint64(e.Need)), humanize.IBytes(uint64(e.EpochBytes)), humanize.IBytes(uint64(e.Budget)), humanize.IBytes(uint64(e.Free)))
 	if e.Free < e.Budget {
 		b.WriteString(", the rest holding epochs in use")
 	}
 	switch len(e.Kept) {
 	case 0:
 	case 1:
-		fmt.Fprintf(&b, "; epoch %s is cached", epochRanges(e.Kept))
+		fmt.Fprintf(&b, "; epoch %s is cached", FormatEpochs(e.Kept))
 	default:
-		fmt.Fprintf(&b, "; epochs %s are cached", epochRanges(e.Kept))
+		fmt.Fprintf(&b, "; epochs %s are cached", FormatEpochs(e.Kept))
 	}
-	fmt.Fprintf(&b, "; a budget of %s would hold them all", humanBytes(e.Budget+e.Short))
+	fmt.Fprintf(&b, "; a budget of %s would hold them all", humanize.IBytes(uint64(e.Budget+e.Short)))
 	return b.String()
 }
 
@@ -160,8 +161,9 @@ func (l *Loader) cachedRows(d *dataset, e int) int64 {
 	return n
 }
 
-// epochRanges writes sorted epochs compactly: "0-3,7".
-func epochRanges(es []int) string {
+// FormatEpochs writes sorted epochs compactly, as the --epochs flag
+// takes them: "0-3,7".
+func FormatEpochs(es []int) string {
 	var parts []string
 	for i := 0; i < len(es); {
 		j := i
@@ -176,20 +178,6 @@ func epochRanges(es []int) string {
 		i = j + 1
 	}
 	return strings.Join(parts, ",")
-}
-
-// humanBytes writes n in binary units: "193.2 GiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	f, i := float64(n), -1
-	for f >= unit && i < 4 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
 }
 
 // A selection says which rows of which epochs a precompute fills: sample

@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 )
@@ -610,7 +610,7 @@ func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 	}
 	if freeable < need {
 		return nil, fmt.Errorf("%w: a shard of %s does not fit: %s of the %s budget in use, %s of it by idle epochs that could go",
-			ErrBudget, humanBytes(size), humanBytes(c.committed+c.reserved), humanBytes(c.opts.Budget), humanBytes(freeable))
+			ErrBudget, humanize.IBytes(uint64(size)), humanize.IBytes(uint64(c.committed+c.reserved)), humanize.IBytes(uint64(c.opts.Budget)), humanize.IBytes(uint64(freeable)))
 	}
 	slices.SortFunc(victims, func(a, b *epoch) int {
 		return cmp.Or(a.lastUsed.Compare(b.lastUsed), compareKeys(a.key, b.key))
@@ -746,18 +746,4 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
-}
-
-// humanBytes writes n in binary units for messages: "38.5 MiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	f, i := float64(n), -1
-	for f >= unit && i < 4 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/dustin/go-humanize"
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/service"
 )
@@ -60,7 +61,7 @@ pipeline or seed: those the server never reads.`
 			fmt.Fprintf(tw, "%s\t-\tnone cached\t\t\n", d.Dataset)
 		}
 		for _, e := range d.Epochs {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", d.Dataset, e.Epoch, e.State, e.Samples, formatBytes(e.Bytes))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", d.Dataset, e.Epoch, e.State, e.Samples, humanize.IBytes(uint64(e.Bytes)))
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -73,7 +74,7 @@ pipeline or seed: those the server never reads.`
 				verb = "is"
 			}
 			fmt.Fprintf(stdout, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read it\n",
-				d.Dataset, epochsWord(o.Epochs), formatBytes(o.Bytes), verb, o.Seed, o.Pipeline, o.Decoder, o.ShardSize)
+				d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Seed, o.Pipeline, o.Decoder, o.ShardSize)
 		}
 	}
 	return nil

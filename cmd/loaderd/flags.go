@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
 
 	"github.com/loaderd/loaderd/augment"
@@ -234,7 +235,7 @@ func (d *datasetFlag) Type() string { return "NAME=PATH" }
 // byteSize is a flag holding a byte count written as 123, 64K, 50G, 1.5T.
 type byteSize int64
 
-func (b *byteSize) String() string { return formatBytes(int64(*b)) }
+func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
 
 func (b *byteSize) Set(v string) error {
 	n, err := parseBytes(v)
@@ -262,42 +263,6 @@ func parseBytes(v string) (int64, error) {
 		return 0, fmt.Errorf("bad size %q: want a byte count such as 500M, 50G or 2T", v)
 	}
 	return int64(f * float64(mult)), nil
-}
-
-// formatBytes writes n in binary units, to four significant digits:
-// "1.5 GiB" (parseBytes reads it back).
-func formatBytes(n int64) string {
-	const unit = 1024
-	switch {
-	case n == 0:
-		return "0"
-	case n < unit:
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	f, i := float64(n), -1
-	for f >= unit && i < 4 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.4g %ciB", f, "KMGTP"[i])
-}
-
-// formatEpochs writes sorted epochs as parseEpochs reads them: "0-3,7".
-func formatEpochs(es []int) string {
-	var parts []string
-	for i := 0; i < len(es); {
-		j := i
-		for j+1 < len(es) && es[j+1] == es[j]+1 {
-			j++
-		}
-		if j > i {
-			parts = append(parts, fmt.Sprintf("%d-%d", es[i], es[j]))
-		} else {
-			parts = append(parts, strconv.Itoa(es[i]))
-		}
-		i = j + 1
-	}
-	return strings.Join(parts, ",")
 }
 
 // parseEpochs reads "0-9", "0,2,5" or a mix ("0-3,7"): sorted, unique.

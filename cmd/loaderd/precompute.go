@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
@@ -79,7 +80,7 @@ together write the same shard files as one machine's precompute.`
 		case errors.As(err, &budget) && len(budget.Kept) > 0:
 			// The epochs that fit are done and kept: say so, then why the rest is not.
 			fmt.Fprintf(stdout, "%s: %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-				ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
+				ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
 			return fmt.Errorf("%w (--cache-budget)", err)
 		case budget != nil:
 			return fmt.Errorf("%w (--cache-budget)", err)
@@ -89,7 +90,7 @@ together write the same shard files as one machine's precompute.`
 			return err
 		}
 		fmt.Fprintf(stdout, "%s: %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-			ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, formatBytes(sum.Bytes))
+			ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
 	}
 	return nil
 }
@@ -222,5 +223,5 @@ func epochsWord(es []int) string {
 	if len(es) == 1 {
 		return fmt.Sprintf("epoch %d", es[0])
 	}
-	return "epochs " + formatEpochs(es)
+	return "epochs " + loader.FormatEpochs(es)
 }

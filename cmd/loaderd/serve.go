@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -202,7 +203,7 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		}
 		for _, o := range others {
 			logger.Warn("the cache holds epochs of this dataset that this run will not read",
-				"dataset", ds.Name, "epochs", formatEpochs(o.Epochs), "size", formatBytes(o.Bytes),
+				"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
 				"seed", o.Seed, "pipeline", o.Pipeline, "decoder", o.Decoder, "shard_size", o.ShardSize,
 				"to_use_them", f.matching(pl, o))
 		}
