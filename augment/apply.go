@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/loaderd/loaderd/augment/internal/simd"
 )
 
 // geom is the composition of the geometric ops: the source rectangle
@@ -158,6 +160,7 @@ func centerOffset(in, out int) int {
 
 // scratch is per-call working memory, pooled.
 type scratch struct {
+	noSIMD bool // the Go loops only (tests), not the kernels of package simd
 	ax, ay axis
 	tmp    []byte
 	acc    []int32
@@ -216,6 +219,7 @@ func rowsNeeded(f *frame, s *sample, sc *scratch, rows []int) {
 // render resamples f through s.g into rgb (oh×ow×3, interleaved).
 func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 	g := &s.g
+	useSIMD := simdAvailable && !sc.noSIMD
 	x0, x1 := validRange(g.ox, g.ow, g.vw)
 	y0, y1 := validRange(g.oy, g.oh, g.vh)
 	vw, vh := x1-x0, y1-y0
@@ -237,14 +241,20 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 			for i := range sc.ax.fstart {
 				sc.ax.fstart[i] -= int32(c0)
 			}
+			// Flipped, output column x0+x comes from window column
+			// ow-1-(x0+x): the planes' rows come out mirrored.
+			if g.flip {
+				sc.ax.mirror()
+			}
+			sc.ax.prepareSIMD(useSIMD)
 		}
-		sc.tmp = growBytes(sc.tmp, vh*cw)
+		sc.tmp = growBytes(sc.tmp, vh*cw+hSlack)
 		if cap(sc.acc) < cw {
 			sc.acc = make([]int32, cw)
 		}
-		vpass(sc.tmp, pl, c0, &sc.ay, sc.acc[:cw])
+		vpass(sc.tmp, pl, c0, &sc.ay, sc.acc[:cw], useSIMD)
 		sc.planes[c] = growBytes(sc.planes[c], vw*vh)
-		hpass(sc.planes[c], sc.tmp, cw, &sc.ax)
+		hpass(sc.planes[c], sc.tmp, vh, cw, &sc.ax)
 		out[c] = sc.planes[c]
 	}
 	ow := g.ow
@@ -253,8 +263,6 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 	}
 	for y := range vh {
 		drow := rgb[(y0+y)*ow*3 : (y0+y+1)*ow*3]
-		// Output column x0+x comes from window column x0+x, or, flipped,
-		// from window column ow-1-(x0+x): write the row, then mirror it.
 		d := drow[x0*3 : (x0+vw)*3]
 		if g.flip {
 			d = drow[(ow-x0-vw)*3 : (ow-x0)*3]
@@ -274,14 +282,14 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 				q[0], q[1], q[2] = p0[x], p1[x], p2[x]
 			}
 		case modelYCbCr:
-			yccRow(d, out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw])
+			py, pcb, pcr := out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw]
+			if useSIMD && vw >= 16 {
+				simd.YCbCrRow(d, py, pcb, pcr)
+			} else {
+				yccRow(d, py, pcb, pcr)
+			}
 		case modelYCbCrVP8:
 			vp8Row(d, out[0][y*vw:(y+1)*vw], out[1][y*vw:(y+1)*vw], out[2][y*vw:(y+1)*vw])
-		}
-		if g.flip {
-			for i, j := 0, len(d)-3; i < j; i, j = i+3, j-3 {
-				d[i], d[i+1], d[i+2], d[j], d[j+1], d[j+2] = d[j], d[j+1], d[j+2], d[i], d[i+1], d[i+2]
-			}
 		}
 	}
 }
@@ -313,7 +321,7 @@ func init() {
 
 // yccRow converts one row of planes to interleaved RGB with the integer
 // arithmetic of image/color's YCbCrToRGB; clamping goes through
-// a table instead of branches.
+// a table instead of branches. simd.YCbCrRow gives the same bytes.
 func yccRow(d, py, pcb, pcr []byte) {
 	pcb, pcr = pcb[:len(py)], pcr[:len(py)]
 	d = d[:3*len(py)]
@@ -504,6 +512,7 @@ func (p *Pipeline) applyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand, full
 	defer o.close()
 	sc := scratchPool.Get().(*scratch)
 	defer scratchPool.Put(sc)
+	sc.noSIMD = p.noSIMD
 	if cap(sc.s) < len(dsts) {
 		sc.s = make([]sample, len(dsts))
 	}

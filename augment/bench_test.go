@@ -131,31 +131,45 @@ func BenchmarkOps(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Run(text, func(b *testing.B) {
-			dst := make([]byte, p.RowBytes())
-			rgb := make([]byte, 224*224*3)
-			sc := new(scratch)
-			f32 := make([]float32, 224*224*3)
-			var s sample
-			n := 0
-			cpu0 := cpuTime()
-			for b.Loop() {
-				f := frames[n%len(frames)]
-				p.plan(&s, f.w, f.h, SampleRand(1, 0, int64(n)))
-				out := dst
-				if s.norm != nil {
-					out = rgb
+		for _, goOnly := range []bool{false, true} {
+			name := text
+			if goOnly {
+				if !simdAvailable {
+					continue
 				}
-				render(out, f, &s, sc)
-				applyJitter(out, s.jitter)
-				if s.norm != nil {
-					normalize(dst, out, 224, 224, s.norm, f32)
-				}
-				n++
+				name += "/go-loops"
 			}
-			reportImages(b, n, cpu0)
-		})
+			b.Run(name, func(b *testing.B) {
+				benchOp(b, p, frames, goOnly)
+			})
+		}
 	}
+}
+
+// benchOp times render and the colour ops of p on frames.
+func benchOp(b *testing.B, p *Pipeline, frames []*frame, goOnly bool) {
+	dst := make([]byte, p.RowBytes())
+	rgb := make([]byte, 224*224*3)
+	sc := &scratch{noSIMD: goOnly}
+	f32 := make([]float32, 224*224*3)
+	var s sample
+	n := 0
+	cpu0 := cpuTime()
+	for b.Loop() {
+		f := frames[n%len(frames)]
+		p.plan(&s, f.w, f.h, SampleRand(1, 0, int64(n)))
+		out := dst
+		if s.norm != nil {
+			out = rgb
+		}
+		render(out, f, &s, sc)
+		applyJitter(out, s.jitter)
+		if s.norm != nil {
+			normalize(dst, out, 224, 224, s.norm, f32)
+		}
+		n++
+	}
+	reportImages(b, n, cpu0)
 }
 
 // BenchmarkResampleReference times imaging's Linear resize (a plain
@@ -204,6 +218,13 @@ func BenchmarkPipeline(b *testing.B) {
 				full.fullDecode = true
 				b.Run(text+"/"+decName(lj)+"-full-decode", func(b *testing.B) {
 					benchApply(b, &full, imgs)
+				})
+			}
+			if lj && simdAvailable { // the fallback where package simd has no kernels
+				goOnly := *p
+				goOnly.noSIMD = true
+				b.Run(text+"/"+decName(lj)+"-go-loops", func(b *testing.B) {
+					benchApply(b, &goOnly, imgs)
 				})
 			}
 		}

@@ -50,10 +50,19 @@ func TestGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		dst := make([]byte, p.RowBytes())
+		goOnly := *p // the Go loops give the golden bytes too
+		goOnly.noSIMD = true
+		dstGo := make([]byte, p.RowBytes())
 		for _, name := range names {
 			for _, k := range keys {
 				if err := p.Apply(dst, inputs[name], SampleRand(k.seed, k.epoch, k.index)); err != nil {
 					t.Fatal(err)
+				}
+				if err := goOnly.Apply(dstGo, inputs[name], SampleRand(k.seed, k.epoch, k.index)); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(dst, dstGo) {
+					t.Errorf("p%d %s %d/%d/%d: the Go loops' bytes differ from package simd's", pi, name, k.seed, k.epoch, k.index)
 				}
 				sum := sha256.Sum256(dst)
 				got = append(got, fmt.Sprintf("p%d %s %d/%d/%d %s", pi, strings.ReplaceAll(name, " ", "_"), k.seed, k.epoch, k.index, hex.EncodeToString(sum[:12])))

@@ -98,6 +98,7 @@ type Pipeline struct {
 	random  bool
 
 	fullDecode bool // tests and benchmarks: never stop a JPEG decode early
+	noSIMD     bool // tests and benchmarks: the Go loops only, not package simd
 }
 
 // ParsePipeline parses a preset name or pipeline text (see the package

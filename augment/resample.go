@@ -1,6 +1,14 @@
 package augment
 
-import "math"
+import (
+	"math"
+
+	"github.com/loaderd/loaderd/augment/internal/simd"
+)
+
+// simdAvailable reports whether the kernels of package simd (AVX2) run
+// here; they give the bytes the Go loops give (simd_test.go compares them).
+var simdAvailable = simd.Available()
 
 // Fixed-point precision of the resampling weights.
 const (
@@ -26,6 +34,11 @@ type axis struct {
 	fw     []int16
 	flo    int // first source sample the fixed windows read
 	fhi    int // one past the last
+
+	// The fixed windows prepared for simd.HFilter; hf is unprepared where
+	// it does not apply.
+	hf   simd.HFilter
+	simd bool // hf is prepared
 }
 
 // set computes the weights of outputs [o0,o1) of a virtual axis of vn
@@ -127,6 +140,29 @@ func (ax *axis) fix(inLen int) {
 	}
 }
 
+// mirror reverses the order of the outputs of the fixed windows: output i
+// becomes output len-1-i, which is how a horizontal flip reads them.
+func (ax *axis) mirror() {
+	t, st, w := ax.fixed, ax.fstart, ax.fw
+	for i, j := 0, len(st)-1; i < j; i, j = i+1, j-1 {
+		st[i], st[j] = st[j], st[i]
+		wi, wj := w[i*t:i*t+t], w[j*t:j*t+t]
+		for k := range wi {
+			wi[k], wj[k] = wj[k], wi[k]
+		}
+	}
+}
+
+// prepareSIMD prepares hf for the fixed windows when useSIMD, and
+// records whether it could.
+func (ax *axis) prepareSIMD(useSIMD bool) {
+	ax.simd = useSIMD && ax.hf.Prepare(ax.fstart, ax.fw, ax.fixed)
+}
+
+// hSlack is the bytes a buffer that hpass reads needs past its last row:
+// simd.HFilter reads 16 bytes from a window's start.
+const hSlack = 16
+
 func growInt16(s []int16, n int) []int16 {
 	if cap(s) < n {
 		return make([]int16, n)
@@ -141,14 +177,19 @@ func grow32(s []int32, n int) []int32 {
 	return s[:n]
 }
 
-// hpass resamples the rows of tmp (cw bytes each, holding plane columns
-// from ax.lo) horizontally into out, one row of len(ax.fstart) bytes each.
-func hpass(out, tmp []byte, cw int, ax *axis) {
+// hpass resamples rows of tmp (cw bytes each, holding plane columns
+// from ax.flo) horizontally into out, one row of len(ax.fstart) bytes each;
+// simd.HFilter does when ax.prepareSIMD prepared it and tmp has hSlack
+// bytes past its last row.
+func hpass(out, tmp []byte, rows, cw int, ax *axis) {
 	ow := len(ax.fstart)
 	t := ax.fixed
 	st := ax.fstart
 	ws := ax.fw[:ow*t]
-	rows := len(tmp) / cw
+	if ax.simd && rows > 0 && len(tmp) >= rows*cw+hSlack {
+		ax.hf.Plane(out, tmp, rows, cw)
+		return
+	}
 	y := 0
 	if t >= 2 && t <= 5 {
 		// Two rows at a time: each start and weight is loaded once.
@@ -271,8 +312,9 @@ func hpass2(out, a, b []byte, st []int32, ws []int16, t int) {
 }
 
 // vpass resamples columns [c0, c0+len(acc)) of p vertically into out, one
-// row of len(acc) bytes per output of ax; acc is scratch.
-func vpass(out []byte, p *plane, c0 int, ax *axis, acc []int32) {
+// row of len(acc) bytes per output of ax; acc is scratch. With useSIMD,
+// simd.VRow computes the rows of two or more samples.
+func vpass(out []byte, p *plane, c0 int, ax *axis, acc []int32, useSIMD bool) {
 	ow := len(acc)
 	taps := ax.taps
 	for j := range ax.start {
@@ -280,6 +322,10 @@ func vpass(out []byte, p *plane, c0 int, ax *axis, acc []int32) {
 		n := int(ax.n[j])
 		w := ax.w[j*taps : j*taps+n]
 		dst := out[j*ow : (j+1)*ow]
+		if useSIMD && n >= 2 && ow >= 16 {
+			simd.VRow(dst, p.pix, s*p.stride+c0, p.stride, w)
+			continue
+		}
 		row := func(k int) []byte { o := (s+k)*p.stride + c0; return p.pix[o : o+ow][:len(dst)] }
 		switch n {
 		case 1: // a single weight is exactly 1.0
