@@ -201,18 +201,17 @@ func validRange(o, n, v int) (a, b int) {
 	return a, b
 }
 
-// rowsNeeded returns, for each plane of the layout f, one past the last row
-// the resampler reads for sample s.
-func rowsNeeded(f *frame, s *sample, sc *scratch, rows []int) {
+// rowsNeeded raises rows[c], for each plane c of the layout f, to one past
+// the last row the resampler reads for sample s, or a row or two more.
+func rowsNeeded(f *frame, s *sample, rows []int) {
 	g := &s.g
 	y0, y1 := validRange(g.oy, g.oh, g.vh)
+	if y1 <= y0 {
+		return
+	}
 	for c := range f.n {
-		if y1 <= y0 {
-			continue
-		}
 		pl := &f.p[c]
-		sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
-		rows[c] = max(rows[c], sc.ay.hi)
+		rows[c] = max(rows[c], reach(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y1))
 	}
 }
 
@@ -525,7 +524,7 @@ func (p *Pipeline) applyMulti(dsts [][]byte, src []byte, rngs []*rand.Rand, full
 	for k := range ss {
 		p.plan(&ss[k], w, h, rngs[k])
 		if rows != nil {
-			rowsNeeded(&o.lay, &ss[k], sc, rows)
+			rowsNeeded(&o.lay, &ss[k], rows)
 		}
 	}
 	f, err := o.read(rows, full)

@@ -180,7 +180,7 @@ func TestRegionDecodeSameBytes(t *testing.T) {
 				var s sample
 				p.plan(&s, w, h, SampleRand(3, 0, int64(i)))
 				rows := make([]int, 3)
-				rowsNeeded(&full.lay, &s, new(scratch), rows)
+				rowsNeeded(&full.lay, &s, rows)
 				if rows[0] < f.p[0].h {
 					partial++
 				}

@@ -316,3 +316,56 @@ func TestYCbCrConversion(t *testing.T) {
 		}
 	}
 }
+
+// TestReachBoundsSet checks that reach, which the region decode stops at,
+// bounds the rows set's windows read, and by little: by a row or two, or
+// more only where the filter is hundreds of samples wide and its tiny end
+// weights round to zero.
+func TestReachBoundsSet(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	var ax axis
+	exact := 0
+	for range 20000 {
+		inLen := 1 + r.IntN(2000)
+		a := r.Float64() * float64(inLen)
+		l := r.Float64() * float64(inLen-int(a)+1)
+		if r.IntN(4) == 0 { // past the plane, as zero padding reads
+			a, l = a-50, l+100
+		}
+		l = max(l, 0.01)
+		vn := 1 + r.IntN(600)
+		o0 := r.IntN(vn)
+		o1 := o0 + 1 + r.IntN(vn-o0)
+		ax.set(inLen, a, l, vn, o0, o1)
+		got := reach(inLen, a, l, vn, o1)
+		if got < ax.hi {
+			t.Fatalf("reach(%d, %v, %v, %d, %d) = %d, but set's windows read up to %d", inLen, a, l, vn, o1, got, ax.hi)
+		}
+		if scale := l / float64(vn); got-ax.hi > 2+int(scale/32) {
+			t.Errorf("reach(%d, %v, %v, %d, %d) = %d, %d rows past set's windows (a downscale by %.1f)", inLen, a, l, vn, o1, got, got-ax.hi, scale)
+		}
+		if got == ax.hi {
+			exact++
+		}
+	}
+	if exact < 19000 {
+		t.Errorf("reach was exact %d times of 20000", exact)
+	}
+}
+
+// TestRoundUp checks roundUp against math.Round where the weights use it
+// (x in [0, 1<<14]), at the halves, next to them, and at random.
+func TestRoundUp(t *testing.T) {
+	xs := []float64{0, 0.5, 1.5, 2.5, 16383.5, 16384, math.Nextafter(0.5, 0), math.Nextafter(0.5, 1),
+		0.49999999999999994, math.Nextafter(1.5, 0), math.Nextafter(8191.5, 0), math.SmallestNonzeroFloat64}
+	r := rand.New(rand.NewPCG(23, 24))
+	for range 100000 {
+		x := r.Float64() * (1 << 14)
+		xs = append(xs, x, math.Floor(x)+0.5, math.Nextafter(math.Floor(x)+0.5, 0))
+	}
+	for _, x := range xs {
+		if got, want := roundUp(x), math.Round(x); got != want {
+			t.Fatalf("roundUp(%v) = %v, math.Round gives %v", x, got, want)
+		}
+	}
+}

@@ -75,7 +75,11 @@ func (ax *axis) set(inLen int, a, l float64, vn, o0, o1 int) {
 		n := xmax - xmin
 		sum := 0.0
 		for k := range n {
-			v := 1 - math.Abs((float64(xmin+k)-center+0.5)/fscale)
+			d := float64(xmin+k) - center + 0.5
+			if fscale != 1 { // d/1 is d: an upscale skips the division
+				d /= fscale
+			}
+			v := 1 - math.Abs(d)
 			if v < 0 {
 				v = 0
 			}
@@ -90,7 +94,7 @@ func (ax *axis) set(inLen int, a, l float64, vn, o0, o1 int) {
 		ws := ax.w[i*taps : i*taps+n]
 		total, big := 0, 0
 		for k := range ws {
-			q := int(math.Round(fw[k] / sum * wone))
+			q := int(roundUp(fw[k] / sum * wone))
 			ws[k] = int16(q)
 			total += q
 			if ws[k] > ws[big] {
@@ -115,6 +119,31 @@ func (ax *axis) set(inLen int, a, l float64, vn, o0, o1 int) {
 	ax.fix(inLen)
 }
 
+// reach returns a bound of hi as set(inLen, a, l, vn, o0, o1) computes it,
+// for o1 > o0 and without computing weights: the end of the last output's
+// window before its zero weights are trimmed, or past its nearest sample.
+// Both grow with the output, and every window ends before them.
+func reach(inLen int, a, l float64, vn, o1 int) int {
+	scale := l / float64(vn)
+	support := max(scale, 1)
+	taps := int(math.Ceil(support))*2 + 2
+	center := a + (float64(o1-1)+0.5)*scale // set's center of output o1-1
+	xmin := max(int(math.Floor(center-support+0.5)), 0)
+	xmax := min(int(math.Floor(center+support+0.5)), inLen, xmin+taps)
+	nearest := min(max(int(math.Floor(center)), 0), inLen-1)
+	return max(xmax, nearest+1)
+}
+
+// roundUp is math.Round for x >= 0 (halves round up), through math.Trunc,
+// which compiles to one instruction: x-Trunc(x) is exact.
+func roundUp(x float64) float64 {
+	t := math.Trunc(x)
+	if x-t >= 0.5 {
+		t++
+	}
+	return t
+}
+
 // fix gives every output the same number of taps, T (the largest count),
 // so that the inner loops have a fixed length: windows are moved inside the
 // plane and padded with zero weights, which leaves every sum unchanged.
@@ -123,20 +152,22 @@ func (ax *axis) fix(inLen int) {
 	for _, n := range ax.n {
 		t = max(t, int(n))
 	}
+	count := len(ax.n)
 	ax.fixed = t
-	ax.fw = growInt16(ax.fw, len(ax.n)*t)
+	ax.fw = growInt16(ax.fw, count*t)
 	clear(ax.fw)
-	for i := range ax.n {
+	ax.fstart = grow32(ax.fstart, count)
+	ax.flo, ax.fhi = inLen, 0
+	for i := range count {
 		s, n := int(ax.start[i]), int(ax.n[i])
 		ns := min(s, inLen-t)
-		copy(ax.fw[i*t+(s-ns):], ax.w[i*ax.taps:i*ax.taps+n])
-		ax.fstart = append(ax.fstart[:i], int32(ns))
-	}
-	ax.fstart = ax.fstart[:len(ax.n)]
-	ax.flo, ax.fhi = inLen, 0
-	for _, st := range ax.fstart {
-		ax.flo = min(ax.flo, int(st))
-		ax.fhi = max(ax.fhi, int(st)+t)
+		dst := ax.fw[i*t+(s-ns) : i*t+(s-ns)+n]
+		for k, v := range ax.w[i*ax.taps : i*ax.taps+n] {
+			dst[k] = v
+		}
+		ax.fstart[i] = int32(ns)
+		ax.flo = min(ax.flo, ns)
+		ax.fhi = max(ax.fhi, ns+t)
 	}
 }
 
