@@ -163,7 +163,7 @@ func (w *Writer) Suspend(journal []byte) error {
 		return fmt.Errorf("shardcache: suspend shard %d of %v: writer already finished", w.shard, w.ep.key)
 	}
 	c, ep := w.c, w.ep
-	_, err := w.sync()
+	_, err := w.sync(false) // a partial file's name has no checksum
 	if err == nil {
 		err = writeAtomic(filepath.Join(ep.dir, journalName(w.shard)), journal)
 	}

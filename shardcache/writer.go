@@ -3,7 +3,6 @@ package shardcache
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,11 +11,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// checksum is the CRC-32C of a shard's bytes, the one in its file name.
-func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // A Writer is a shard being written: a temporary file mapped read-write.
 // Data may be written from many goroutines (disjoint ranges); Commit and
@@ -238,12 +232,23 @@ func (w *Writer) Size() int64 { return w.size }
 // name and syncs the directory. Only then does Open find the shard. A second
 // commit of the same shard replaces the first atomically. On error (a full
 // disk, say) the temporary file is removed and nothing becomes visible.
-func (w *Writer) Commit() error {
+func (w *Writer) Commit() error { return w.commit(nil) }
+
+// CommitSum is Commit for a caller that knows the CRC-32C of the shard's
+// bytes (Checksum, ChecksumShift: the checksums of the parts it wrote,
+// joined), which spares reading them all again. A wrong crc names the file
+// wrongly: the first Open finds it corrupt and deletes it.
+func (w *Writer) CommitSum(crc uint32) error { return w.commit(&crc) }
+
+func (w *Writer) commit(sum *uint32) error {
 	if !w.done.CompareAndSwap(false, true) {
 		return fmt.Errorf("shardcache: commit shard %d of %v: writer already finished", w.shard, w.ep.key)
 	}
 	c, ep := w.c, w.ep
-	crc, err := w.sync()
+	crc, err := w.sync(sum == nil)
+	if sum != nil {
+		crc = *sum
+	}
 	if err != nil {
 		_ = os.Remove(w.tmp)
 		w.finish(true)
@@ -318,9 +323,9 @@ func (w *Writer) Commit() error {
 	return nil
 }
 
-// sync flushes the mapping and the file, checksums the bytes and closes
-// the file and the mapping.
-func (w *Writer) sync() (uint32, error) {
+// sync flushes the mapping and the file, checksums the bytes when sum is
+// set and closes the file and the mapping.
+func (w *Writer) sync(sum bool) (uint32, error) {
 	err := unix.Msync(w.data, unix.MS_SYNC)
 	if err == nil {
 		f := w.f.Load()
@@ -335,7 +340,10 @@ func (w *Writer) sync() (uint32, error) {
 			err = f.Sync()
 		}
 	}
-	crc := checksum(w.data)
+	var crc uint32
+	if sum {
+		crc = checksum(w.data)
+	}
 	if uerr := unix.Munmap(w.data); err == nil {
 		err = uerr
 	}

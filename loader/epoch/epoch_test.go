@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -348,4 +349,35 @@ func TestCheckpoint(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	ep.Close()
+}
+
+// TestCommitChecksum checks that a committed shard's file is named with the
+// CRC-32C of its bytes: the commit joins the rows' checksums rather than
+// reading the rows again.
+func TestCommitChecksum(t *testing.T) {
+	dir := t.TempDir()
+	cache, err := shardcache.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	ep := newEpoch(t, cache, epoch.NewCommits(), 7, 4)
+	for _, sh := range ep.Shards() {
+		fillShard(t, sh)
+		waitCommitted(t, sh)
+	}
+	ep.Close()
+	names, err := filepath.Glob(filepath.Join(dir, "*", "shard-*.arrow"))
+	if err != nil || len(names) != 2 {
+		t.Fatalf("shard files %v, %v; want 2", names, err)
+	}
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(".%08x.arrow", shardcache.Checksum(b)); !strings.HasSuffix(name, want) {
+			t.Errorf("%s: want a name ending %s, the CRC-32C of its bytes", filepath.Base(name), want)
+		}
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+
+	"github.com/loaderd/loaderd/shardcache"
 )
 
 // The journal of a partial shard (shardcache.Writer.Suspend) lists its
@@ -14,8 +16,9 @@ import (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// rowCRC is the CRC-32C of a row's image bytes.
-func rowCRC(img []byte) uint32 { return crc32.Checksum(img, castagnoli) }
+// rowCRC is the CRC-32C of a row's image bytes: the checksum of shard
+// files, so that a commit joins the rows' (Shard.checksum).
+func rowCRC(img []byte) uint32 { return shardcache.Checksum(img) }
 
 // A JournalRow is one ready row of a partial shard.
 type JournalRow struct {

@@ -162,6 +162,7 @@ type Shard struct {
 	index   []uint64            // modeWriting: what each ready row carries
 	label   []int64             //
 	crcs    []uint32            // modeWriting: CRC-32C of each ready row's image (Store writes it, the claim owning the row)
+	summed  []bool              // modeWriting: crcs[p] holds row p's (Store or a resumed journal set it)
 	errs    map[int]error       // modeWriting: why each failed row failed
 	ready   int                 // modeWriting: rows ready
 	wrefs   int                 // batches holding rows of w, and a checkpoint running
@@ -235,6 +236,7 @@ func (sh *Shard) startWriter() error {
 	sh.index = make([]uint64, sh.n)
 	sh.label = make([]int64, sh.n)
 	sh.crcs = make([]uint32, sh.n)
+	sh.summed = make([]bool, sh.n)
 	sh.errs = map[int]error{}
 	sh.ready, sh.fresh = 0, 0
 	sh.err = nil
@@ -266,7 +268,7 @@ func (sh *Shard) resume(journal []byte) {
 			bad++
 			continue
 		}
-		sh.rows[r.Row], sh.index[r.Row], sh.label[r.Row], sh.crcs[r.Row] = rowReady, r.Index, r.Label, r.CRC
+		sh.rows[r.Row], sh.index[r.Row], sh.label[r.Row], sh.crcs[r.Row], sh.summed[r.Row] = rowReady, r.Index, r.Label, r.CRC, true
 		sh.ready++
 	}
 	if bad > 0 {
@@ -434,7 +436,7 @@ func (sh *Shard) Store(p int, img []byte) error {
 	if len(img) != sh.layout.RowBytes {
 		return fmt.Errorf("epoch: row of %d bytes for a %d-byte slot", len(img), sh.layout.RowBytes)
 	}
-	sh.crcs[p] = rowCRC(img) // the claim makes row p the caller's
+	sh.crcs[p], sh.summed[p] = rowCRC(img), true // the claim makes row p the caller's
 	if _, err := sh.w.WriteAt(img, sh.rowOffset(p)); outOfFiles(err) {
 		return fmt.Errorf("epoch: shard %d of epoch %d: %w: %w", sh.id.num, sh.id.key.Epoch, service.ErrExhausted, err)
 	} else if err != nil {
@@ -561,9 +563,14 @@ func (sh *Shard) unrefLocked() {
 // goroutine, without sh.mu: the caller has set modeCommitting, so nothing
 // reads or writes the writer's mapping meanwhile.
 func (sh *Shard) commit() {
-	err := sh.w.Commit()
+	var err error
+	if crc, ok := sh.checksum(); ok {
+		err = sh.w.CommitSum(crc)
+	} else {
+		err = sh.w.Commit()
+	}
 	sh.mu.Lock()
-	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.errs = nil, nil, nil, nil, nil, nil
+	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.summed, sh.errs = nil, nil, nil, nil, nil, nil, nil
 	if err != nil {
 		sh.log.Error("loader: commit shard", "shard", sh.id.num, "err", err)
 		sh.mode, sh.err = modeUnknown, err
@@ -577,6 +584,30 @@ func (sh *Shard) commit() {
 	if err == nil {
 		sh.hooks.committed(sh.id.num)
 	}
+}
+
+// checksum returns the CRC-32C of the whole file of the shard being
+// committed, from the rows' checksums and the bytes around the rows, which
+// it reads: the commit need not read the rows again (5% of a fused
+// precompute's CPU time went there). false when a row's checksum is unknown.
+// It runs with every row ready, no claim left: nothing writes meanwhile.
+func (sh *Shard) checksum() (uint32, bool) {
+	l, data := sh.layout, sh.w.Data()
+	lo := l.ImageOffset
+	hi := lo + int64(sh.n)*int64(l.RowBytes)
+	if hi > int64(len(data)) {
+		return 0, false
+	}
+	crc := shardcache.Checksum(data[:lo])
+	row := shardcache.NewChecksumShift(int64(l.RowBytes))
+	for p, ok := range sh.summed {
+		if !ok {
+			return 0, false
+		}
+		crc = row.Join(crc, sh.crcs[p])
+	}
+	tail := data[hi:]
+	return shardcache.NewChecksumShift(int64(len(tail))).Join(crc, shardcache.Checksum(tail)), true
 }
 
 // suspendWriter keeps an unfinished writer's shard in the cache as a
@@ -595,7 +626,7 @@ func (sh *Shard) suspendWriter() bool {
 		sh.log.Warn("loader: keep partial shard", "shard", sh.id.num, "err", err)
 		kept = false
 	}
-	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.errs = nil, nil, nil, nil, nil, nil
+	sh.w, sh.rows, sh.index, sh.label, sh.crcs, sh.summed, sh.errs = nil, nil, nil, nil, nil, nil, nil
 	sh.mode = modeUnknown
 	sh.broadcast()
 	sh.letGo()
