@@ -27,7 +27,7 @@ func precomputePhase(ctx context.Context, l *loader.Loader, k, workers, repeat i
 	if _, err := precomputeOnce(ctx, l, single); err != nil { // warm-up
 		return nil, err
 	}
-	runs := map[int][]float64{}
+	runs, cores := map[int][]float64{}, map[int][]float64{}
 	var images = map[int]int64{}
 	for range repeat {
 		if _, err := l.Evict(ctx, datasetName, all); err != nil {
@@ -39,6 +39,7 @@ func precomputePhase(ctx context.Context, l *loader.Loader, k, workers, repeat i
 				return nil, err
 			}
 			runs[len(epochs)] = append(runs[len(epochs)], sum.rate)
+			cores[len(epochs)] = append(cores[len(epochs)], sum.cores)
 			images[len(epochs)] = sum.computed
 		}
 	}
@@ -50,10 +51,10 @@ func precomputePhase(ctx context.Context, l *loader.Loader, k, workers, repeat i
 	}
 	var points []Point
 	for _, n := range []int{1, k} {
-		s := summarize(runs[n])
+		s, c := summarize(runs[n]), summarize(cores[n]).Median
 		points = append(points, Point{Workers: workers, Epochs: n, ImagesPerSec: s.Median, Min: s.Min, Max: s.Max,
-			Runs: runs[n], Images: images[n]})
-		progress("precompute: epochs=%d: %.0f images/s [%.0f–%.0f]", n, s.Median, s.Min, s.Max)
+			Runs: runs[n], Images: images[n], CPUCores: c})
+		progress("precompute: epochs=%d: %.0f images/s [%.0f–%.0f], %.2f cores", n, s.Median, s.Min, s.Max, c)
 	}
 	return points, nil
 }
@@ -78,19 +79,21 @@ func checkCached(ctx context.Context, l *loader.Loader, epoch int) error {
 type precomputed struct {
 	computed int64
 	rate     float64 // augmented samples per second
+	cores    float64 // CPU seconds of the process per second
 }
 
 func precomputeOnce(ctx context.Context, l *loader.Loader, epochs []int) (precomputed, error) {
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	sum, err := l.Precompute(ctx, datasetName, epochs, func(service.PrecomputeProgress) error { return nil })
 	d := time.Since(start)
+	cores := (processCPU() - cpu0).Seconds() / d.Seconds()
 	if err != nil {
 		return precomputed{}, fmt.Errorf("bench: precompute %v: %w", epochs, err)
 	}
 	if sum.Computed == 0 {
 		return precomputed{}, fmt.Errorf("bench: precompute %v: nothing computed (%d cached)", epochs, sum.Cached)
 	}
-	return precomputed{computed: sum.Computed, rate: rate(float64(sum.Computed), d)}, nil
+	return precomputed{computed: sum.Computed, rate: rate(float64(sum.Computed), d), cores: cores}, nil
 }
 
 // warmPhase measures DoGet of the cached epoch 0 from addr with c

@@ -17,7 +17,7 @@ func ExampleReport_WriteTable() {
 			BytesPerPixel: 0.21, Pipeline: "random_resized_crop(size=224,scale=0.08:1,ratio=0.75:1.3333)|hflip(p=0.5)", RowBytes: 150528},
 		Repeat:     3,
 		Cold:       []bench.Point{{Workers: 1, ImagesPerSec: 450, Min: 440, Max: 460, CPUCores: 0.98}},
-		Precompute: []bench.Point{{Workers: 1, Epochs: 4, ImagesPerSec: 900, Min: 880, Max: 910}},
+		Precompute: []bench.Point{{Workers: 1, Epochs: 4, ImagesPerSec: 900, Min: 880, Max: 910, CPUCores: 1.02}},
 		Warm:       []bench.Point{{Clients: 1, ImagesPerSec: 9000, GBPerSec: 1.35, Min: 8800, Max: 9100}},
 		Limits: bench.Limits{
 			Memcpy:   bench.Rate{Streams: 1, GBPerSec: 16, Min: 15, Max: 17, SamplesPerSec: 106293},
@@ -40,8 +40,8 @@ func ExampleReport_WriteTable() {
 	//         1       450  [440–460]   0.98  tfdata crop (W=1)            375          1.20            1.35
 	//
 	// PRECOMPUTE: augmented samples into the cache
-	//   epochs  images/s  [min–max]  workers  best peer per epoch  peer images/s  loaderd/peer
-	//        4       900  [880–910]        1    tfdata crop (W=1)            375          2.40
+	//   epochs  images/s  [min–max]  workers  cores  best peer per epoch  peer images/s  loaderd/peer  per CPU-second
+	//        4       900  [880–910]        1   1.02    tfdata crop (W=1)            375          2.40            2.59
 	//
 	// WARM: cached epoch, Flight DoGet on loopback, client k of c reads rank k of world size c
 	//   clients  images/s    [min–max]  GB/s      served/loopback

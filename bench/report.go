@@ -121,7 +121,7 @@ type Point struct {
 	Epochs  int    `json:"epochs,omitempty"`  // epochs per precompute call or peer run
 	Variant string `json:"variant,omitempty"` // the peer's way of doing the work
 	// CPUCores is CPU seconds per second while timed (median of the
-	// repeats): cores kept busy. Cold and peer points only.
+	// repeats): cores kept busy. Cold, precompute and peer points only.
 	CPUCores     float64   `json:"cpu_cores,omitempty"`
 	ImagesPerSec float64   `json:"images_per_sec"`
 	GBPerSec     float64   `json:"gb_per_sec,omitempty"` // payload bytes (1e9/s), warm only
@@ -246,7 +246,7 @@ func (r *Report) computeRatios() Ratios {
 			continue
 		}
 		if p, name, ok := r.bestPeerEpochs(q.Workers, q.Epochs); ok && p.ImagesPerSec > 0 {
-			pr := peerRatio(q.Workers, q.ImagesPerSec, 0, p, name)
+			pr := peerRatio(q.Workers, q.ImagesPerSec, q.CPUCores, p, name)
 			out.Precompute = &pr
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,11 @@ func TestRun(t *testing.T) {
 	}
 	if r.Precompute[0].Epochs != 1 || r.Precompute[1].Epochs != 2 || r.Precompute[1].Images != 2*12 {
 		t.Errorf("precompute points %+v; want 1 epoch then 2 fused epochs of 12 images", r.Precompute)
+	}
+	for _, p := range r.Precompute {
+		if p.CPUCores <= 0 || p.CPUCores > float64(runtime.NumCPU())+0.5 {
+			t.Errorf("precompute point %+v: cores %.2f; want the CPU it used, in (0, %d]", p, p.CPUCores, runtime.NumCPU())
+		}
 	}
 	for _, p := range r.Warm {
 		// Rank k of world size c: the clients together read one epoch per pass.

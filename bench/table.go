@@ -48,14 +48,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 			cores(p.CPUCores), peer, rate, ratio, perCPU)
 	}
 	fmt.Fprintln(tw, "\nPRECOMPUTE: augmented samples into the cache")
-	fmt.Fprintln(tw, "epochs\timages/s\t[min–max]\tworkers\tbest peer per epoch\tpeer images/s\tloaderd/peer\t")
+	fmt.Fprintln(tw, "epochs\timages/s\t[min–max]\tworkers\tcores\tbest peer per epoch\tpeer images/s\tloaderd/peer\tper CPU-second\t")
 	for _, p := range r.Precompute {
-		peer, rate, ratio := "-", "-", "-"
+		peer, rate, ratio, perCPU := "-", "-", "-", "-"
 		if pr := ratios.Precompute; pr != nil && p.Epochs > 1 {
 			peer, rate, ratio = peerName(*pr), fmt.Sprintf("%.0f", pr.PeerRate), fmt.Sprintf("%.2f", pr.Ratio)
+			if pr.PerCPU > 0 {
+				perCPU = fmt.Sprintf("%.2f", pr.PerCPU)
+			}
 		}
-		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%d\t%s\t%s\t%s\t\n", p.Epochs, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), p.Workers,
-			peer, rate, ratio)
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", p.Epochs, p.ImagesPerSec, span(p.Min, p.Max, "%.0f"), p.Workers,
+			cores(p.CPUCores), peer, rate, ratio, perCPU)
 	}
 	served := map[int]ServedRatio{}
 	for _, s := range ratios.Served {
