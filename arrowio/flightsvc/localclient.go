@@ -40,6 +40,12 @@ type localDoor struct {
 	md  metadata.MD
 }
 
+// CacheUnreadableHint ends the reason a client gives when it cannot read
+// the server's cache in place: what would let it. It names no API or flag,
+// so a program can say it in its own terms (loaderd fetch names its
+// --cache-dir and serve's --cache-group).
+const CacheUnreadableHint = "read access comes with the group the server gives its cache; where this host mounts the cache at another path, the client must be given that path"
+
 // localDoor finds out, once per Client, whether c can read its server's
 // cache in place. An error wrapping service.ErrNoLocal says why not (and
 // is remembered); any other error (the server unreachable, say) is not.
@@ -94,8 +100,7 @@ func (c *Client) openDoor(ctx context.Context) (*localDoor, error) {
 	}
 	token, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(info.TokenFile)))
 	if err != nil {
-		return nil, fmt.Errorf("flightsvc: %w: cannot read the server's cache %s: %w (the server's --cache-group, or ClientOptions.CacheDir where it is mounted elsewhere)",
-			service.ErrNoLocal, dir, err)
+		return nil, fmt.Errorf("flightsvc: %w: cannot read the server's cache %s: %w (%s)", service.ErrNoLocal, dir, err, CacheUnreadableHint)
 	}
 	md := metadata.Pairs(HeaderBootID, info.BootID, HeaderCacheToken, strings.TrimSpace(string(token)))
 	return &localDoor{dir: dir, md: md}, nil

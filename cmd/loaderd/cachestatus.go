@@ -41,7 +41,7 @@ pipeline or seed: those the server never reads.`
 	}
 	res, err := cl.Action(ctx, "cache-status", body)
 	if err != nil {
-		return serverError(c.addr, err)
+		return serverError(c.addr, err, c.served(ctx, copts, err))
 	}
 	if len(res) != 1 {
 		return fmt.Errorf("the server at %s answered cache-status with %d results, want 1", c.addr, len(res))

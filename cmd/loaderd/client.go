@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
+	"encoding/json"
 	"crypto/x509"
 	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 )
@@ -27,6 +31,35 @@ func (c *connFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.insecure, "tls-insecure", false, "with --tls, do not verify the server certificate")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "with --tls, client certificate `FILE` (PEM) for a server that requires one (serve --tls-client-ca)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "with --tls, the client certificate's private key `FILE` (PEM)")
+}
+
+// served lists the datasets the server at c.addr serves, by name, when err
+// is its NotFound (a dataset it does not serve): a message then says which
+// it has, as the Python client's does. It is nil otherwise, or when the
+// server cannot say.
+func (c *connFlags) served(ctx context.Context, copts *flightsvc.ClientOptions, err error) []string {
+	if status.Code(err) != codes.NotFound {
+		return nil
+	}
+	cl, err := flightsvc.Dial(ctx, c.addr, copts)
+	if err != nil {
+		return nil
+	}
+	defer cl.Close()
+	infos, err := cl.ListFlights(ctx)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, info := range infos {
+		var d struct {
+			Dataset string `json:"dataset"`
+		}
+		if json.Unmarshal(info.GetFlightDescriptor().GetCmd(), &d) == nil && d.Dataset != "" {
+			names = append(names, d.Dataset)
+		}
+	}
+	return names
 }
 
 // options checks the flags and reads the files they name.

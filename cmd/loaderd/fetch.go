@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -86,11 +87,13 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 	if err != nil {
 		return err
 	}
-	copts.Transport, copts.CacheDir, copts.Logger = f.transport, f.cacheDir, newLogger(stderr, "info")
+	copts.Transport, copts.CacheDir = f.transport, f.cacheDir
+	copts.Logger = slog.New(rephrased{newLogger(stderr, "info").Handler()})
 	res, err := fetch(ctx, &f, copts)
 	if err != nil {
-		return serverError(f.addr, err)
+		return serverError(f.addr, err, f.served(ctx, copts, err))
 	}
+	res.Fallback = clientTerms.Replace(res.Fallback)
 	if f.vsLoopback {
 		lb, err := bench.Loopback(ctx, f.clients, 1<<30, 3)
 		if err != nil {
@@ -207,16 +210,47 @@ var requestFlags = strings.NewReplacer(
 // pkgPrefix matches the Go package prefixes of the server's messages.
 var pkgPrefix = regexp.MustCompile(`\b(loader|service|arrowio|flightsvc|shardcache|augment|gpu): `)
 
-// serverError words a failed fetch: a request the server refuses is a
-// usage error naming the flag; an unreachable server names --addr.
-func serverError(addr string, err error) error {
+// clientTerms puts the Go client's neutral hints in the command line's
+// terms: the flags that do what they describe.
+var clientTerms = strings.NewReplacer(flightsvc.CacheUnreadableHint,
+	"run as a member of the server's --cache-group, or give --cache-dir DIR where this host mounts the cache at another path")
+
+// rephrased is a log handler that words the Go client's log lines (why
+// transport auto streams over Flight) in clientTerms.
+type rephrased struct{ slog.Handler }
+
+func (h rephrased) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, clientTerms.Replace(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindString {
+			a.Value = slog.StringValue(clientTerms.Replace(a.Value.String()))
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h rephrased) WithAttrs(as []slog.Attr) slog.Handler { return rephrased{h.Handler.WithAttrs(as)} }
+func (h rephrased) WithGroup(name string) slog.Handler    { return rephrased{h.Handler.WithGroup(name)} }
+
+// serverError words a failed call to the server at addr: a request the
+// server refuses is a usage error naming the flag (and, for a dataset it
+// does not serve, the datasets it serves: served, when known); an
+// unreachable server names --addr.
+func serverError(addr string, err error, served []string) error {
 	st, ok := status.FromError(err)
 	if !ok {
 		return err
 	}
-	msg := requestFlags.Replace(pkgPrefix.ReplaceAllString(st.Message(), ""))
+	msg := clientTerms.Replace(requestFlags.Replace(pkgPrefix.ReplaceAllString(st.Message(), "")))
 	switch st.Code() {
-	case codes.InvalidArgument, codes.NotFound:
+	case codes.NotFound:
+		if len(served) > 0 {
+			return usagef("the server at %s refused the request: %s; it serves: %s", addr, msg, strings.Join(served, ", "))
+		}
+		return usagef("the server at %s refused the request: %s", addr, msg)
+	case codes.InvalidArgument:
 		return usagef("the server at %s refused the request: %s", addr, msg)
 	case codes.FailedPrecondition:
 		if strings.Contains(msg, "local transport unavailable") {
