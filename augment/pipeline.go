@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -58,6 +60,35 @@ var presets = map[string]string{
 	"imagenet-train": "random_resized_crop(size=224)|hflip(p=0.5)",
 	"imagenet-val":   "resize(size=256)|center_crop(size=224)",
 }
+
+// Presets returns the names of the presets, sorted.
+func Presets() []string {
+	return slices.Sorted(maps.Keys(presets))
+}
+
+// OpNames returns the names of the ops, in the order Ops lists them.
+func OpNames() []string {
+	names := make([]string, 0, len(opInfo)-1)
+	for _, o := range opInfo[1:] {
+		names = append(names, o.name)
+	}
+	return names
+}
+
+// An UnknownOpError reports a name in pipeline text that is neither an op
+// nor a preset (a preset stands alone, as the whole text). It wraps
+// ErrPipeline.
+type UnknownOpError struct {
+	Name string
+}
+
+func (e *UnknownOpError) Error() string {
+	return fmt.Sprintf("%v: unknown op %q; the ops are %s, the presets %s", ErrPipeline, e.Name,
+		strings.Join(OpNames(), ", "), strings.Join(Presets(), ", "))
+}
+
+// Unwrap makes errors.Is(err, ErrPipeline) hold.
+func (e *UnknownOpError) Unwrap() error { return ErrPipeline }
 
 // Ops lists the ops and presets with their arguments and defaults, one a
 // line, for --help.
@@ -346,11 +377,7 @@ func parseOp(s string) (op, error) {
 			}
 		}
 	default:
-		names := make([]string, 0, len(opInfo)-1)
-		for _, o := range opInfo[1:] {
-			names = append(names, o.name)
-		}
-		return op{}, fmt.Errorf("%w: unknown op %q; the ops are %s", ErrPipeline, name, strings.Join(names, ", "))
+		return op{}, &UnknownOpError{Name: name}
 	}
 	for k := range a.args {
 		if !a.used[k] {

@@ -3,6 +3,7 @@ package augment
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -122,6 +123,26 @@ func TestParsePipelineErrors(t *testing.T) {
 				t.Fatalf("ParsePipeline(%q) = %v, %v; want ErrPipeline", tc.text, p, err)
 			}
 		})
+	}
+}
+
+// TestUnknownOp: a name that is neither an op nor a preset is an
+// UnknownOpError naming it, whose message lists the ops and the presets.
+func TestUnknownOp(t *testing.T) {
+	for _, text := range []string{"imagenet", "rotate(deg=3)|center_crop(size=3)"} {
+		_, err := ParsePipeline(text, nil)
+		var ue *UnknownOpError
+		if !errors.As(err, &ue) || !errors.Is(err, ErrPipeline) || !strings.HasPrefix(text, ue.Name) {
+			t.Fatalf("ParsePipeline(%q) = %v; want an UnknownOpError naming its first op", text, err)
+		}
+		for _, want := range append(OpNames(), Presets()...) {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: does not name %s", err, want)
+			}
+		}
+	}
+	if got := Presets(); !slices.Equal(got, []string{"imagenet-train", "imagenet-val"}) {
+		t.Errorf("Presets() = %q", got)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/pflag"
@@ -28,6 +29,17 @@ const (
 	defaultSeed     = 0
 	defaultListen   = "127.0.0.1:8815"
 )
+
+// keyFlags are the flags whose values make up a cached epoch's key (SPEC
+// §6 and the pipeline's fingerprint): serve reads what precompute wrote
+// only when all of them agree. The help of both says so from this list,
+// and the start-up warning names those that differ (pipelineFlags.matching).
+var keyFlags = []string{"--data", "--pipeline", "--seed", "--decoder", "--shard-size"}
+
+// keyFlagsText writes keyFlags as a list in prose: "--data, ... and --shard-size".
+func keyFlagsText() string {
+	return strings.Join(keyFlags[:len(keyFlags)-1], ", ") + " and " + keyFlags[len(keyFlags)-1]
+}
 
 // A flagSet is one command's flags (GNU style: --name value or
 // --name=value, before or after the arguments) and what its --help says.
@@ -60,10 +72,38 @@ func (fs *flagSet) help() string {
 		fmt.Fprintf(&b, "Flags:\n%s\n", u)
 	}
 	if fs.notes != "" {
-		fmt.Fprintf(&b, "%s\n\n", strings.TrimSpace(fs.notes))
+		fmt.Fprintf(&b, "%s\n\n", reflow(fs.notes, 80))
 	}
 	fmt.Fprintf(&b, "%s\n", exitStatusHelp)
 	return b.String()
+}
+
+// reflow fills each paragraph of text (paragraphs are separated by a blank
+// line) into lines of at most width characters, so that notes built from
+// pieces read as one text. A no-break space (U+00A0) keeps a number with its
+// unit; it is printed as a space.
+func reflow(text string, width int) string {
+	var paras []string
+	for p := range strings.SplitSeq(strings.TrimSpace(text), "\n\n") {
+		var b strings.Builder
+		n := 0
+		words := strings.FieldsFunc(p, func(r rune) bool { return r == ' ' || r == '\n' || r == '\t' })
+		for _, w := range words {
+			switch {
+			case n == 0:
+			case n+1+utf8.RuneCountInString(w) > width:
+				b.WriteByte('\n')
+				n = 0
+			default:
+				b.WriteByte(' ')
+				n++
+			}
+			b.WriteString(w)
+			n += utf8.RuneCountInString(w)
+		}
+		paras = append(paras, b.String())
+	}
+	return strings.ReplaceAll(strings.Join(paras, "\n\n"), "\u00a0", " ")
 }
 
 // parse parses args (flags anywhere, "--" ends them), turning --help into
@@ -232,7 +272,13 @@ func (d *datasetFlag) Set(v string) error {
 
 func (d *datasetFlag) Type() string { return "NAME=PATH" }
 
-// byteSize is a flag holding a byte count written as 123, 64K, 50G, 1.5T.
+// sizeNote ends the help of the commands that take a size: the units are
+// powers of 1024, whatever the suffix says (parseBytes).
+const sizeNote = "Sizes are in binary units, with or without B or iB: 700M, 700MB and 700MiB " +
+	"all mean 700\u00a0MiB (700×2^20 bytes), 2T and 2TB mean 2\u00a0TiB."
+
+// byteSize is a flag holding a byte count written as 123, 64K, 50G, 1.5T:
+// K, M, G, T and P are powers of 1024 (sizeNote).
 type byteSize int64
 
 func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
@@ -260,7 +306,7 @@ func parseBytes(v string) (int64, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
-		return 0, fmt.Errorf("bad size %q: want a byte count such as 500M, 50G or 2T", v)
+		return 0, fmt.Errorf("bad size %q: want a byte count such as 500M, 50G or 2T (binary units: G = GiB)", v)
 	}
 	return int64(f * float64(mult)), nil
 }
@@ -417,7 +463,7 @@ func (p *pipelineFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&p.decoder, "decoder", "auto", "`DECODER`s: auto (libjpeg-turbo for JPEG and libwebp for WebP when built in, else Go's), libjpeg-turbo (auto, failing if libjpeg-turbo is not built in), go (pure Go for every format)")
 	fs.StringVar(&p.cacheDir, "cache-dir", defaultCacheDir(), "`DIRECTORY` of the epoch cache")
 	fs.StringVar(&p.cacheGroup, "cache-group", "", "`GROUP` (name or id) given the cache, so that trainers in it read the shards in place (directories setgid 2750, files 0640; default: 0755/0644 less the umask)")
-	fs.Var(&p.cacheBudget, "cache-budget", "bytes the cache may use on disk, e.g. 200G (0 = unlimited)")
+	fs.Var(&p.cacheBudget, "cache-budget", "bytes the cache may use on disk, in binary units: 200G = 200 GiB (0 = unlimited)")
 	fs.IntVar(&p.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")
 	fs.IntVar(&p.shardSize, "shard-size", 1024, "samples per cache shard file")
 	fs.StringVar(&p.onError, "on-error", loader.PolicySubstitute, "undecodable samples: `POLICY` substitute (the next decodable sample) or fail")
@@ -462,6 +508,10 @@ func parsePipeline(text, decoder string) (*augment.Pipeline, error) {
 // message names the op at fault, not the whole (possibly long) text.
 func parsePipelineArg(label, text, decoder string) (*augment.Pipeline, error) {
 	pl, err := augment.ParsePipeline(text, &augment.PipelineOptions{Decoder: decoder})
+	var unknown *augment.UnknownOpError
+	if errors.As(err, &unknown) {
+		return nil, unknownOp(label, unknown.Name, !strings.ContainsAny(text, "(|"))
+	}
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), augment.ErrPipeline.Error()+": ")
 		if strings.Contains(msg, "decoder") {
@@ -470,6 +520,45 @@ func parsePipelineArg(label, text, decoder string) (*augment.Pipeline, error) {
 		return nil, usagef("%s: %s (see `loaderd pipelines`)", label, msg)
 	}
 	return pl, nil
+}
+
+// unknownOp words a name in pipeline text that is neither an op nor a
+// preset: the names it may be a typo or a shortening of ("imagenet": the
+// presets imagenet-train and imagenet-val), else the ops, and the presets
+// too when the name stood alone (bare), as a preset does.
+func unknownOp(label, name string, bare bool) error {
+	what := "op"
+	if bare {
+		what = "preset or op"
+	}
+	var near []string
+	for _, c := range slices.Concat(augment.Presets(), augment.OpNames()) {
+		d := editDistance(strings.ToLower(name), c)
+		if d <= max(1, len(c)/4) || (len(name) >= 3 && (strings.HasPrefix(c, name) || strings.HasPrefix(name, c))) {
+			near = append(near, c)
+		}
+	}
+	kind := func(c string) string {
+		if slices.Contains(augment.Presets(), c) {
+			return "preset"
+		}
+		return "op"
+	}
+	switch {
+	case len(near) == 0 && bare:
+		return usagef("%s: unknown %s %q; the presets are %s, and `loaderd pipelines` lists the ops", label, what, name,
+			strings.Join(augment.Presets(), " and "))
+	case len(near) == 0:
+		return usagef("%s: unknown %s %q; the ops are %s (`loaderd pipelines`)", label, what, name, strings.Join(augment.OpNames(), ", "))
+	case len(near) == 1:
+		return usagef("%s: unknown %s %q; did you mean the %s %s? (see `loaderd pipelines`)", label, what, name, kind(near[0]), near[0])
+	}
+	kinds := "one of"
+	if kind(near[0]) == kind(near[len(near)-1]) {
+		kinds = "the " + kind(near[0]) + "s"
+	}
+	return usagef("%s: unknown %s %q; did you mean %s %s or %s? (see `loaderd pipelines`)", label, what, name, kinds,
+		strings.Join(near[:len(near)-1], ", "), near[len(near)-1])
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -61,6 +61,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "serve bad budget", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "lots"}, want: "want a byte count"},
 		{name: "serve bad decoder", args: []string{"serve", "--data", "x=" + data, "--decoder", "pillow"}, want: "want one of auto, libjpeg-turbo, go"},
 		{name: "serve bad pipeline", args: []string{"serve", "--data", "x=" + data, "--pipeline", "blur(x=1)"}, want: "`loaderd pipelines`"},
+		{name: "serve short preset", args: []string{"serve", "--data", "x=" + data, "--pipeline", "imagenet"}, want: `unknown preset or op "imagenet"; did you mean the presets imagenet-train or imagenet-val?`},
+		{name: "serve mistyped op", args: []string{"serve", "--data", "x=" + data, "--pipeline", "random_resize_crop(size=8)"}, want: "did you mean the op random_resized_crop?"},
 		{name: "serve bad listen", args: []string{"serve", "--data", "x=" + data, "--listen", "nonsense"}, want: `--listen "nonsense": want HOST:PORT`},
 		{name: "serve bad metrics listen", args: []string{"serve", "--data", "x=" + data, "--metrics-listen", "9100"}, want: "--metrics-listen"},
 		{name: "serve bad drain timeout", args: []string{"serve", "--data", "x=" + data, "--drain-timeout", "soon"}, want: "want a duration"},
@@ -98,6 +100,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "cache-status bad address", args: []string{"cache-status", "--addr", "http://x:1"}, want: "--addr"},
 
 		{name: "pipelines bad pipeline", args: []string{"pipelines", "blur(x=1)"}, want: `unknown op "blur"; the ops are random_resized_crop,`},
+		{name: "pipelines mistyped preset", args: []string{"pipelines", "imagenet-trian"}, want: "did you mean the preset imagenet-train?"},
+		{name: "pipelines unknown bare name", args: []string{"pipelines", "blur"}, want: "the presets are imagenet-train and imagenet-val"},
 		{name: "pipelines no fixed size", args: []string{"pipelines", "resize(size=256)"}, want: "end with random_resized_crop"},
 		{name: "pipelines two arguments", args: []string{"pipelines", "imagenet-val", "imagenet-train"}, want: "unexpected argument"},
 
@@ -109,6 +113,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bench bad clients", args: []string{"bench", "--clients", "x"}, want: "--clients"},
 		{name: "bench zero repeat", args: []string{"bench", "--repeat", "0"}, want: "--repeat 0"},
 		{name: "bench bad pipeline", args: []string{"bench", "--pipeline", "hflip"}, want: "`loaderd pipelines`"},
+		{name: "bench short preset", args: []string{"bench", "--pipeline", "imagenet"}, want: "the presets imagenet-train or imagenet-val"},
+		{name: "precompute mistyped preset", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--pipeline", "imagenet_val"}, want: "did you mean the preset imagenet-val?"},
 
 		{name: "demo no images", args: []string{"demo", "--images", "0"}, want: "--images 0"},
 		{name: "demo bad listen", args: []string{"demo", "--listen", "localhost"}, want: "want HOST:PORT"},
@@ -480,7 +486,7 @@ func TestPrecomputeThenServe(t *testing.T) {
 		code int
 		want string
 	}{
-		{args: []string{"--dataset", "nosuch"}, code: exitUsage, want: "refused the request"},
+		{args: []string{"--dataset", "nosuch"}, code: exitUsage, want: `refused the request: dataset "nosuch": not found; it serves: d`},
 		{args: []string{"--dataset", "d", "--batch-size", "16", "--start-batch", "4"}, code: exitUsage, want: "--start-batch"},
 		{args: []string{"--dataset", "d", "--batch-size", "16", "--start-batch", "3"}, code: exitOK, want: ""},
 		{args: []string{"--dataset", "d", "--gpu", "GPU-nonexistent"}, code: exitUsage, want: "--gpu"},
@@ -611,6 +617,22 @@ func TestBudgetAndOtherSeed(t *testing.T) {
 			t.Errorf("serve under seed 7 logged\n%s\nwant %q", logs.String(), want)
 		}
 	}
+	// The README's example of the warning has the keys it has, and a
+	// decoder of the form it has ("libjpeg-turbo N.N.N + libwebp N.N.N").
+	got, readme := logPairs(logs.String()), readmeWarning(t)
+	for k := range got {
+		if _, ok := readme[k]; !ok && k != "time" && k != "level" && k != "msg" {
+			t.Errorf("the warning has %s=%q; README's example lacks it", k, got[k])
+		}
+	}
+	for k := range readme {
+		if _, ok := got[k]; !ok {
+			t.Errorf("README's example of the warning has %s=, which the warning does not", k)
+		}
+	}
+	if pl, _ := parsePipeline(tinyPipeline, "auto"); digitsAsN.ReplaceAllString(readme["decoder"], "N") != digitsAsN.ReplaceAllString(pl.Decoder(), "N") {
+		t.Errorf("README's example says decoder=%q; the decoders of --decoder auto here are %q", readme["decoder"], pl.Decoder())
+	}
 	code, out, stderr = runCLI(t, "cache-status", "--addr", addr)
 	if code != 0 || !strings.Contains(out, "d        -      none cached") ||
 		!strings.Contains(out, "d: epochs 0-3 (") || !strings.Contains(out, "under seed 0, pipeline "+tinyPipeline) {
@@ -621,7 +643,7 @@ func TestBudgetAndOtherSeed(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil || len(st.Datasets) != 1 || len(st.Datasets[0].Other) != 1 {
 		t.Errorf("cache-status --json: exit %d, %v: %s", code, err, out)
 	}
-	if code, _, stderr := runCLI(t, "cache-status", "--addr", addr, "--dataset", "nosuch"); code != exitUsage || !strings.Contains(stderr, "refused") {
+	if code, _, stderr := runCLI(t, "cache-status", "--addr", addr, "--dataset", "nosuch"); code != exitUsage || !strings.Contains(stderr, "refused") || !strings.Contains(stderr, "it serves: d") {
 		t.Errorf("cache-status of an unknown dataset: exit %d, %s", code, stderr)
 	}
 	cancel()
@@ -646,4 +668,34 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestHelpSaysWhatSharesTheCache: serve's and precompute's help name every
+// flag of a cached epoch's key (those the start-up warning may ask for,
+// plus --data) and say that sizes are binary.
+func TestHelpSaysWhatSharesTheCache(t *testing.T) {
+	pl, err := parsePipeline(tinyPipeline, "auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &pipelineFlags{seed: 1, shardSize: 16}
+	other := service.OtherEpochs{Pipeline: "center_crop(size=8)", Decoder: "go (image/jpeg, x/image/webp)", ShardSize: 8, Seed: 2}
+	asked := f.matching(pl, other)
+	for _, flag := range keyFlags[1:] {
+		if !strings.Contains(asked, flag+" ") {
+			t.Errorf("matching = %q; want it to name %s", asked, flag)
+		}
+	}
+	for _, cmd := range []string{"serve", "precompute"} {
+		_, help, _ := runCLI(t, cmd, "--help")
+		text := strings.Join(strings.Fields(help), " ")
+		for _, want := range []string{
+			"given the same --data, --pipeline, --seed, --decoder and --shard-size",
+			"binary units", "700M, 700MB and 700MiB all mean 700 MiB",
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s --help lacks %q:\n%s", cmd, want, help)
+			}
+		}
+	}
 }

@@ -29,8 +29,8 @@ func runPrecompute(ctx context.Context, args []string, stdout, stderr io.Writer)
 	f.registerRemote(fs.FlagSet)
 	fs.notes = `Each image is decoded once for all the epochs. Finished shards are kept when the
 run stops (Ctrl-C, a full budget); running the same command again continues.
-serve reads these epochs when given the same --data, --pipeline, --seed and
---decoder.
+serve reads these epochs when given the same ` + keyFlagsText() + `.
+` + sizeNote + `
 
 With --remote-cache, every shard is uploaded to the shared tier once committed,
 and shards the tier already holds are skipped. --part K/N splits the work over

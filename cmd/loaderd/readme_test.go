@@ -95,3 +95,34 @@ func TestReadmeMatchesHelp(t *testing.T) {
 		}
 	}
 }
+
+// logPair matches key=value or key="quoted value" in a slog text line.
+var logPair = regexp.MustCompile(`(\w+)=("(?:[^"\\]|\\.)*"|\S+)`)
+
+// logPairs returns the key=value pairs of slog text lines.
+func logPairs(text string) map[string]string {
+	out := map[string]string{}
+	for _, m := range logPair.FindAllStringSubmatch(text, -1) {
+		out[m[1]] = strings.Trim(m[2], `"`)
+	}
+	return out
+}
+
+// readmeWarning returns the README's example of the start-up warning about
+// epochs a run will not read.
+func readmeWarning(t *testing.T) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "```\nlevel=WARN msg=\"the cache holds epochs of this dataset that this run will not read\"")
+	block, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no example of the warning about epochs a run will not read")
+	}
+	return logPairs(block)
+}
+
+// digitsAsN stands for a version's numbers, for comparing shapes.
+var digitsAsN = regexp.MustCompile(`[0-9]+`)

@@ -55,8 +55,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.register(fs.FlagSet)
 	fs.notes = `Epochs not yet cached are computed while they stream; the next --prefetch-epochs
 are computed in the background. precompute writes the same cache entries when
-given the same --data, --pipeline, --seed and --decoder. SIGINT or SIGTERM
-drains running streams (up to --drain-timeout) and exits 0.`
+given the same ` + keyFlagsText() + `. ` + sizeNote + `
+SIGINT or SIGTERM drains running streams (up to --drain-timeout) and exits 0.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
