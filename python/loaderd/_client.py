@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +22,12 @@ import pyarrow.flight as flight
 from . import _local
 from ._errors import DatasetChanged, DatasetNotFound, Error, InvalidRequest, LocalUnavailable, Unavailable, translate
 
-__all__ = ["Client", "Batch", "Plan", "DatasetInfo", "BatchStream"]
+__all__ = ["Client", "Batch", "Plan", "DatasetInfo", "BatchStream", "ON_CHANGE"]
 
 log = logging.getLogger("loaderd")
+
+#: What a stream may do when its dataset changes mid-epoch (Client.batches' on_change).
+ON_CHANGE = ("raise", "continue")
 
 # Flight's "use the connection you came in on" location (Flight ≥ 14).
 _REUSE = "arrow-flight-reuse-connection://?"
@@ -147,6 +150,14 @@ class Plan:
     num_batches: int
     schema: pa.Schema
     endpoints: List[flight.FlightEndpoint]
+
+    @property
+    def fingerprint(self) -> str:
+        """The dataset fingerprint of the listing planned on (the schema's
+        ``loaderd.dataset_fingerprint``, hex; SPEC §1): the same for two
+        plans exactly when their sample indices mean the same files."""
+        md = self.schema.metadata or {}
+        return md.get(b"loaderd.dataset_fingerprint", b"").decode()
 
 
 def _location(address: str, tls: bool) -> str:
@@ -397,8 +408,8 @@ class Client:
             One ``{"dataset": str, "samples": int, "classes": int,
             "fingerprint": str, "changed": bool}`` per dataset; ``changed``
             is True when this rescan found a new listing. Requests made
-            after it see the new listing; tickets of the old one raise
-            :class:`DatasetChanged` (a stream re-plans once by itself).
+            after it see the new listing; tickets of the old one are stale
+            (a stream handles that as its ``on_change`` says, :meth:`batches`).
 
         Raises
         ------
@@ -489,7 +500,8 @@ class Client:
     def batches(self, dataset: str, epoch: int = 0, batch_size: int = 256, rank: int = 0,
                 world_size: int = 1, drop_last: bool = False, shuffle: bool = True,
                 start_batch: int = 0, gpu: Union[int, str, None] = None,
-                transport: str = "auto") -> "BatchStream":
+                transport: str = "auto", *, on_change: str = "raise",
+                fingerprint: Optional[str] = None) -> "BatchStream":
         """Streams one rank's batches of an epoch.
 
         Parameters
@@ -523,6 +535,32 @@ class Client:
             local when the server is on this host and this process can read
             its cache, else flight, with one log line saying why. The bytes
             are the same either way.
+        on_change : {"raise", "continue"}
+            What the stream does when the dataset's files change on the
+            server after batches of the epoch were delivered (a file it
+            still needs removed or rewritten, or a new listing found when it
+            reconnects; docs/SPEC.md §4). Those batches came from the old
+            listing, which the server no longer serves, so the rest of the
+            epoch cannot follow it. ``"raise"`` (the default; torch's
+            DataLoader fails on a vanished file too) raises
+            :class:`DatasetChanged` naming the batch reached.
+            ``"continue"`` logs a warning naming that batch and goes on from
+            the same batch of the new listing: its order and ``index``
+            values are the new listing's, so this epoch no longer covers
+            every sample exactly once. The epoch's batch count stays that of
+            the first plan, so every rank still gets the same number: a
+            longer new listing is cut short, a shorter one taken again from
+            its first batch. A change before the epoch's first batch (a
+            ticket that went stale between plan and first read) is no change
+            for the epoch: the stream plans again on the new listing by
+            itself, once.
+        fingerprint : str, optional
+            With ``start_batch`` > 0, the dataset fingerprint the epoch's
+            first ``start_batch`` batches came from (``BatchStream.fingerprint``
+            of the stream that delivered them): the stream checks that the
+            server still serves that listing before it goes on, and treats
+            another as a change (``on_change``). Without it a resumed stream
+            takes whatever listing the server serves now.
 
         Returns
         -------
@@ -530,21 +568,25 @@ class Client:
             An iterator of :class:`Batch` (numpy arrays sharing Arrow's
             memory). It follows the plan's endpoints in order, dialling
             endpoints that name another server; if the stream breaks off it
-            reconnects and resumes at the next batch (``retry_timeout``); if
-            the dataset changed under it, it re-plans once.
+            reconnects and resumes at the next batch (``retry_timeout``), on
+            the same listing; a changed dataset is handled as ``on_change``
+            says.
 
         Raises
         ------
         loaderd.Error
             A subclass per gRPC status, at the first ``next()`` for the
             request's own errors (unknown dataset, a field out of range);
-            :class:`LocalUnavailable` when ``transport="local"`` cannot be.
+            :class:`LocalUnavailable` when ``transport="local"`` cannot be;
+            :class:`DatasetChanged` as ``on_change`` says.
         """
         if transport not in ("auto", "local", "flight"):
             raise InvalidRequest(f"transport {transport!r}: want \"auto\", \"local\" or \"flight\"")
+        if on_change not in ON_CHANGE:
+            raise InvalidRequest(f"on_change {on_change!r}: want \"raise\" or \"continue\"")
         req = self.request(dataset, epoch, batch_size, rank, world_size, drop_last,
                            shuffle, start_batch, gpu)
-        return BatchStream(self, req, transport)
+        return BatchStream(self, req, transport, on_change=on_change, fingerprint=fingerprint)
 
 
 def _app_metadata(info: flight.FlightInfo) -> bytes:
@@ -615,23 +657,38 @@ class BatchStream(Iterator[Batch]):
         Batches handed out so far.
     plan : Plan or None
         The plan in use (after the first ``next()``).
+    fingerprint : str or None
+        The dataset fingerprint of the listing the batches handed out so far
+        came from (after ``on_change="continue"``, the last one's): what a
+        checkpoint saves beside the position, for ``Client.batches(...,
+        start_batch=, fingerprint=)`` to check on resume.
+    num_batches : int or None
+        The rank's batches in the epoch, ``start_batch`` included, as first
+        planned (kept when the stream continues on a new listing).
 
     ``cancel()`` may be called from another thread: it ends the stream (the
     iterating thread then sees StopIteration). ``close()`` frees the stream
     and its server-side work; a with block calls it.
     """
 
-    def __init__(self, client: Client, request: Dict[str, Any], transport: str = "auto"):
+    def __init__(self, client: Client, request: Dict[str, Any], transport: str = "auto", *,
+                 on_change: str = "raise", fingerprint: Optional[str] = None):
         self.client = client
         self.request = dict(request)
         #: "local" or "flight" once the stream knows which way its batches come
         self.transport: Optional[str] = None if transport == "auto" else transport
         self._want = transport
+        self.on_change = on_change
         #: allocate(shape, dtype) of the local transport's batch buffers (np.empty when None)
         self._allocate: Optional[_local.Allocate] = None
         self.yielded = 0
         self.plan: Optional[Plan] = None
+        self.fingerprint: Optional[str] = fingerprint or None
+        self.num_batches: Optional[int] = None
         self._gen: Optional[Iterator[Batch]] = None
+        self._refreshed = False  # the cache's door was asked for again after a refusal
+        self._connected = False  # a call has succeeded: from now on, outages are retried
+        self._at = client.location  # where the batches are read from now
         self._lock = threading.Lock()
         self._reader: Optional[flight.FlightStreamReader] = None  # guarded by _lock
         self._cancelled = False  # guarded by _lock
@@ -667,70 +724,165 @@ class BatchStream(Iterator[Batch]):
     def _run(self) -> Iterator[Batch]:
         _tune_malloc()
         c = self.client
-        start = self.request["start_batch"]
-        replanned = False
-        refreshed = False  # the cache's door was asked for again after a refusal
-        connected = False  # a call has succeeded: from now on, outages are retried
+        first = self.request["start_batch"]
+        pos = first  # the batch of the listing in use to ask for next
+        # Look at the server's listing before asking for pos: a resume that
+        # knows the listing of its epoch's first batches, and every stream
+        # that broke off or went stale.
+        look = self.fingerprint is not None and first > 0
+        changed: Optional[DatasetChanged] = None  # why the last stream ended, if the dataset changed
+        fruitless = 0  # changes met since the last batch handed out
+        capped = False  # on a new listing: stop at num_batches, round it when short
         deadline: Optional[float] = None
         backoff = 0.05
         while True:
-            req = dict(self.request, start_batch=start + self.yielded)
-            location = c.location
             try:
-                door = self._door()
-                if door is not None:
-                    connected = True  # the server answered local-info
-                    try:
-                        for batch in self._read_local(req, door):
-                            deadline, backoff = None, 0.05
-                            self.yielded += 1
-                            yield batch
-                        return
-                    except _local.NoLocal as e:  # refused before any plan came
-                        if not refreshed:  # the server may have restarted: a new token
-                            refreshed = True
-                            c._forget_door()
-                            continue
-                        if self._want == "local":
-                            raise LocalUnavailable(f"loaderd at {c.location}: {e.reason}", address=c.location) from None
-                        c._fall_back(e)
-                        self.transport = "flight"
-                        continue
-                self.plan = c._plan(req)
-                connected = True
-                for ep in self.plan.endpoints:
-                    location = self._location_of(ep)
-                    for batch in self._read(ep, location):
-                        deadline, backoff = None, 0.05  # progress: a new outage gets a new budget
+                if look:
+                    pos, capped = self._look(pos, changed, capped)
+                    look, changed = False, None
+                plan, batches = self._open(dict(self.request, start_batch=pos))
+                if self.fingerprint is None:
+                    self.fingerprint = plan.fingerprint
+                elif plan.fingerprint != self.fingerprint:  # listed again since _look
+                    batches.close()
+                    why = "the dataset changed on the server while the stream planned"
+                    raise DatasetChanged(f"loaderd at {c.location}: {why}", code="FAILED_PRECONDITION",
+                                         server_message=why, address=c.location)
+                if self.num_batches is None:
+                    self.num_batches = pos + plan.num_batches
+                self.plan = plan
+                try:
+                    for batch in batches:
+                        deadline, backoff, fruitless = None, 0.05, 0
+                        pos += 1
                         self.yielded += 1
                         yield batch
-                return
-            except DatasetChanged:
-                if replanned or self._stopped():
-                    raise
-                replanned = True
-                log.warning("loaderd: dataset %r changed on the server; planning the rest of "
-                            "epoch %d again from batch %d", req["dataset"], req["epoch"],
-                            req["start_batch"])
+                        if capped and first + self.yielded >= self.num_batches:
+                            return  # the epoch's count, on a listing with more
+                finally:
+                    batches.close()
+                if not capped or first + self.yielded >= self.num_batches:
+                    return
+                pos = 0  # a new listing with fewer batches than the epoch: round it again
+            except DatasetChanged as e:
+                if e.batch is not None or self._stopped():
+                    raise  # on_change="raise" said so (_changed), or nobody is reading
+                fruitless += 1
+                if fruitless > 1:
+                    raise  # changed again before a batch came: let the files settle
+                changed, look = e, True
             except Unavailable as e:
                 if self._stopped():
                     return
-                if not connected or not e.retryable or c.retry_timeout <= 0:
+                if not self._connected or not e.retryable or c.retry_timeout <= 0:
                     raise
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + c.retry_timeout
                     log.warning("loaderd: stream from %s broke off after %d batches (%s); "
-                                "reconnecting for up to %g s", location, self.yielded,
+                                "reconnecting for up to %g s", self._at, self.yielded,
                                 e.server_message, c.retry_timeout)
                 if now >= deadline:
                     raise Unavailable(
                         f"{e}; gave up reconnecting after {c.retry_timeout:g} s (retry_timeout)",
                         code=e.code, server_message=e.server_message, address=e.address) from None
-                c._reset(location)
+                c._reset(self._at)
                 c._reset()
+                self._at = c.location
+                look = look or self.fingerprint is not None  # the dataset may have changed meanwhile
                 time.sleep(min(backoff, max(0.0, deadline - now)) * (0.5 + random.random()))
                 backoff = min(backoff * 2, 1.0)
+
+    def _look(self, pos: int, changed: Optional[DatasetChanged], capped: bool) -> Tuple[int, bool]:
+        """Where the stream goes on after it broke off, went stale, or
+        resumes: at pos when the server still serves the listing of the
+        batches delivered, else as on_change says. changed is the error that
+        ended the last stream, if the dataset changed. Returns the batch of
+        the listing to ask for and whether the epoch's count caps it."""
+        c = self.client
+        probe = c._plan(dict(self.request, start_batch=0))
+        self._connected = True
+        if changed is not None and probe.fingerprint == self.fingerprint:
+            # The stream met a changed file before the server listed the
+            # dataset again (it waits for changes to settle): list it now.
+            c.rescan(self.request["dataset"])
+            probe = c._plan(dict(self.request, start_batch=0))
+            if probe.fingerprint == self.fingerprint:
+                raise changed
+        if self.num_batches is None:
+            self.num_batches = probe.num_batches  # a resume: the server's count now
+        if self.fingerprint is None or probe.fingerprint == self.fingerprint:
+            return pos, capped
+        return self._changed(probe, changed), True
+
+    def _changed(self, probe: Plan, changed: Optional[DatasetChanged]) -> int:
+        """The listing changed under the stream: adopts probe's listing when
+        no batch of the epoch was delivered yet; else raises DatasetChanged
+        or, with on_change="continue", warns and returns the batch of the
+        new listing to go on from."""
+        c, req = self.client, self.request
+        done = req["start_batch"] + self.yielded  # batches of the epoch delivered
+        old, self.fingerprint = self.fingerprint, probe.fingerprint
+        if done == 0:
+            log.info("loaderd: dataset %r changed on the server before the first batch of epoch %d; "
+                     "streaming its new listing", req["dataset"], req["epoch"])
+            self.num_batches = probe.num_batches
+            return 0
+        why = (changed.server_message if changed is not None and changed.server_message
+               else "the server lists it anew (found when the stream reconnected)")
+        if self.yielded == 0:  # a resume, told the listing of the batches before
+            where = (f"dataset {req['dataset']!r} changed on the server since batches 0-{done - 1} "
+                     f"of epoch {req['epoch']} (rank {req['rank']} of {req['world_size']}) were "
+                     f"delivered: the stream resumes at batch {done}, but the server no longer "
+                     f"serves their listing (fingerprint {old[:12]}…, now {probe.fingerprint[:12]}…)")
+        else:
+            where = (f"dataset {req['dataset']!r} changed on the server when {done} of the "
+                     f"{self.num_batches} batches of epoch {req['epoch']} (rank {req['rank']} of "
+                     f"{req['world_size']}) had been delivered (batches 0-{done - 1}): {why}")
+        if self.on_change == "raise" or probe.num_batches == 0:
+            self.fingerprint = old
+            short = (f"; the new listing has no batch for rank {req['rank']}"
+                     if probe.num_batches == 0 else "")
+            raise DatasetChanged(
+                f"loaderd at {c.location}: {where}{short}. The batches delivered came from the old "
+                "listing, which the server no longer serves, so the rest of this epoch cannot "
+                "follow it (the new listing's order and index values differ). Start this epoch "
+                "again or go on with the next one (a new stream from batch 0), or pass "
+                "on_change=\"continue\" to take the rest from the new listing (this epoch then "
+                "does not cover every sample exactly once)",
+                code="FAILED_PRECONDITION", server_message=changed.server_message if changed else None,
+                address=c.location, epoch=req["epoch"], batch=done, fingerprint=old)
+        pos = done % probe.num_batches
+        log.warning("loaderd: %s; continuing from batch %d of the new listing (on_change=\"continue\"): "
+                    "this epoch's coverage is no longer exact (samples may repeat or be missed; "
+                    "index values from here on are the new listing's); %d batches of the epoch to go",
+                    where, pos, self.num_batches - done)
+        return pos
+
+    def _open(self, req: Dict[str, Any]) -> Tuple[Plan, Iterator[Batch]]:
+        """Plans req the way this stream's batches come (in place or over
+        Flight): the plan and its batches, not yet read."""
+        c = self.client
+        while True:
+            door = self._door()
+            if door is None:
+                plan = c._plan(req)
+                self._connected = True
+                return plan, self._read_flight(plan)
+            self._connected = True  # the server answered local-info
+            try:
+                plan = self._plan_local(req, door)
+            except _local.NoLocal as e:  # refused before any plan came
+                if not self._refreshed:  # the server may have restarted: a new token
+                    self._refreshed = True
+                    c._forget_door()
+                    continue
+                if self._want == "local":
+                    raise LocalUnavailable(f"loaderd at {c.location}: {e.reason}", address=c.location) from None
+                c._fall_back(e)
+                self.transport = "flight"
+                continue
+            return plan, self._read_local(plan, door)
 
     def _door(self) -> Optional[_local.Door]:
         """The Door of a local stream, or None to stream over Flight."""
@@ -753,9 +905,15 @@ class BatchStream(Iterator[Batch]):
         if cancelled:
             reader.cancel()
 
-    def _read_local(self, req: Dict[str, Any], door: _local.Door) -> Iterator[Batch]:
-        """The batches of req read in place (docs/SPEC.md §9). Raises
-        _local.NoLocal when the server refuses before sending a plan."""
+    def _read_flight(self, plan: Plan) -> Iterator[Batch]:
+        """The batches of an ordinary stream's plan, endpoint after endpoint."""
+        for ep in plan.endpoints:
+            self._at = self._location_of(ep)
+            yield from self._read(ep, self._at)
+
+    def _plan_local(self, req: Dict[str, Any], door: _local.Door) -> Plan:
+        """The plan of req read in place (docs/SPEC.md §9). Raises
+        _local.NoLocal when the server refuses."""
         c = self.client
         opts = flight.FlightCallOptions(headers=c._auth + door.headers)
         lreq = dict(req, transport="local")
@@ -766,20 +924,27 @@ class BatchStream(Iterator[Batch]):
             if why is not None:
                 raise _local.NoLocal(why) from None
             raise c._not_found_hint(c._error(e), req) from None
-        schema, image_type, _ = _local.image_schema(info.schema)
         rows = int(info.total_records)
-        self.plan = Plan(request=lreq, total_records=rows, num_batches=math.ceil(rows / req["batch_size"]),
-                         schema=schema, endpoints=list(info.endpoints))
+        plan = Plan(request=lreq, total_records=rows, num_batches=math.ceil(rows / req["batch_size"]),
+                    schema=info.schema, endpoints=list(info.endpoints))
         self.transport = "local"
-        if len(self.plan.endpoints) != 1:
+        if len(plan.endpoints) != 1:
             raise LocalUnavailable(f"loaderd at {c.location}: a local stream of "
-                                   f"{len(self.plan.endpoints)} endpoints, want 1")
+                                   f"{len(plan.endpoints)} endpoints, want 1")
+        return plan
+
+    def _read_local(self, plan: Plan, door: _local.Door) -> Iterator[Batch]:
+        """The batches of a local plan, gathered from the cache's files."""
+        c = self.client
+        self._at = c.location
+        opts = flight.FlightCallOptions(headers=c._auth + door.headers)
+        _, image_type, _ = _local.image_schema(plan.schema)
         g = _local.Gatherer(door.cache_dir, image_type, self._allocate)
         done = False
         try:
-            for plan in _local.read_exchange(c._conn(), self.plan.endpoints[0].ticket.ticket,
+            for rows in _local.read_exchange(c._conn(), plan.endpoints[0].ticket.ticket,
                                               opts, self._set_reader):
-                images, labels, index = g.batch(plan)
+                images, labels, index = g.batch(rows)
                 yield Batch(images, labels, index)
             done = True
         except Error:

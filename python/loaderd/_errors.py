@@ -66,9 +66,32 @@ class InvalidRequest(Error, ValueError):
 
 
 class DatasetChanged(Error):
-    """The dataset's files changed on the server since the stream was planned
-    (its ticket is stale). The client re-plans once by itself; this is raised
-    when the dataset changed again."""
+    """The dataset's files changed on the server under a stream: a ticket
+    planned on the old listing is stale, or a file the stream still needed
+    was rewritten or removed (the server's message names it).
+
+    A stream that has delivered no batch of its epoch yet plans again by
+    itself on the new listing (once). Once batches of the epoch have been
+    delivered, the rest of the epoch cannot follow the old listing (the
+    server serves only the new one, whose order and indices differ): the
+    stream raises this, or with ``on_change="continue"`` goes on from the
+    same batch of the new listing with a warning (:meth:`Client.batches`).
+
+    Attributes
+    ----------
+    epoch : int or None
+        The epoch of the stream.
+    batch : int or None
+        Batches of the epoch delivered before the change (the position to
+        save, as ``start_batch`` counts it); None when not known.
+    fingerprint : str or None
+        The dataset fingerprint of the listing those batches came from.
+    """
+
+    def __init__(self, message: str, *, epoch: Optional[int] = None, batch: Optional[int] = None,
+                 fingerprint: Optional[str] = None, **kw):
+        super().__init__(message, **kw)
+        self.epoch, self.batch, self.fingerprint = epoch, batch, fingerprint
 
 
 class ResourceExhausted(Error):

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.utils.data
 
-from ._client import Batch, BatchStream, Client
+from ._client import ON_CHANGE, Batch, BatchStream, Client
 from ._errors import InvalidRequest
 
 __all__ = ["LoaderdDataset", "TorchBatch"]
@@ -108,25 +108,39 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
         first, so the copy to a CUDA device is asynchronous (read in place,
         the rows are gathered straight into page-locked memory: still one
         copy). Ignored, with a warning, when CUDA is not available.
+    on_change : {"raise", "continue"}
+        When the dataset's files change on the server after batches of the
+        epoch were delivered (or between a checkpoint and its resume), the
+        rest of the epoch cannot follow the old listing: ``"raise"`` raises
+        :class:`loaderd.DatasetChanged` naming the batch reached;
+        ``"continue"`` warns and goes on from the same batch of the new
+        listing, keeping the epoch's batch count (see
+        :meth:`loaderd.Client.batches`). A change before an epoch's first
+        batch is followed silently.
 
     Raises
     ------
     loaderd.InvalidRequest
         Iterated inside a DataLoader worker (``num_workers > 0``): loaderd is
         the worker pool already; use ``num_workers=0``.
+    loaderd.DatasetChanged
+        As ``on_change`` says.
     loaderd.Error
         The server's errors, as :class:`loaderd.Client` raises them.
 
     Notes
     -----
     ``state_dict()`` is the position in the epoch, ``{"epoch", "batch",
-    ...}``, where ``batch`` counts the batches this object has yielded. A new
+    "fingerprint", ...}``, where ``batch`` counts the batches of the epoch
+    yielded and ``fingerprint`` is the dataset listing they came from. A new
     iteration goes on from the position (after a complete epoch, it starts
     the epoch again). After ``load_state_dict`` the next iteration starts at
     the saved batch (none, if the epoch was saved complete), and the
     batches are byte for byte those the uninterrupted epoch would have
-    yielded, also after a server restart (SPEC §2–3). All ranks of a job are
-    at the same position, so rank 0's state resumes every rank.
+    yielded, also after a server restart (SPEC §2–3), as long as the server
+    still serves the listing the saved batches came from (else
+    ``on_change`` decides). All ranks of a job are at the same position, so
+    rank 0's state resumes every rank.
     """
 
     def __init__(self, address: str, dataset: str, batch_size: int, *, drop_last: bool = False,
@@ -134,7 +148,8 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
                  world_size: Optional[int] = None, gpu: Union[int, str, None] = None,
                  token: Optional[str] = None, tls_root_certs: Any = None, prefetch: int = 2,
                  device: Union[torch.device, str, None] = None, pin_memory: bool = False,
-                 transport: str = "auto", cache_dir: Union[str, os.PathLike, None] = None):
+                 transport: str = "auto", cache_dir: Union[str, os.PathLike, None] = None,
+                 on_change: str = "raise"):
         super().__init__()
         if int(batch_size) < 1:
             raise InvalidRequest(f"batch_size {batch_size}: want at least 1")
@@ -147,6 +162,9 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
         if transport not in ("auto", "local", "flight"):
             raise InvalidRequest(f"transport {transport!r}: want \"auto\", \"local\" or \"flight\"")
         self.transport, self.cache_dir = transport, cache_dir
+        if on_change not in ON_CHANGE:
+            raise InvalidRequest(f"on_change {on_change!r}: want \"raise\" or \"continue\"")
+        self.on_change = on_change
         self.prefetch = int(prefetch)
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory)
@@ -155,6 +173,7 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
             self.pin_memory = False
         self.epoch = int(epoch)
         self._position = 0  # batches of self.epoch yielded (or restored)
+        self._fingerprint: Optional[str] = None  # the listing those batches came from
         self._restored = False  # _position came from load_state_dict, not yet iterated
         self._reader: Optional[_ReadAhead] = None  # the running iteration's
         self._client: Optional[Client] = None
@@ -200,7 +219,7 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
         starts at its first batch."""
         epoch = int(epoch)
         if epoch != self.epoch:
-            self.epoch, self._position, self._restored = epoch, 0, False
+            self.epoch, self._position, self._restored, self._fingerprint = epoch, 0, False, None
 
     def __len__(self) -> int:
         """Batches per epoch for this rank (the same on every rank)."""
@@ -214,16 +233,21 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
     # -- checkpoints ---------------------------------------------------
 
     def state_dict(self) -> Dict[str, Any]:
-        """The position: ``{"epoch": int, "batch": int, "dataset", "batch_size",
-        "world_size", "drop_last", "shuffle"}``; ``batch`` is the number of
-        batches of ``epoch`` already yielded. Save it beside the model."""
-        return {"epoch": self.epoch, "batch": self._position, "dataset": self.dataset,
-                "batch_size": self.batch_size, "world_size": self.world_size,
-                "drop_last": self.drop_last, "shuffle": self.shuffle}
+        """The position: ``{"epoch": int, "batch": int, "fingerprint": str or
+        None, "dataset", "batch_size", "world_size", "drop_last", "shuffle"}``;
+        ``batch`` is the number of batches of ``epoch`` already yielded and
+        ``fingerprint`` the dataset fingerprint of the listing they came from
+        (None before the first). Save it beside the model."""
+        return {"epoch": self.epoch, "batch": self._position, "fingerprint": self._fingerprint,
+                "dataset": self.dataset, "batch_size": self.batch_size,
+                "world_size": self.world_size, "drop_last": self.drop_last, "shuffle": self.shuffle}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restores a position from :meth:`state_dict`: the next iteration
-        streams epoch ``state["epoch"]`` from batch ``state["batch"]`` on.
+        streams epoch ``state["epoch"]`` from batch ``state["batch"]`` on,
+        after checking that the server still serves the listing those
+        batches came from (``state["fingerprint"]``; a state without one is
+        not checked): if not, as ``on_change`` says.
 
         Raises
         ------
@@ -239,6 +263,7 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
                     f"{k}={getattr(self, k)!r}: a position means the same samples only with the "
                     f"same {', '.join(_STATE_KEYS)}")
         self.epoch, self._position = int(state["epoch"]), int(state["batch"])
+        self._fingerprint = state.get("fingerprint") or None
         self._restored = True
 
     # -- iterating -----------------------------------------------------
@@ -256,24 +281,27 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
         # starts that epoch again, unless the position was just restored (an
         # epoch saved complete stays complete).
         if self._position and not self._restored and self._position >= len(self):
-            self._position = 0
+            self._position, self._fingerprint = 0, None
         self._restored = False
         return self._iterate(self.epoch, self._position)
 
     def _iterate(self, epoch: int, start: int) -> Iterator[TorchBatch]:
         stream = self.client.batches(self.dataset, epoch, self.batch_size, self.rank,
                                      self.world_size, self.drop_last, self.shuffle,
-                                     start_batch=start, gpu=self.gpu, transport=self.transport)
+                                     start_batch=start, gpu=self.gpu, transport=self.transport,
+                                     on_change=self.on_change,
+                                     fingerprint=self._fingerprint if start else None)
         if self.pin_memory:
             stream._allocate = _pinned  # read in place: gather straight into pinned memory
         reader = self._reader = _ReadAhead(stream, self.prefetch, self.pin_memory)
         try:
-            for images, labels, index in reader:
+            for (images, labels, index), fingerprint in reader:
                 if self.device is not None:
                     images = images.to(self.device, non_blocking=True)
                     labels = labels.to(self.device, non_blocking=True)
                 if self.epoch == epoch:
                     self._position += 1
+                    self._fingerprint = fingerprint
                 yield TorchBatch(images, labels, index)
         finally:
             reader.close()
@@ -289,7 +317,8 @@ def _pinned(shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 class _ReadAhead:
     """Iterates a BatchStream on a background thread, `depth` batches ahead,
-    converting each batch to tensors (and pinning them) on that thread."""
+    converting each batch to tensors (and pinning them) on that thread.
+    Yields each batch's tensors with the dataset fingerprint it came from."""
 
     _END = object()
 
@@ -322,13 +351,13 @@ class _ReadAhead:
     def _run(self) -> None:
         try:
             for b in self.stream:
-                if not self._put(self._tensors(b)):
+                if not self._put((self._tensors(b), self.stream.fingerprint)):
                     return
             self._put(self._END)
         except BaseException as e:  # handed to the consumer, raised there
             self._put(e)
 
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Tuple[Tuple[torch.Tensor, torch.Tensor, torch.Tensor], Optional[str]]]:
         while True:
             item = self.queue.get()
             if item is self._END:

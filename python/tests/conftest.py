@@ -200,3 +200,25 @@ def values_digest(batches) -> str:
         h.update(b.labels.astype("<i8", copy=False).tobytes())
         h.update(b.images.tobytes())
     return h.hexdigest()
+
+
+# 768 KB a row (a 440×318 demo image padded with zeros): the flow-control
+# windows hold a few batches of 4, so a stream paused at batch 3 has not yet
+# read the files its last batches need, whatever the machine's speed.
+WIDE = "center_crop(size=512)"
+EPOCH = 3
+
+
+@pytest.fixture
+def changing(new_server, sample_data, server, tmp_path):
+    """A server of its own over a copy of the sample data (WIDE rows, one
+    worker, no prefetch), the copy's files in index order, and the order
+    of EPOCH's samples (the session server's: the order depends on the seed,
+    the epoch and the sample count alone)."""
+    data = copy_data(sample_data, tmp_path / "data")
+    files = sorted(p for p in data.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert len(files) == SAMPLES
+    with server.client() as c:
+        order = [int(i) for b in c.batches("d", epoch=EPOCH, batch_size=16) for i in b.index]
+    s = new_server(data=data, pipeline=WIDE, args=["--workers", "1", "--prefetch-epochs", "0"]).start()
+    return s, files, order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import threading
 import time
 
@@ -13,7 +14,7 @@ torch = pytest.importorskip("torch")  # the [torch] extra; CI's venvs have it wh
 
 import loaderd  # noqa: E402
 from loaderd.torch import LoaderdDataset, TorchBatch  # noqa: E402
-from conftest import SAMPLES, values_digest  # noqa: E402
+from conftest import EPOCH, SAMPLES, copy_data, values_digest  # noqa: E402
 
 
 def as_numpy(batches):
@@ -107,6 +108,64 @@ def test_resume_mid_epoch_is_byte_identical(new_server):
 
     with pytest.raises(loaderd.InvalidRequest, match="batch_size"):
         LoaderdDataset(s.address, "d", rank=1, world_size=2, batch_size=6).load_state_dict(ckpt["loader"])
+
+
+def test_dataset_changed_mid_epoch(changing):
+    """A file the epoch still needs vanishes after batch 2: DatasetChanged
+    reaches the trainer after every batch delivered before it, and the
+    position (state_dict) is that batch, on the old listing."""
+    s, files, order = changing
+    ds = LoaderdDataset(s.address, "d", 4, epoch=EPOCH, transport="flight", prefetch=1)
+    got = []
+    with pytest.raises(loaderd.DatasetChanged) as e:
+        for b in ds:
+            got.append(b)
+            if len(got) == 3:
+                files[order[-1]].unlink()
+    state = ds.state_dict()
+    assert e.value.batch == state["batch"] == len(got) == -(-SAMPLES // 4) - 1
+    assert state["fingerprint"] == e.value.fingerprint is not None
+    assert torch.cat([b.index for b in got]).tolist() == order[:len(got) * 4]
+
+
+def test_resume_after_the_dataset_changed(new_server, sample_data, tmp_path, caplog):
+    """A checkpoint keeps the listing of its batches: resumed after the
+    dataset changed it raises DatasetChanged, or with on_change="continue"
+    goes on from the same batch of the new listing."""
+    data = copy_data(sample_data, tmp_path / "data")
+    s = new_server(data=data).start()
+    ds = LoaderdDataset(s.address, "d", 4, epoch=2)
+    assert ds.state_dict()["fingerprint"] is None
+    it = iter(ds)
+    head = [next(it) for _ in range(5)]
+    it.close()
+    state = ds.state_dict()
+    with s.client() as c:
+        fp = c.plan("d", epoch=2, batch_size=4).fingerprint
+        assert state["batch"] == 5 and state["fingerprint"] == fp
+
+        sorted(data.rglob("*.jpg"))[0].unlink()
+        c.rescan("d")
+        new = list(c.batches("d", epoch=2, batch_size=4))
+    resumed = LoaderdDataset(s.address, "d", 4)
+    resumed.load_state_dict(state)
+    with pytest.raises(loaderd.DatasetChanged, match="resumes at batch 5"):
+        next(iter(resumed))
+    assert resumed.state_dict() == state  # nothing was delivered: the position stands
+
+    cont = LoaderdDataset(s.address, "d", 4, on_change="continue")
+    cont.load_state_dict(state)
+    with caplog.at_level(logging.WARNING, logger="loaderd"):
+        tail = list(cont)
+    assert any("continuing from batch 5" in r.getMessage() for r in caplog.records)
+    assert values_digest(as_numpy(tail)) == values_digest(new[5:])
+    assert cont.state_dict()["batch"] == len(new) and cont.state_dict()["fingerprint"] not in (None, fp)
+    # The next epoch starts on the new listing, without a word.
+    cont.set_epoch(3)
+    assert cont.state_dict()["fingerprint"] is None and len(list(cont)) == len(new)
+    with pytest.raises(loaderd.InvalidRequest, match="on_change"):
+        LoaderdDataset(s.address, "d", 4, on_change="skip")
+    del head
 
 
 def test_dataloader_workers_are_refused(server):
