@@ -493,7 +493,7 @@ func (l *Loader) prefetch(ctx context.Context) error {
 			shape := l.shapeOf(d, base)
 			sel, err := l.rowsOf(d, shape, es)
 			if err != nil {
-				l.log.Warn("loader: prefetch", "dataset", d.Name, "epochs", es, "err", err)
+				l.log.Warn(prefetchStopped(err), "dataset", d.Name, "epochs", FormatEpochs(es), "err", err)
 				break
 			}
 			l.log.Debug("loader: prefetch", "dataset", d.Name, "epochs", es, "ranks", shape)
@@ -510,12 +510,29 @@ func (l *Loader) prefetch(ctx context.Context) error {
 			}
 			if err != nil {
 				if !errors.Is(err, errEvicted) {
-					l.log.Warn("loader: prefetch", "dataset", d.Name, "epochs", es, "err", err)
+					l.log.Warn(prefetchStopped(err), "dataset", d.Name, "epochs", FormatEpochs(es), "err", err)
 					break // until the next stream starts
 				}
 			}
 		}
 	}
+}
+
+// prefetchStopped is the log message of a prefetch that err stopped: what
+// happened, what follows and what the operator can do about it.
+func prefetchStopped(err error) string {
+	const again = "; it starts again with the next stream"
+	switch {
+	case errors.Is(err, service.ErrStale):
+		return "loader: prefetch stopped: a file of the dataset changed since it was listed; the new listing's epochs are prefetched once a stream reads them"
+	case errors.Is(err, service.ErrExhausted):
+		return "loader: prefetch stopped: the cache budget is taken by epochs in use" + again + " (a larger --cache-budget or fewer --prefetch-epochs let it finish)"
+	case errors.Is(err, service.ErrUnreadable):
+		return "loader: prefetch stopped: a sample file could not be read" + again + " (check the file's permissions and its disk)"
+	case errors.Is(err, service.ErrDataLoss):
+		return "loader: prefetch stopped: an undecodable sample under --on-error fail" + again + " (`loaderd scan` lists such files)"
+	}
+	return "loader: prefetch stopped" + again
 }
 
 // prefetchTarget returns a dataset and the epochs after its streamed ones

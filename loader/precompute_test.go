@@ -3,6 +3,8 @@ package loader
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -588,5 +590,34 @@ func TestOtherEpochs(t *testing.T) {
 	}
 	if _, err := l.OtherEpochs("nosuch"); !errors.Is(err, service.ErrNotFound) {
 		t.Errorf("OtherEpochs of an unknown dataset = %v, want ErrNotFound", err)
+	}
+}
+
+// TestOperatorMessages: what the server logs says what happened and what
+// follows or what the operator can do, never what a client should do (an
+// operator cannot "ask for the dataset again").
+func TestOperatorMessages(t *testing.T) {
+	changed := &ChangedError{Path: "a/1.jpg", Index: 3, Reason: "vanished"}
+	tests := []struct {
+		name string
+		msg  string
+		want string
+	}{
+		{name: "changed file", msg: changed.Error(), want: "a/1.jpg (sample 3) changed since the dataset was listed (vanished)"},
+		{name: "prefetch of a changed dataset", msg: prefetchStopped(fmt.Errorf("x: %w", changed)), want: "the new listing's epochs are prefetched once a stream reads them"},
+		{name: "prefetch over budget", msg: prefetchStopped(fmt.Errorf("x: %w", service.ErrExhausted)), want: "--cache-budget"},
+		{name: "prefetch of an unreadable file", msg: prefetchStopped(&ReadError{Path: "a", Err: fs.ErrPermission}), want: "permissions"},
+		{name: "prefetch under the fail policy", msg: prefetchStopped(fmt.Errorf("x: %w", service.ErrDataLoss)), want: "loaderd scan"},
+		{name: "prefetch, other", msg: prefetchStopped(errors.New("x")), want: "starts again with the next stream"},
+	}
+	for _, tc := range tests {
+		if !strings.Contains(tc.msg, tc.want) {
+			t.Errorf("%s: %q; want %q", tc.name, tc.msg, tc.want)
+		}
+		for _, bad := range []string{"ask ", "again later", "GetFlightInfo", "request again"} {
+			if strings.Contains(tc.msg, bad) {
+				t.Errorf("%s: %q tells a client what to do (%q)", tc.name, tc.msg, bad)
+			}
+		}
 	}
 }

@@ -54,7 +54,7 @@ type ChangedError struct {
 }
 
 func (e *ChangedError) Error() string {
-	return fmt.Sprintf("loader: %s (sample %d) changed since the dataset was listed (%s); ask for the dataset again", e.Path, e.Index, e.Reason)
+	return fmt.Sprintf("loader: %s (sample %d) changed since the dataset was listed (%s)", e.Path, e.Index, e.Reason)
 }
 
 // Unwrap makes errors.Is(err, service.ErrStale) hold.
