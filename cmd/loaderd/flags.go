@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -377,8 +379,11 @@ func checkListen(flagName, v string) error {
 }
 
 // listenUnix listens on a Unix-domain socket at path. A socket file left by
-// a process that died is replaced; one a live server answers on is busy.
-func listenUnix(flagName, path string) (net.Listener, error) {
+// a process that died is replaced; one a live server answers on is busy. A
+// missing directory is created (as a service manager's runtime directory
+// would be): mode 0755 less the umask, or, with gid ≥ 0, the socket's own
+// directory 2750 and that group's, so that its members reach the socket.
+func listenUnix(flagName, path string, gid int) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, usagef("--%s unix://%s: a file that is not a socket is in the way", flagName, path)
@@ -391,22 +396,54 @@ func listenUnix(flagName, path string) (net.Listener, error) {
 			return nil, fmt.Errorf("--%s unix://%s: remove the stale socket: %w", flagName, path, err)
 		}
 	}
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := makeSocketDir(dir, gid); err != nil {
+			return nil, fmt.Errorf("--%s unix://%s: %w", flagName, path, err)
+		}
+	}
 	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("--%s unix://%s: %w", flagName, path, err)
+	}
+	return lis, nil
+}
+
+// makeSocketDir creates dir, the directory of a socket, and its missing
+// parents; with gid ≥ 0, dir itself gets mode 2750 and group gid. Where
+// this user may not create it, the error says how to have it made.
+func makeSocketDir(dir string, gid int) error {
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil && gid >= 0 {
+		err = os.Chown(dir, -1, gid)
+		if err == nil {
+			err = os.Chmod(dir, 0o750|fs.ModeSetgid)
+		}
+	}
 	switch {
 	case err == nil:
-		return lis, nil
-	case errors.Is(err, syscall.ENOENT):
-		return nil, usagef("--%s unix://%s: no directory %s", flagName, path, filepath.Dir(path))
+		return nil
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
+		owner := "$USER"
+		if u, uerr := user.Current(); uerr == nil {
+			owner = u.Username
+		}
+		group := ""
+		if gid >= 0 {
+			group = fmt.Sprintf(" -g %d", gid)
+		}
+		return fmt.Errorf("cannot create its directory %s (%w): have it made once, as root: install -d -o %s%s -m 2750 %s; or listen in a directory of yours", dir, err, owner, group, dir)
 	}
-	return nil, fmt.Errorf("--%s unix://%s: %w", flagName, path, err)
+	return fmt.Errorf("create its directory %s: %w", dir, err)
 }
 
 // listen opens a listener for flag flagName, telling a wrong address
 // (exit 2) from one that is busy (exit 1). addr is HOST:PORT, or
-// unix:///PATH for a Unix-domain socket.
-func listen(flagName, addr string) (net.Listener, error) {
+// unix:///PATH for a Unix-domain socket, whose directory is made with
+// group gid (-1: none) when missing.
+func listen(flagName, addr string, gid int) (net.Listener, error) {
 	if p, ok := unixPath(addr); ok {
-		return listenUnix(flagName, p)
+		return listenUnix(flagName, p, gid)
 	}
 	lis, err := net.Listen("tcp", addr)
 	switch {
@@ -418,6 +455,27 @@ func listen(flagName, addr string) (net.Listener, error) {
 		return nil, usagef("--%s %s: no such local address: %v", flagName, addr, errors.Unwrap(err))
 	}
 	return nil, fmt.Errorf("--%s %s: %w", flagName, addr, err)
+}
+
+// groupID returns the id of group, a name or a number; a group this host
+// lacks is a usage error saying how to make it.
+func groupID(group string) (int, error) {
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		if g, err = user.LookupGroupId(group); err != nil {
+			return 0, noGroup(group)
+		}
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("--cache-group %q: group id %q", group, g.Gid)
+	}
+	return gid, nil
+}
+
+// noGroup is the usage error of a --cache-group this host lacks.
+func noGroup(group string) error {
+	return usagef("--cache-group %q: no such group here; create it: groupadd %s, then usermod -aG %s USER for the server's user and each trainer's", group, group, group)
 }
 
 func isDNSError(err error) bool {
@@ -490,6 +548,11 @@ func (p *pipelineFlags) check(needData bool) error {
 	}
 	if _, err := parseLevel(p.logLevel); err != nil {
 		return err
+	}
+	if p.cacheGroup != "" {
+		if _, err := groupID(p.cacheGroup); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -70,6 +70,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "serve pprof without metrics", args: []string{"serve", "--data", "x=" + data, "--pprof"}, want: "give --metrics-listen too"},
 		{name: "serve stray argument", args: []string{"serve", data}, want: "takes flags only"},
 		{name: "serve missing dataset dir", args: []string{"serve", "--data", "x=" + filepath.Join(empty, "nope"), "--listen", "127.0.0.1:0", "--cache-dir", cache, "--log-level", "warn"}, want: "--data"},
+		{name: "serve unknown cache group", args: []string{"serve", "--data", "x=" + data, "--cache-group", "nogrp1"}, want: "no such group here; create it: groupadd nogrp1, then usermod -aG nogrp1 USER"},
+		{name: "precompute unknown cache group", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--cache-group", "ng1"}, want: "groupadd ng1"},
 		{name: "serve token file missing", args: []string{"serve", "--data", "x=" + data, "--listen", "127.0.0.1:0", "--auth-token-file", filepath.Join(empty, "nope")}, want: "--auth-token-file"},
 
 		{name: "precompute missing epochs", args: []string{"precompute", "--data", "x=" + data}, want: "--epochs is required"},
@@ -192,6 +194,52 @@ func TestHelp(t *testing.T) {
 	code, stdout, _ := runCLI(t, "help")
 	if code != 0 || !strings.Contains(stdout, "Commands:") || !strings.Contains(stdout, "Exit status:") {
 		t.Errorf("loaderd help: exit %d, %q", code, stdout)
+	}
+}
+
+// TestUnixSocketDirectory: serve --listen unix:///DIR/NAME.sock makes a
+// missing DIR (with --cache-group, 2750 and the group's, so that its
+// members reach the socket); where it cannot, the error says how to have
+// it made.
+func TestUnixSocketDirectory(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		gid  int
+		mode os.FileMode
+	}{
+		{name: "plain", gid: -1, mode: os.ModeDir | 0o755},
+		{name: "group", gid: os.Getgid(), mode: os.ModeDir | os.ModeSetgid | 0o750},
+	} {
+		dir := filepath.Join(root, tc.name, "run", "loaderd")
+		lis, err := listen("listen", "unix://"+filepath.Join(dir, "loaderd.sock"), tc.gid)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		lis.Close()
+		fi, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.gid >= 0 && fi.Mode() != tc.mode || tc.gid < 0 && fi.Mode()&^0o022 != tc.mode&^0o022 {
+			t.Errorf("%s: the socket's directory has mode %v, want %v", tc.name, fi.Mode(), tc.mode)
+		}
+	}
+	// Where this user cannot make it: a directory without write permission,
+	// or (for root too) one in sysfs, where no one can.
+	locked := filepath.Join(root, "locked")
+	if err := os.Mkdir(locked, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if _, err := os.Stat("/sys/kernel"); err != nil {
+			t.Skip("no sysfs at /sys: root may make a directory anywhere else")
+		}
+		locked = "/sys"
+	}
+	_, err := listen("listen", "unix://"+filepath.Join(locked, "loaderd-test", "loaderd.sock"), -1)
+	if err == nil || !strings.Contains(err.Error(), "as root: install -d -o ") {
+		t.Errorf("a directory this user cannot make: %v; want how to have it made", err)
 	}
 }
 

@@ -12,9 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -162,7 +160,7 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 	if errors.Is(err, shardcache.ErrLocked) {
 		return nil, fmt.Errorf("--cache-dir %s is in use by another loaderd (serve or precompute): stop it, or give this one another --cache-dir", f.cacheDir)
 	} else if errors.Is(err, shardcache.ErrGroup) {
-		return nil, usagef("--cache-group %q: no such group on this host", f.cacheGroup)
+		return nil, noGroup(f.cacheGroup)
 	} else if err != nil {
 		return nil, err
 	}
@@ -242,14 +240,21 @@ func (f *pipelineFlags) matching(pl *augment.Pipeline, o service.OtherEpochs) st
 // Both listeners are opened before anything else, so a wrong or busy
 // address fails at once, before the datasets are listed.
 func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<- string) error {
-	lis, err := listen("listen", f.listen)
+	gid := -1
+	if f.cacheGroup != "" {
+		var err error
+		if gid, err = groupID(f.cacheGroup); err != nil {
+			return err
+		}
+	}
+	lis, err := listen("listen", f.listen, gid)
 	if err != nil {
 		return err
 	}
 	defer lis.Close()
 	var mlis net.Listener
 	if f.metricsListen != "" {
-		if mlis, err = listen("metrics-listen", f.metricsListen); err != nil {
+		if mlis, err = listen("metrics-listen", f.metricsListen, -1); err != nil {
 			return err
 		}
 		defer mlis.Close()
@@ -316,7 +321,7 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 	location := scheme + "://" + lis.Addr().String()
 	if lis.Addr().Network() == "unix" {
 		location = "unix://" + lis.Addr().String()
-		if err := shareSocket(lis.Addr().String(), f.cacheGroup); err != nil {
+		if err := shareSocket(lis.Addr().String(), gid); err != nil {
 			return err
 		}
 	}
@@ -378,27 +383,19 @@ func isLoopback(addr net.Addr) bool {
 	return !ok || ta.IP.IsLoopback()
 }
 
-// shareSocket lets the cache's group connect to a Unix-domain socket
-// (0660); without a group the socket keeps the mode the umask gave it.
-func shareSocket(path, group string) error {
-	if group == "" {
+// shareSocket lets the group gid (the cache's) connect to a Unix-domain
+// socket (0660); without a group (gid < 0) the socket keeps the mode the
+// umask gave it.
+func shareSocket(path string, gid int) error {
+	if gid < 0 {
 		return nil
 	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		if g, err = user.LookupGroupId(group); err != nil {
-			return usagef("--cache-group %q: no such group on this host", group)
-		}
-	}
-	gid, err := strconv.Atoi(g.Gid)
-	if err == nil {
-		err = os.Chown(path, -1, gid)
-	}
+	err := os.Chown(path, -1, gid)
 	if err == nil {
 		err = os.Chmod(path, 0o660)
 	}
 	if err != nil {
-		return fmt.Errorf("--listen unix://%s: give the socket to group %s: %w", path, group, err)
+		return fmt.Errorf("--listen unix://%s: give the socket to group %d: %w", path, gid, err)
 	}
 	return nil
 }
