@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -14,6 +18,7 @@ import (
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/bench"
 	"github.com/loaderd/loaderd/service"
+	"github.com/loaderd/loaderd/shardcache"
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,7 +34,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.BoolVar(&keep, "keep-serving", false, "keep serving after the demo fetches, until Ctrl-C (for the Python example)")
 	fs.StringVar(&f.pipeline, "pipeline", defaultPipeline, "augmentation `PIPELINE` (`loaderd pipelines` lists the ops)")
 	fs.IntVar(&f.workers, "workers", 0, "decode/augment workers (0 = one per CPU)")
-	fs.notes = `Generates --images JPEGs in DIR/data (once), serves them as dataset "sample"
+	fs.notes = `Generates --images JPEGs in DIR/data (once; again, with DIR/cache emptied, when --images changes), serves them as dataset "sample"
 with the cache in DIR/cache, and streams epoch 0 (computed while it streams),
 epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 	if err := parse(fs, args, 0); err != nil {
@@ -41,21 +46,34 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 	if err := checkAddr("listen", f.listen); err != nil {
 		return err
 	}
-	data := filepath.Join(dir, "data")
-	if _, err := os.Stat(filepath.Join(data, ".complete")); err != nil {
-		fmt.Fprintf(stdout, "generating %d sample images in %s ...\n", n, data)
-		if err := os.RemoveAll(data); err != nil {
+	data, cacheDir := filepath.Join(dir, "data"), filepath.Join(dir, "cache")
+	// Another demo on dir would have its data and cache changed under it.
+	if c, err := shardcache.Open(cacheDir, nil); errors.Is(err, shardcache.ErrLocked) {
+		return fmt.Errorf("--dir %s is in use by another loaderd demo: stop it, or give this one another --dir", dir)
+	} else if err != nil {
+		return err
+	} else {
+		c.Close()
+	}
+	switch have := demoImages(data); {
+	case have == n:
+	case have > 0:
+		fmt.Fprintf(stdout, "%s holds %d sample images, not --images %d: generating them again, and emptying the demo's cache %s ...\n", data, have, n, cacheDir)
+		if err := os.RemoveAll(cacheDir); err != nil {
 			return err
 		}
-		if err := bench.GenerateDataset(data, n, 8, 1); err != nil {
-			return err
+		fallthrough
+	default:
+		if have == 0 {
+			fmt.Fprintf(stdout, "generating %d sample images in %s ...\n", n, data)
 		}
-		if err := os.WriteFile(filepath.Join(data, ".complete"), nil, 0o644); err != nil {
+		if err := generateDemo(data, n); err != nil {
 			return err
 		}
 	}
 	f.data = datasetFlag{{Name: "sample", Path: data}}
-	f.cacheDir, f.shardSize, f.logLevel = filepath.Join(dir, "cache"), 256, "warn"
+	f.cacheDir, f.shardSize, f.logLevel = cacheDir, 256, "warn"
+	f.cacheDirFlag, f.cacheDirArg = "--dir", dir
 	f.drainTimeout = 5 * time.Second
 	logger := newLogger(stderr, f.logLevel)
 
@@ -98,4 +116,41 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 		return nil
 	})
 	return g.Wait()
+}
+
+// demoComplete, in the demo's data directory, says that every image was
+// written; it holds their number.
+const demoComplete = ".complete"
+
+// demoImages returns the number of images of a complete demo dataset in
+// data, 0 when there is none (or only a part of one).
+func demoImages(data string) int {
+	b, err := os.ReadFile(filepath.Join(data, demoComplete))
+	if err != nil {
+		return 0
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+		return n
+	}
+	// Written empty by an older loaderd: count the images.
+	n := 0
+	filepath.WalkDir(data, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// generateDemo writes n generated images into data, replacing what it
+// held, and then demoComplete.
+func generateDemo(data string, n int) error {
+	if err := os.RemoveAll(data); err != nil {
+		return err
+	}
+	if err := bench.GenerateDataset(data, n, min(n, 8), 1); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(data, demoComplete), []byte(strconv.Itoa(n)+"\n"), 0o644)
 }

@@ -61,7 +61,7 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 		return err
 	}
 	if f.req.Dataset == "" {
-		return usagef("--dataset NAME is required: a NAME the server was started with (--data NAME=PATH)")
+		return usagef("--dataset NAME is required: a NAME the server was started with (serve --data NAME=PATH)")
 	}
 	switch {
 	case f.clients < 1 || f.clients > 1024:

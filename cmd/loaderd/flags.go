@@ -505,8 +505,20 @@ type pipelineFlags struct {
 	logLevel    string
 	requireGPU  bool
 	remoteCache string // --remote-cache; registered by registerRemote
+	// cacheDirFlag and cacheDirArg are the flag that set cacheDir and its
+	// value, for messages: "" means --cache-dir itself (demo's is --dir).
+	cacheDirFlag, cacheDirArg string
 	// rescanInterval is serve's --rescan-interval (serveFlags.register).
 	rescanInterval time.Duration
+}
+
+// cacheDirGiven returns the flag that set the cache directory and the
+// value given, for messages that tell the user to change it.
+func (p *pipelineFlags) cacheDirGiven() (flag, value string) {
+	if p.cacheDirFlag == "" {
+		return "--cache-dir", p.cacheDir
+	}
+	return p.cacheDirFlag, p.cacheDirArg
 }
 
 // registerRemote adds --remote-cache, the shared tier, to fs.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/bench"
 	"github.com/loaderd/loaderd/service"
+	"github.com/loaderd/loaderd/shardcache"
 )
 
 // runCLI runs the command line in-process and returns its exit status.
@@ -154,8 +157,36 @@ func TestUsageErrors(t *testing.T) {
 			if stdout != "" {
 				t.Errorf("stdout of a usage error: %q", stdout)
 			}
+			if bad := foreignFlags(t, tc.args[0], lines[0], tc.args); len(bad) > 0 && !strings.HasPrefix(tc.name, "unknown command") && !strings.HasPrefix(tc.name, "mistyped command") {
+				t.Errorf("%q names %v, which `loaderd %s` does not take", lines[0], bad, tc.args[0])
+			}
 		})
 	}
+}
+
+// otherCommand matches a flag the message attributes to another command:
+// "serve's --cache-group", "serve --tls-client-ca".
+var otherCommand = regexp.MustCompile(`\b(serve|precompute|fetch|demo)('s)? --[a-z][a-z0-9-]*`)
+
+// foreignFlags returns the flags msg names that command does not take,
+// leaving out those the user wrote (args) and those msg gives to another
+// command by name: every fix a message suggests must be one the command
+// can take.
+func foreignFlags(t *testing.T, command, msg string, args []string) []string {
+	t.Helper()
+	_, help, _ := runCLI(t, command, "--help")
+	own := map[string]bool{}
+	for _, m := range helpFlag.FindAllStringSubmatch(help, -1) {
+		own[m[1]] = true
+	}
+	typed := strings.Join(args, " ")
+	var bad []string
+	for _, f := range flagName.FindAllString(otherCommand.ReplaceAllString(msg, ""), -1) {
+		if !own[f] && !strings.Contains(typed, f) {
+			bad = append(bad, f)
+		}
+	}
+	return bad
 }
 
 // TestNoCommand prints the command list on stderr with exit status 2.
@@ -745,5 +776,42 @@ func TestHelpSaysWhatSharesTheCache(t *testing.T) {
 				t.Errorf("%s --help lacks %q:\n%s", cmd, want, help)
 			}
 		}
+	}
+}
+
+// TestDemo: the demo generates its images once, again (with its cache
+// emptied) when --images changes, and says so; a --dir another demo uses is
+// refused with a hint naming demo's own flag (--dir, not --cache-dir).
+func TestDemo(t *testing.T) {
+	dir := t.TempDir()
+	demo := func(images string) (int, string, string) {
+		return runCLI(t, "demo", "--dir", dir, "--images", images, "--listen", "127.0.0.1:0", "--workers", "1")
+	}
+	images := func(out string, n int) bool {
+		return strings.Count(out, fmt.Sprintf(" %d images ", n)) == 3
+	}
+	code, out, stderr := demo("6")
+	if code != 0 || !strings.Contains(out, "generating 6 sample images") || !images(out, 6) {
+		t.Fatalf("demo --images 6: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = demo("6")
+	if code != 0 || strings.Contains(out, "generating") || !images(out, 6) {
+		t.Fatalf("demo --images 6 again: exit %d\n%s%s; want the same images, not generated again", code, out, stderr)
+	}
+	code, out, stderr = demo("9")
+	if code != 0 || !strings.Contains(out, "holds 6 sample images, not --images 9: generating them again") || !images(out, 9) {
+		t.Fatalf("demo --images 9 after 6: exit %d\n%s%s; want 9 images, generated again, and said so", code, out, stderr)
+	}
+	c, err := shardcache.Open(filepath.Join(dir, "cache"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	code, out, stderr = demo("9")
+	if code != exitFailure || !strings.Contains(stderr, "give this one another --dir") || strings.Contains(stderr, "--cache-dir") {
+		t.Errorf("demo on a --dir in use: exit %d\n%s%s; want exit 1 and another --dir", code, out, stderr)
+	}
+	if bad := foreignFlags(t, "demo", stderr, nil); len(bad) > 0 {
+		t.Errorf("demo's message names %v, which demo does not take: %s", bad, stderr)
 	}
 }

@@ -158,7 +158,8 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		remote.Close()
 	}
 	if errors.Is(err, shardcache.ErrLocked) {
-		return nil, fmt.Errorf("--cache-dir %s is in use by another loaderd (serve or precompute): stop it, or give this one another --cache-dir", f.cacheDir)
+		flag, value := f.cacheDirGiven()
+		return nil, fmt.Errorf("%s %s is in use by another loaderd (serve, precompute or demo): stop it, or give this one another %s", flag, value, flag)
 	} else if errors.Is(err, shardcache.ErrGroup) {
 		return nil, noGroup(f.cacheGroup)
 	} else if err != nil {
