@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/loaderd/loaderd/service"
 )
 
 // ErrDataset reports a dataset that cannot be listed: a missing root, an
@@ -132,6 +135,10 @@ type Dataset struct {
 	// them may change the listing (watch.go watches them).
 	dirs []string
 
+	// unlisted are a manifest's entries whose files could not be listed,
+	// by index (ManifestError); their Samples hold only path and label.
+	unlisted map[int]service.SampleError
+
 	// fault, in tests, is called before each attempt to read a sample's
 	// file; an error it returns is that attempt's error (read.go).
 	fault func(path string) error
@@ -164,6 +171,13 @@ func OpenDataset(name, path string) (*Dataset, error) {
 	}
 	d.Name = name
 	d.Fingerprint = fingerprint(d)
+	if len(d.unlisted) > 0 {
+		e := &ManifestError{Manifest: path, Listing: d}
+		for _, i := range slices.Sorted(maps.Keys(d.unlisted)) {
+			e.Entries = append(e.Entries, d.unlisted[i])
+		}
+		return nil, e
+	}
 	return d, nil
 }
 
@@ -325,15 +339,25 @@ func readManifest(file string) (*Dataset, error) {
 			seen[dir] = true
 			d.dirs = append(d.dirs, dir)
 		}
+		maxLabel = max(maxLabel, label)
 		st, err := statInside(d.Root, full)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s:%d: %w", ErrDataset, file, line, err)
+		if err == nil && !st.Mode().IsRegular() {
+			err = errors.New("not a regular file")
 		}
-		if !st.Mode().IsRegular() {
-			return nil, fmt.Errorf("%w: %s:%d: %s is not a regular file", ErrDataset, file, line, p)
+		if err != nil {
+			// Listed as an entry that cannot be read (OpenDataset then
+			// refuses the dataset; Scan reports the entry), so that every
+			// such entry is found in one pass, and indices stay the lines'.
+			if d.unlisted == nil {
+				d.unlisted = map[int]service.SampleError{}
+			}
+			i := len(d.Samples)
+			d.unlisted[i] = service.SampleError{Index: int64(i), Path: rel, Kind: service.SampleUnreadable,
+				Reason: fmt.Sprintf("%s:%d: %s", filepath.Base(file), line, entryReason(err))}
+			d.Samples = append(d.Samples, Sample{Path: rel, Label: label, Size: -1})
+			continue
 		}
 		d.Samples = append(d.Samples, Sample{Path: rel, Label: label, Size: st.Size(), ModTime: st.ModTime().UnixNano()})
-		maxLabel = max(maxLabel, label)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrDataset, file, err)
@@ -343,6 +367,49 @@ func readManifest(file string) (*Dataset, error) {
 	}
 	return d, nil
 }
+
+// entryReason words why a manifest entry's file cannot be listed, without
+// the path (the entry names it).
+func entryReason(err error) string {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "no such file"
+	case errors.As(err, &pe):
+		return pe.Err.Error()
+	case errors.Is(err, ErrDataset):
+		return "links out of the manifest's directory"
+	}
+	return err.Error()
+}
+
+// A ManifestError reports the entries of a manifest whose files cannot be
+// listed: missing, not regular files, unreadable, or linking out of the
+// manifest's directory. It wraps ErrDataset: such a dataset is not served.
+// Listing is the manifest's listing with those entries in place (each a
+// sample that Scan reports as unreadable without reading it), for a scan
+// that lists every problem at once.
+type ManifestError struct {
+	Manifest string
+	Entries  []service.SampleError // by index; Kind unreadable, Reason "FILE:LINE: why"
+	Listing  *Dataset
+}
+
+func (e *ManifestError) Error() string {
+	first := e.Entries[0]
+	msg := fmt.Sprintf("%v: %s: %s", ErrDataset, first.Path, first.Reason)
+	switch n := len(e.Entries) - 1; n {
+	case 0:
+	case 1:
+		msg += "; 1 more entry names a file that cannot be read"
+	default:
+		msg += fmt.Sprintf("; %d more entries name files that cannot be read", n)
+	}
+	return msg
+}
+
+// Unwrap makes errors.Is(err, ErrDataset) hold.
+func (e *ManifestError) Unwrap() error { return ErrDataset }
 
 // fingerprint hashes the class list and every sample's (path, label, size,
 // mtime), length-prefixed so no two listings collide by concatenation.

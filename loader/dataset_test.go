@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/loaderd/loaderd/service"
 )
 
 func writeFile(t *testing.T, path string, data string) {
@@ -140,6 +143,49 @@ func TestManifest(t *testing.T) {
 				t.Errorf("OpenDataset = %v; want ErrDataset", err)
 			}
 		})
+	}
+}
+
+// TestManifestMissingFiles: entries whose files cannot be listed (missing,
+// a directory, a link out of the manifest's directory) are all found in
+// one pass: a ManifestError (ErrDataset) names the first and counts the
+// others, and its Listing keeps the lines' indices, so that Scan reports
+// each such entry as unreadable, with its line, beside the other samples.
+func TestManifestMissingFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ok.png"), "not a png")
+	writeFile(t, filepath.Join(dir, "sub", "x"), "x")
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "out.jpg")); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "list.tsv")
+	writeFile(t, manifest, "ok.png\t0\ngone.jpg\t1\nsub\t0\nout.jpg\t2\n")
+	_, err := OpenDataset("m", manifest)
+	var me *ManifestError
+	if !errors.As(err, &me) || !errors.Is(err, ErrDataset) {
+		t.Fatalf("OpenDataset = %v; want a ManifestError", err)
+	}
+	if !strings.Contains(err.Error(), "gone.jpg: list.tsv:2: no such file; 2 more entries name files that cannot be read") {
+		t.Errorf("message %q", err)
+	}
+	want := []struct {
+		index  int64
+		reason string
+	}{{1, "list.tsv:2: no such file"}, {2, "list.tsv:3: not a regular file"}, {3, "list.tsv:4: links out of the manifest's directory"}}
+	if len(me.Entries) != len(want) {
+		t.Fatalf("entries %+v", me.Entries)
+	}
+	for i, w := range want {
+		if e := me.Entries[i]; e.Index != w.index || e.Reason != w.reason || e.Kind != service.SampleUnreadable {
+			t.Errorf("entry %d = %+v; want index %d, %q", i, e, w.index, w.reason)
+		}
+	}
+	bad, err := Scan(context.Background(), me.Listing, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) != 4 || bad[0].Index != 0 || bad[0].Kind != service.SampleUndecodable || bad[1] != me.Entries[0] || bad[3] != me.Entries[2] {
+		t.Errorf("Scan of the listing = %+v; want ok.png undecodable, then the three entries", bad)
 	}
 }
 

@@ -25,7 +25,8 @@ type ScanOptions struct {
 
 // Scan decodes every sample of d in full and reports those that cannot be
 // used, sorted by index, each with its kind (SPEC §5): undecodable,
-// unreadable (after retries), or changed since d was listed. It reads one file per worker at a time, so its
+// unreadable (after retries, or a manifest's entry whose file could not be
+// listed: d may be a ManifestError's Listing), or changed since d was listed. It reads one file per worker at a time, so its
 // memory does not grow with the dataset.
 func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleError, error) {
 	var o ScanOptions
@@ -49,6 +50,13 @@ func Scan(ctx context.Context, d *Dataset, opts *ScanOptions) ([]service.SampleE
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return err
+			}
+			if e, ok := d.unlisted[i]; ok { // a manifest's entry without its file
+				bad[i] = &e
+				if o.Progress != nil {
+					o.Progress(int(done.Add(1)), d.Len())
+				}
+				return nil
 			}
 			kind, reason := "", ""
 			b, err := d.ReadFile(i)

@@ -48,6 +48,10 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("--decoder: %v", err)
 	}
 	d, err := loader.OpenDataset("scan", fs.Arg(0))
+	var me *loader.ManifestError
+	if errors.As(err, &me) {
+		d, err = me.Listing, nil // the entries without files are reported with the rest
+	}
 	if errors.Is(err, loader.ErrDataset) {
 		return datasetError("", err)
 	} else if err != nil {

@@ -486,7 +486,12 @@ func isDNSError(err error) bool {
 // datasetError is a usage error for a dataset path that lists no samples
 // (loader.ErrDataset): the path was wrong, the fix is on the command line.
 func datasetError(prefix string, err error) error {
-	return usagef("%s%s", prefix, strings.TrimPrefix(err.Error(), loader.ErrDataset.Error()+": "))
+	msg := strings.TrimPrefix(err.Error(), loader.ErrDataset.Error()+": ")
+	var me *loader.ManifestError
+	if errors.As(err, &me) {
+		msg = fmt.Sprintf("%s: %s (`loaderd scan %s` lists every entry)", me.Manifest, msg, me.Manifest)
+	}
+	return usagef("%s%s", prefix, msg)
 }
 
 // pipelineFlags are the flags shared by serve and precompute that decide

@@ -452,6 +452,27 @@ func TestScan(t *testing.T) {
 	if code, _, stderr := runCLI(t, "scan", "--decoder", "nope", data); code != exitUsage || !strings.Contains(stderr, "--decoder") {
 		t.Errorf("scan --decoder nope: exit %d, %q", code, stderr)
 	}
+
+	// A manifest naming missing files: scan lists each (unreadable, with
+	// its line) beside the other samples and exits 3; serve and precompute
+	// refuse it (exit 2), pointing to scan.
+	manifest := filepath.Join(data, "list.tsv")
+	entries, _ = os.ReadDir(data)
+	good, _ := os.ReadDir(filepath.Join(data, entries[0].Name()))
+	body := entries[0].Name() + "/" + good[0].Name() + "\t0\ngone-1.jpg\t1\n" + entries[0].Name() + "/zz-corrupt.jpg\t0\ngone-2.png\t0\n"
+	if err := os.WriteFile(manifest, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "scan", manifest)
+	words := strings.Join(strings.Fields(out), " ")
+	if code != exitFound || !strings.Contains(out, "4 samples in 2 classes, 1 undecodable") || !strings.Contains(out, "2 could not be read") ||
+		!strings.Contains(words, "1 gone-1.jpg unreadable list.tsv:2: no such file") || !strings.Contains(words, "3 gone-2.png unreadable list.tsv:4: no such file") {
+		t.Errorf("scan of a manifest with missing files: exit %d\n%s%s", code, out, stderr)
+	}
+	code, _, stderr = runCLI(t, "precompute", "--data", "m="+manifest, "--epochs", "0", "--cache-dir", t.TempDir(), "--log-level", "warn")
+	if code != exitUsage || !strings.Contains(stderr, "gone-1.jpg: list.tsv:2: no such file; 1 more entry") || !strings.Contains(stderr, "`loaderd scan "+manifest+"` lists every entry") {
+		t.Errorf("precompute of a manifest with missing files: exit %d\n%s", code, stderr)
+	}
 }
 
 // TestScanDecoder: scan checks with the decoders --decoder selects (an
