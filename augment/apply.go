@@ -106,7 +106,7 @@ func (p *Pipeline) plan(s *sample, w, h int, rng *rand.Rand) {
 			for k, x := range o.jitter {
 				if x > 0 {
 					lo, hi := max(0, 1-x), 1+x
-					f[k] = int32(math.Round((lo + (hi-lo)*rng.Float64()) * 65536))
+					f[k] = int32(math.Round((lo + float64((hi-lo)*rng.Float64())) * 65536))
 				}
 			}
 			for _, k := range order {
@@ -126,8 +126,8 @@ func rrcParams(w, h int, scale, ratio [2]float64, rng *rand.Rand) (top, left, ch
 	area := float64(w) * float64(h)
 	lr0, lr1 := math.Log(ratio[0]), math.Log(ratio[1])
 	for range 10 {
-		target := area * (scale[0] + (scale[1]-scale[0])*rng.Float64())
-		aspect := math.Exp(lr0 + (lr1-lr0)*rng.Float64())
+		target := area * (scale[0] + float64((scale[1]-scale[0])*rng.Float64()))
+		aspect := math.Exp(lr0 + float64((lr1-lr0)*rng.Float64()))
 		cw = int(math.RoundToEven(math.Sqrt(target * aspect)))
 		ch = int(math.RoundToEven(math.Sqrt(target / aspect)))
 		if cw > 0 && cw <= w && ch > 0 && ch <= h {
@@ -458,7 +458,7 @@ func normalize(dst, rgb []byte, h, w int, o *op, backing []float32) {
 		shift := float32(-o.mean[c] / o.std[c])
 		plane := data[c*n : (c+1)*n]
 		for i := range plane {
-			plane[i] = float32(rgb[3*i+c])*scale + shift
+			plane[i] = float32(float32(rgb[3*i+c])*scale) + shift
 		}
 	}
 	dst = dst[:4*len(data)]

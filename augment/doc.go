@@ -81,6 +81,10 @@
 // Every random draw of a sample comes from the *rand.Rand passed to Apply,
 // normally SampleRand(seed, epoch, index). Given the same bytes, pipeline and
 // generator state, the output bytes are the same whatever the goroutine,
-// GOMAXPROCS or decoding path (full or region). Pipeline.Fingerprint hashes
-// the canonical text, each op's implementation version and the decoder name.
+// GOMAXPROCS or decoding path (full or region), with or without the AVX2
+// kernels (package augment/internal/simd), and whatever GOAMD64 level
+// compiled it: the products that feed a sum are rounded explicitly
+// (float64(x*y)), which keeps the compiler from fusing them into
+// multiply-adds. Pipeline.Fingerprint hashes the canonical text, each op's
+// implementation version and the decoder name.
 package augment

@@ -67,7 +67,7 @@ func (ax *axis) set(inLen int, a, l float64, vn, o0, o1 int) {
 		fw = make([]float64, taps)
 	}
 	for i := range count {
-		center := a + (float64(o0+i)+0.5)*scale
+		center := a + float64((float64(o0+i)+0.5)*scale)
 		xmin := int(math.Floor(center - support + 0.5))
 		xmax := int(math.Floor(center + support + 0.5))
 		xmin = max(xmin, 0)
@@ -127,7 +127,7 @@ func reach(inLen int, a, l float64, vn, o1 int) int {
 	scale := l / float64(vn)
 	support := max(scale, 1)
 	taps := int(math.Ceil(support))*2 + 2
-	center := a + (float64(o1-1)+0.5)*scale // set's center of output o1-1
+	center := a + float64((float64(o1-1)+0.5)*scale) // set's center of output o1-1
 	xmin := max(int(math.Floor(center-support+0.5)), 0)
 	xmax := min(int(math.Floor(center+support+0.5)), inLen, xmin+taps)
 	nearest := min(max(int(math.Floor(center)), 0), inLen-1)
