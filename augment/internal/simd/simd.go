@@ -11,6 +11,8 @@
 // would wrap.
 package simd
 
+import "slices"
+
 // Available reports whether this build on this CPU has the kernels
 // (amd64 with AVX2, not built with -tags purego).
 func Available() bool { return available }
@@ -35,14 +37,19 @@ func VRow(dst, src []byte, off, stride int, w []int16) {
 //
 // for the windows st, weights w and width t given to Prepare. The zero
 // value is unprepared; an HFilter's buffers are reused by the next Prepare.
+//
+// The kernels take blocks of 8 outputs and, for each, 16-byte loads of
+// the row that VPSHUFB spreads over the outputs' samples: one load for 4
+// outputs where their windows fit in 16 bytes (pairs of samples at a time,
+// as many pairs as t needs), else one for 2 (8 samples at a time).
 type HFilter struct {
-	ow    int     // outputs a row; 0: unprepared
-	pad   int     // samples a window in the kernels: 4 or 8
-	pos   []int32 // the first output of each block of 8
-	bases []int32 // where each 16-byte load of a block starts
-	masks []byte  // VPSHUFB masks: each output's samples in its load
-	w     []int16 // pad weights an output, zero past t
-	reach int     // one past the last byte of a row the kernels read
+	ow     int     // outputs a row; 0: unprepared
+	npairs int     // pairs of samples an output (4 outputs a load); 0: 8 samples (2 outputs a load)
+	pos    []int32 // the first output of each block of 8
+	bases  []int32 // where each 16-byte load of a block starts
+	masks  []byte  // VPSHUFB masks: each output's samples in its load
+	w      []int16 // weights in the kernel's order, zero past t
+	reach  int     // one past the last byte of a row the kernels read
 }
 
 // Prepare makes f compute len(st) outputs from windows of t samples, st[i]
@@ -56,51 +63,93 @@ func (f *HFilter) Prepare(st []int32, w []int16, t int) bool {
 	if !available || t < 2 || t > 8 || ow < 8 || len(w) < t*ow {
 		return false
 	}
-	pad := 4
-	if t > 4 {
-		pad = 8
+	for _, s := range st {
+		if s < 0 {
+			return false
+		}
 	}
-	per := 16 / pad // outputs a load serves
+	if f.prepare(st, w, t, 4) || f.prepare(st, w, t, 2) {
+		f.ow = ow
+		return true
+	}
+	return false
+}
+
+// prepare lays out the blocks with per outputs a load (4: pairs of
+// samples, 2: 8 samples an output) and reports whether every load holds
+// its outputs' windows.
+func (f *HFilter) prepare(st []int32, w []int16, t, per int) bool {
+	ow := len(st)
 	nb := (ow + 7) / 8
-	f.pos = grow(f.pos, nb)
-	f.bases = grow(f.bases, nb*8/per)
-	f.masks = grow(f.masks, nb*8*pad)
-	f.w = grow(f.w, ow*pad)
-	clear(f.w)
-	for i := range ow {
-		copy(f.w[i*pad:i*pad+t], w[i*t:i*t+t])
+	loads := 8 / per
+	f.npairs = 0
+	if per == 4 {
+		f.npairs = (t + 1) / 2
 	}
-	reach := 0
+	f.pos = grow(f.pos, nb)
+	f.bases = grow(f.bases, nb*loads)
+	f.reach = 0
 	for b := range nb {
 		p := min(8*b, ow-8) // the last block ends at the last output
 		f.pos[b] = int32(p)
-		for l := range 8 / per {
-			first := p + l*per
-			base := st[first]
-			for _, s := range st[first : first+per] {
-				if s < 0 {
-					return false
-				}
-				base = min(base, s)
+		for l := range loads {
+			win := st[p+l*per : p+(l+1)*per]
+			lo, hi := slices.Min(win), slices.Max(win)
+			if int(hi-lo)+t > 16 {
+				return false
 			}
-			f.bases[b*8/per+l] = base
-			reach = max(reach, int(base)+16)
-			for j := range per {
-				m := f.masks[(b*8+l*per+j)*pad:][:pad]
-				d := int(st[first+j] - base)
-				if d+t > 16 {
-					return false
-				}
-				for k := range m {
-					m[k] = 0x80 // reads 0, weighted 0
-					if k < t {
-						m[k] = byte(d + k)
+			f.bases[b*loads+l] = lo
+			f.reach = max(f.reach, int(lo)+16)
+		}
+	}
+	if per == 4 {
+		// Block b, pair j: 32 mask bytes, a word (low byte: the sample,
+		// high byte: zero) for samples 2j and 2j+1 of each output, and
+		// their 16 weights, in the same order.
+		n := nb * f.npairs * 16
+		f.masks = grow(f.masks, 2*n)
+		f.w = grow(f.w, n)
+		for b := range nb {
+			p := int(f.pos[b])
+			for j := range f.npairs {
+				m := f.masks[(b*f.npairs+j)*32:][:32]
+				ws := f.w[(b*f.npairs+j)*16:][:16]
+				for o := range 8 {
+					d := int(st[p+o] - f.bases[b*2+o/4])
+					for q := range 2 {
+						k := 2*j + q
+						i := 2*o + q // word i of the 16
+						m[2*i], m[2*i+1], ws[i] = 0x80, 0x80, 0
+						if k < t {
+							m[2*i], ws[i] = byte(d+k), w[(p+o)*t+k]
+						}
 					}
 				}
 			}
 		}
+		return true
 	}
-	f.ow, f.pad, f.reach = ow, pad, reach
+	// Block b: 64 mask bytes, 8 sample bytes of each output; the weights
+	// 8 an output, by output.
+	f.masks = grow(f.masks, nb*64)
+	f.w = grow(f.w, ow*8)
+	clear(f.w)
+	for i := range ow {
+		copy(f.w[i*8:i*8+t], w[i*t:i*t+t])
+	}
+	for b := range nb {
+		p := int(f.pos[b])
+		for o := range 8 {
+			m := f.masks[b*64+o*8:][:8]
+			d := int(st[p+o] - f.bases[b*4+o/2])
+			for k := range m {
+				m[k] = 0x80 // reads 0, weighted 0
+				if k < t {
+					m[k] = byte(d + k)
+				}
+			}
+		}
+	}
 	return true
 }
 
@@ -112,12 +161,13 @@ func (f *HFilter) Plane(out, tmp []byte, rows, cw int) {
 	if ow == 0 || rows < 1 || cw < 1 || len(out) < rows*ow || (rows-1)*cw+f.reach > len(tmp) {
 		panic("simd: HFilter.Plane: unprepared, or bad arguments")
 	}
-	kernel, perm := hrow4AVX2, &perm4
-	if f.pad == 8 {
-		kernel, perm = hrow8AVX2, &perm8
-	}
+	nb := len(f.pos)
 	for y := range rows {
-		kernel(&out[y*ow], &tmp[y*cw], &f.pos[0], &f.bases[0], &f.masks[0], len(f.pos), &f.w[0], &perm[0])
+		if f.npairs > 0 {
+			hpairsAVX2(&out[y*ow], &tmp[y*cw], &f.pos[0], &f.bases[0], &f.masks[0], &f.w[0], nb, f.npairs)
+		} else {
+			hrow8AVX2(&out[y*ow], &tmp[y*cw], &f.pos[0], &f.bases[0], &f.masks[0], nb, &f.w[0], &perm8[0])
+		}
 	}
 }
 
@@ -139,11 +189,8 @@ func YCbCrRow(d, py, pcb, pcr []byte) {
 	yccRowAVX2(&d[0], &py[0], &pcb[0], &pcr[0], n, &yccK)
 }
 
-// Output orders of the horizontal kernels' partial sums (VPERMD indices).
-var (
-	perm4 = [8]int32{0, 1, 4, 5, 2, 3, 6, 7}
-	perm8 = [8]int32{0, 4, 1, 5, 2, 6, 3, 7}
-)
+// perm8 puts hrow8AVX2's sums in output order (VPERMD indices).
+var perm8 = [8]int32{0, 4, 1, 5, 2, 6, 3, 7}
 
 // yccConsts are yccRowAVX2's constants: the conversion's, then the
 // shuffles that interleave 16 R, G and B bytes into three rows of 16.

@@ -10,7 +10,7 @@ var available = cpu.X86.HasAVX2
 func vrowAVX2(dst []byte, src *byte, stride, n int, w *int16)
 
 //go:noescape
-func hrow4AVX2(dst, row *byte, pos, bases *int32, masks *byte, nblocks int, w *int16, perm *int32)
+func hpairsAVX2(dst, row *byte, pos, bases *int32, masks *byte, w *int16, nblocks, npairs int)
 
 //go:noescape
 func hrow8AVX2(dst, row *byte, pos, bases *int32, masks *byte, nblocks int, w *int16, perm *int32)

@@ -85,62 +85,62 @@ vdone:
 	VZEROUPPER
 	RET
 
-// func hrow4AVX2(dst *byte, row *byte, pos, bases *int32, masks *byte, nblocks int, w *int16, perm *int32)
+// func hpairsAVX2(dst, row *byte, pos, bases *int32, masks *byte, w *int16, nblocks, npairs int)
 //
-// For each block b < nblocks of 8 outputs from pos[b]: output pos[b]+j
-// (j < 8) is (1<<13 + sum_k win[mask[4j+k]]*w[4(pos[b]+j)+k]) >> 14,
-// k < 4, where win is the 16 bytes of row at bases[2b] for j < 4 and at
-// bases[2b+1] for j >= 4, masks 32 bytes a block (VPSHUFB: 0x80 reads 0).
-// perm is {0, 1, 4, 5, 2, 3, 6, 7}.
-TEXT ·hrow4AVX2(SB), NOSPLIT, $0-64
+// For each block b < nblocks of 8 outputs from pos[b]: the 16 bytes of row
+// at bases[2b] serve outputs 0-3, those at bases[2b+1] outputs 4-7 (a
+// 128-bit lane each). Pair j < npairs of a block gathers with its 32-byte
+// VPSHUFB mask two samples of each output as zero-extended words and
+// multiplies them with its 16 weights (VPMADDWD): the sums are the outputs'
+// in order, (1<<13 + sum) >> 14. masks and w hold npairs*32 bytes a block.
+TEXT ·hpairsAVX2(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), DI
 	MOVQ    row+8(FP), SI
 	MOVQ    pos+16(FP), R10
 	MOVQ    bases+24(FP), R11
 	MOVQ    masks+32(FP), R14
-	MOVQ    nblocks+40(FP), CX
-	MOVQ    w+48(FP), R9
-	MOVQ    perm+56(FP), AX
-	VMOVDQU (AX), Y14
+	MOVQ    w+40(FP), R9
+	MOVQ    nblocks+48(FP), CX
+	MOVQ    npairs+56(FP), R8
 	MOVL    $8192, AX
 	MOVD    AX, X15
 	VPBROADCASTD X15, Y15
 
-h4block:
+hpblock:
 	MOVL        (R10), BX
 	MOVL        (R11), AX
 	MOVL        4(R11), DX
 	VMOVDQU     (SI)(AX*1), X3
-	VINSERTI128 $1, (SI)(DX*1), Y3, Y3
-	VPSHUFB     (R14), Y3, Y3      // 4 samples of outputs 0-3 | 4-7
-	VPMOVZXBW   X3, Y4             // outputs 0-3, 4 samples each
-	VEXTRACTI128 $1, Y3, X5
-	VPMOVZXBW   X5, Y5             // outputs 4-7
-	MOVQ        BX, AX
-	SHLQ        $3, AX
-	VPMADDWD    (R9)(AX*1), Y4, Y4
-	VPMADDWD    32(R9)(AX*1), Y5, Y5
-	VPHADDD     Y5, Y4, Y4         // outputs 0 1 4 5 | 2 3 6 7
-	VPERMD      Y4, Y14, Y4
-	VPADDD      Y15, Y4, Y4
-	VPSRAD      $14, Y4, Y4
-	VEXTRACTI128 $1, Y4, X5
-	VPACKSSDW   X5, X4, X4
-	VPACKUSWB   X4, X4, X4
-	MOVQ        X4, (DI)(BX*1)
+	VINSERTI128 $1, (SI)(DX*1), Y3, Y3 // outputs 0-3 | 4-7
+	VMOVDQA     Y15, Y0
+	MOVQ        R8, R13
+
+hppair:
+	VPSHUFB     (R14), Y3, Y4 // two samples of each output, as words
+	VPMADDWD    (R9), Y4, Y4
+	VPADDD      Y4, Y0, Y0
+	ADDQ        $32, R14
+	ADDQ        $32, R9
+	DECQ        R13
+	JNZ         hppair
+	VPSRAD      $14, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPACKSSDW   X1, X0, X0
+	VPACKUSWB   X0, X0, X0
+	MOVQ        X0, (DI)(BX*1)
 	ADDQ        $4, R10
 	ADDQ        $8, R11
-	ADDQ        $32, R14
 	DECQ        CX
-	JNZ         h4block
+	JNZ         hpblock
 	VZEROUPPER
 	RET
 
 // func hrow8AVX2(dst *byte, row *byte, pos, bases *int32, masks *byte, nblocks int, w *int16, perm *int32)
 //
-// hrow4AVX2 with 8 samples per output, w holding 8 weights per output:
-// output pos[b]+j reads the 16 bytes of row at bases[4b+j/2], masks 64
-// bytes a block. perm is {0, 4, 1, 5, 2, 6, 3, 7}.
+// For each block b < nblocks of 8 outputs from pos[b]: output pos[b]+j
+// (j < 8) is (1<<13 + sum_k win[mask[8j+k]]*w[8(pos[b]+j)+k]) >> 14, k < 8,
+// where win is the 16 bytes of row at bases[4b+j/2], masks 64 bytes a block
+// (VPSHUFB: 0x80 reads 0). perm is {0, 4, 1, 5, 2, 6, 3, 7}.
 TEXT ·hrow8AVX2(SB), NOSPLIT, $0-64
 	MOVQ    dst+0(FP), DI
 	MOVQ    row+8(FP), SI

@@ -5,7 +5,7 @@ package simd
 const available = false
 
 func vrowAVX2(dst []byte, src *byte, stride, n int, w *int16) { panic("unreachable") }
-func hrow4AVX2(dst, row *byte, pos, bases *int32, masks *byte, nblocks int, w *int16, perm *int32) {
+func hpairsAVX2(dst, row *byte, pos, bases *int32, masks *byte, w *int16, nblocks, npairs int) {
 	panic("unreachable")
 }
 func hrow8AVX2(dst, row *byte, pos, bases *int32, masks *byte, nblocks int, w *int16, perm *int32) {

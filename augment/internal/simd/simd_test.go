@@ -75,6 +75,7 @@ func TestHFilter(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	var f HFilter // reused, as a resampler reuses it
 	prepared := 0
+	modes := map[int]int{} // by npairs: 1-4 pairs of samples, 4 outputs a load; 0: 8 samples, 2 outputs a load
 	for range 3000 {
 		taps := 2 + r.IntN(7)
 		ow := 8 + r.IntN(60)
@@ -119,6 +120,7 @@ func TestHFilter(t *testing.T) {
 			continue
 		}
 		prepared++
+		modes[f.npairs]++
 		got := make([]byte, rows*ow)
 		f.Plane(got, tmp, rows, cw)
 		want := make([]byte, rows*ow)
@@ -137,6 +139,11 @@ func TestHFilter(t *testing.T) {
 	}
 	if prepared < 2000 {
 		t.Errorf("only %d of 3000 filters prepared", prepared)
+	}
+	for m := range 5 {
+		if modes[m] < 50 {
+			t.Errorf("%d filters of npairs %d; want every kind of kernel run (by npairs: %v)", modes[m], m, modes)
+		}
 	}
 }
 
