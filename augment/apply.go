@@ -233,6 +233,7 @@ func render(rgb []byte, f *frame, s *sample, sc *scratch) {
 		// Planes of the same geometry (Cb and Cr) share their weights.
 		if c == 0 || pl.w != f.p[c-1].w || pl.h != f.p[c-1].h || pl.fx != f.p[c-1].fx || pl.fy != f.p[c-1].fy {
 			sc.ax.set(pl.w, g.rx/float64(pl.fx), g.rw/float64(pl.fx), g.vw, g.ox+x0, g.ox+x1)
+			sc.ax.fix(pl.w)
 			sc.ay.set(pl.h, g.ry/float64(pl.fy), g.rh/float64(pl.fy), g.vh, g.oy+y0, g.oy+y1)
 			// Vertical first, over the columns the horizontal pass reads;
 			// the horizontal pass then runs on output rows only.

@@ -116,7 +116,6 @@ func (ax *axis) set(inLen int, a, l float64, vn, o0, o1 int) {
 		ax.lo = min(ax.lo, xmin)
 		ax.hi = max(ax.hi, xmin+n)
 	}
-	ax.fix(inLen)
 }
 
 // reach returns a bound of hi as set(inLen, a, l, vn, o0, o1) computes it,
@@ -147,6 +146,7 @@ func roundUp(x float64) float64 {
 // fix gives every output the same number of taps, T (the largest count),
 // so that the inner loops have a fixed length: windows are moved inside the
 // plane and padded with zero weights, which leaves every sum unchanged.
+// hpass reads these fixed windows (vpass the ones set computes).
 func (ax *axis) fix(inLen int) {
 	t := 1
 	for _, n := range ax.n {
