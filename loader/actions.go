@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/loaderd/loaderd/loader/epoch"
 	"github.com/loaderd/loaderd/service"
 )
 
@@ -19,7 +20,7 @@ func (l *Loader) CacheStatus(ctx context.Context, dataset string) (service.Cache
 		}
 		names = []string{dataset}
 	}
-	status := l.cacheStatus()
+	status := l.cacheStatus(true)
 	infos, notes := l.cache.Epochs(), readPipelines(l.cache.Dir())
 	out := service.CacheStatus{Datasets: []service.DatasetCache{}}
 	for _, name := range names {
@@ -37,8 +38,10 @@ func (l *Loader) CacheStatus(ctx context.Context, dataset string) (service.Cache
 }
 
 // cacheStatus returns, per served dataset, its epochs in the cache under
-// this loader's pipeline, shard size and seed, by epoch.
-func (l *Loader) cacheStatus() map[string][]service.EpochStatus {
+// this loader's pipeline, shard size and seed, by epoch. With partial set,
+// an epoch's samples count the rows of its partial shards too (partialRows:
+// a file read per partial shard); else committed shards only.
+func (l *Loader) cacheStatus(partial bool) map[string][]service.EpochStatus {
 	out := map[string][]service.EpochStatus{}
 	infos := l.cache.Epochs()
 	for _, name := range l.names {
@@ -50,9 +53,18 @@ func (l *Loader) cacheStatus() map[string][]service.EpochStatus {
 			}
 			st := service.EpochStatus{Epoch: info.Key.Epoch, State: service.EpochPartial, Bytes: info.Bytes}
 			shards := l.cache.Shards(info.Key)
+			committed := make(map[int]bool, len(shards))
 			for _, s := range shards {
 				if s >= 0 && s < count {
+					committed[s] = true
 					st.Samples += int64(min(l.opts.ShardSize, d.Len()-s*l.opts.ShardSize))
+				}
+			}
+			if partial {
+				for s, n := range l.partialRows(d, info.Key.Epoch) {
+					if !committed[s] && s >= 0 && s < count {
+						st.Samples += int64(n)
+					}
 				}
 			}
 			switch {
@@ -64,6 +76,34 @@ func (l *Loader) cacheStatus() map[string][]service.EpochStatus {
 			out[name] = append(out[name], st)
 		}
 		slices.SortFunc(out[name], func(a, b service.EpochStatus) int { return a.Epoch - b.Epoch })
+	}
+	return out
+}
+
+// partialRows returns the rows written in each partial shard of epoch e of
+// d, by shard: those ready in a writer of this process, else those its
+// journal names (a suspended shard, or a checkpoint of one written here).
+func (l *Loader) partialRows(d *dataset, e int) map[int]int {
+	out := map[int]int{}
+	for s, j := range l.cache.Journals(l.key(d, e)) {
+		if rows, err := epoch.DecodeJournal(j); err == nil {
+			out[s] = len(rows)
+		}
+	}
+	l.mu.Lock() // never held with a Shard.mu: gather the epochs, then ask their shards
+	var open []*openEpoch
+	for _, m := range []map[epochID]*openEpoch{l.epochs, l.closing} {
+		if ep := m[idOf(d, e)]; ep != nil {
+			open = append(open, ep)
+		}
+	}
+	l.mu.Unlock()
+	for _, ep := range open {
+		for s, sh := range ep.Shards() {
+			if n, writing := sh.Written(); writing {
+				out[s] = n
+			}
+		}
 	}
 	return out
 }

@@ -297,7 +297,7 @@ func (l *Loader) schema(d *dataset, e int) (*arrow.Schema, error) {
 
 // Datasets lists the served datasets (service.Source).
 func (l *Loader) Datasets(ctx context.Context) ([]service.DatasetInfo, error) {
-	status := l.cacheStatus()
+	status := l.cacheStatus(false)
 	var out []service.DatasetInfo
 	for _, name := range l.names {
 		d := l.sets[name].current()

@@ -183,3 +183,32 @@ func TestHeldBatchesKeepPartialShards(t *testing.T) {
 		t.Errorf("both ranks again computed %d rows; want 0 (all kept in the partial shards)", got)
 	}
 }
+
+// TestCacheStatusCountsPartialRows: cache-status counts the rows of an
+// epoch's partial shards (a node serving half the ranks completes no
+// shard): those its writers hold while it runs, and, after a restart,
+// those their journals name.
+func TestCacheStatusCountsPartialRows(t *testing.T) {
+	const n = 48
+	root := fxDataset(t, n)
+	dir := t.TempDir()
+	check := func(what string, l *Loader) {
+		t.Helper()
+		st, err := l.CacheStatus(context.Background(), "train")
+		if err != nil {
+			t.Fatal(err)
+		}
+		eps := st.Datasets[0].Epochs
+		if len(eps) != 1 || eps[0].Epoch != 0 || eps[0].State != service.EpochPartial || eps[0].Samples != n/2 || eps[0].Bytes <= 0 {
+			t.Errorf("%s: cache-status %+v; want epoch 0 partial with %d samples", what, eps, n/2)
+		}
+	}
+	a := fxStartNode(t, root, dir, "", 0)
+	a.stream(t, 0, 0)
+	a.stream(t, 0, 1) // ranks 0 and 1 of 4: half of every shard's rows
+	check("while serving", a.l)
+	a.stop()
+	b := fxStartNode(t, root, dir, "", 0)
+	defer b.stop()
+	check("after a restart", b.l)
+}

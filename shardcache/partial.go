@@ -246,6 +246,34 @@ func writeAtomic(path string, b []byte) error {
 	return err
 }
 
+// Journals returns the journals of k's partial shards, suspended or being
+// written (a writer's last checkpoint), by shard: the caller's record of
+// the rows each holds (cache-status counts them). A shard whose journal is
+// gone or unreadable is left out.
+func (c *Cache) Journals(k Key) map[int][]byte {
+	c.mu.Lock()
+	ep := c.epochs[k]
+	if ep == nil || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	dir, shards := ep.dir, make([]int, 0, len(ep.partials)+len(ep.stable))
+	for s := range ep.partials {
+		shards = append(shards, s)
+	}
+	for s := range ep.stable {
+		shards = append(shards, s)
+	}
+	c.mu.Unlock()
+	out := make(map[int][]byte, len(shards))
+	for _, s := range shards {
+		if b, err := os.ReadFile(filepath.Join(dir, journalName(s))); err == nil {
+			out[s] = b
+		}
+	}
+	return out
+}
+
 // OpenPartial maps the partial file of shard of k read-only, with its
 // journal, for a reader of the rows the journal names (the loader uploads
 // them to the shared tier). ErrMiss when the shard has no partial file.

@@ -417,6 +417,22 @@ func (sh *Shard) Settle() (bool, []int, <-chan struct{}, error) {
 	return false, claims, sh.changed, nil
 }
 
+// Written reports the rows of sh written in this process: those ready in
+// its writer (every row while it commits), and whether it has a writer.
+// A shard without one is committed, absent, or a partial shard on disk
+// whose journal says what it holds.
+func (sh *Shard) Written() (rows int, writing bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	switch sh.mode {
+	case modeWriting:
+		return sh.ready, true
+	case modeCommitting:
+		return sh.n, true
+	}
+	return 0, false
+}
+
 // Committed looks sh up in the cache (without mapping it) and reports
 // whether it is committed.
 func (sh *Shard) Committed() (bool, error) {
