@@ -212,3 +212,29 @@ func TestCacheStatusCountsPartialRows(t *testing.T) {
 	defer b.stop()
 	check("after a restart", b.l)
 }
+
+// TestPrecomputeCountsResumedRows: a precompute's summary accounts for
+// every row it was asked for: computed, cached in complete shards, or
+// resumed from partial shards an earlier run kept.
+func TestPrecomputeCountsResumedRows(t *testing.T) {
+	const n = 48
+	root := fxDataset(t, n)
+	dir := t.TempDir()
+	a := fxStartNode(t, root, dir, "", 0)
+	a.stream(t, 0, 0)
+	a.stream(t, 0, 1) // half of every shard's rows, kept partial
+	a.stop()
+	b := fxStartNode(t, root, dir, "", 0)
+	defer b.stop()
+	sum, err := b.l.Precompute(context.Background(), "train", []int{0, 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Computed != n+n/2 || sum.Resumed != n/2 || sum.Cached != 0 {
+		t.Errorf("precompute of epochs 0-1 after half of epoch 0 was kept partial: %+v; want %d computed, %d resumed", sum, n+n/2, n/2)
+	}
+	sum, err = b.l.Precompute(context.Background(), "train", []int{0, 1}, nil)
+	if err != nil || sum.Computed != 0 || sum.Resumed != 0 || sum.Cached != 2*n {
+		t.Errorf("precompute again: %+v, %v; want all %d cached", sum, err, 2*n)
+	}
+}

@@ -132,7 +132,8 @@ func (l *Loader) PrecomputePart(ctx context.Context, dataset string, epochs []in
 		rs, err := l.precompute(uctx, d, es, sel, workPrecompute, report)
 		sum.Computed += rs.Computed
 		sum.Cached += rs.Cached
-		done += rs.Computed + rs.Cached
+		sum.Resumed += rs.Resumed
+		done += rs.Computed + rs.Cached + rs.Resumed
 		if err != nil {
 			_ = ups.Wait()
 			return sum, err

@@ -78,8 +78,12 @@ type BudgetError struct {
 
 func (e *BudgetError) Error() string {
 	if e.EpochBytes > e.Budget {
-		return fmt.Sprintf("loader: cache budget: an epoch of %s takes %s, more than the whole budget of %s: it can be streamed (uncached) but not precomputed; a budget of %s holds one",
-			e.Dataset, humanize.IBytes(uint64(e.EpochBytes)), humanize.IBytes(uint64(e.Budget)), humanize.IBytes(uint64(e.EpochBytes)))
+		what := "epoch " + FormatEpochs(e.Left)
+		if len(e.Left) > 1 {
+			what = "epochs " + FormatEpochs(e.Left)
+		}
+		return fmt.Sprintf("loader: cache budget: an epoch of %s takes %s, more than the whole budget of %s: %s can be streamed (uncached) but not precomputed%s; a budget of %s would hold them all",
+			e.Dataset, humanize.IBytes(uint64(e.EpochBytes)), humanize.IBytes(uint64(e.Budget)), what, e.kept(), humanize.IBytes(uint64(e.Budget+e.Short)))
 	}
 	var b strings.Builder
 	left, verb, pronoun := "epochs "+FormatEpochs(e.Left), "do", "they need"
@@ -91,15 +95,20 @@ func (e *BudgetError) Error() string {
 	if e.Free < e.Budget {
 		b.WriteString(", the rest holding epochs in use")
 	}
-	switch len(e.Kept) {
-	case 0:
-	case 1:
-		fmt.Fprintf(&b, "; epoch %s is cached", FormatEpochs(e.Kept))
-	default:
-		fmt.Fprintf(&b, "; epochs %s are cached", FormatEpochs(e.Kept))
-	}
+	b.WriteString(e.kept())
 	fmt.Fprintf(&b, "; a budget of %s would hold them all", humanize.IBytes(uint64(e.Budget+e.Short)))
 	return b.String()
+}
+
+// kept words the epochs that fit: "; epoch 0 is cached", or "".
+func (e *BudgetError) kept() string {
+	switch len(e.Kept) {
+	case 0:
+		return ""
+	case 1:
+		return fmt.Sprintf("; epoch %s is cached", FormatEpochs(e.Kept))
+	}
+	return fmt.Sprintf("; epochs %s are cached", FormatEpochs(e.Kept))
 }
 
 // Unwrap makes errors.Is(err, service.ErrExhausted) hold.
@@ -134,7 +143,7 @@ func (l *Loader) budgetFit(d *dataset, es []int) (fit, left []int, err error) {
 		if isLive(e) || l.complete(d, e) {
 			need = 0 // a stream holds it already, or it is done
 		}
-		if need <= avail {
+		if need == 0 || need <= avail {
 			avail -= need
 			fit = append(fit, e)
 		} else {
@@ -148,7 +157,7 @@ func (l *Loader) budgetFit(d *dataset, es []int) (fit, left []int, err error) {
 	for _, e := range left {
 		be.Need += size - onDisk[l.key(d, e)]
 	}
-	be.Short = be.Need - max(0, avail)
+	be.Short = be.Need - avail // avail < 0: the epochs kept already take more than the budget has
 	return fit, left, be
 }
 
@@ -277,6 +286,10 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, sel selec
 	if err != nil {
 		return sum, err
 	}
+	// Every selected row is written now: those not computed here were in
+	// partial shards (kept by an earlier run, or written meanwhile by a
+	// stream).
+	sum.Resumed = max(0, total-sum.Computed)
 	for _, info := range l.cache.Epochs() {
 		for _, ep := range eps {
 			if info.Key == ep.Key() {
@@ -668,6 +681,17 @@ func (l *Loader) epochBytes(d *dataset) int64 {
 		}
 	})
 	return d.size
+}
+
+// EpochBytes returns the bytes an epoch of a served dataset takes on disk
+// (its shard files): a cache budget smaller than that streams its epochs
+// uncached. The error wraps service.ErrNotFound for an unknown dataset.
+func (l *Loader) EpochBytes(dataset string) (int64, error) {
+	d, err := l.lookup(dataset)
+	if err != nil {
+		return 0, err
+	}
+	return l.epochBytes(d), nil
 }
 
 // complete reports whether every shard of epoch e of d is committed.

@@ -167,10 +167,14 @@ type PrecomputeProgress struct {
 
 // PrecomputeSummary is the last result of the precompute action.
 type PrecomputeSummary struct {
-	Dataset      string  `json:"dataset"`
-	Epochs       []int   `json:"epochs"`
-	Computed     int64   `json:"computed"` // augmented samples computed by this call
-	Cached       int64   `json:"cached"`   // samples that were already in the cache
+	Dataset  string `json:"dataset"`
+	Epochs   []int  `json:"epochs"`
+	Computed int64  `json:"computed"` // augmented samples computed by this call
+	Cached   int64  `json:"cached"`   // samples that were already in the cache (complete shards)
+	// Resumed counts the samples already written in partial shards (kept
+	// by an interrupted run, or written meanwhile by a stream): neither
+	// computed by this call nor counted in Cached.
+	Resumed      int64   `json:"resumed"`
 	Seconds      float64 `json:"seconds"`
 	ImagesPerSec float64 `json:"images_per_sec"`
 	Bytes        int64   `json:"bytes"` // bytes of the epochs on disk

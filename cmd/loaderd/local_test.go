@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -30,6 +29,14 @@ import (
 // ends (or stop); it returns the address it listens on.
 func startServeOn(t *testing.T, data, cache, listen string, mod func(*serveFlags)) (addr string, stop func()) {
 	t.Helper()
+	addr, _, stop = startServeLogged(t, data, cache, listen, mod)
+	return addr, stop
+}
+
+// startServeLogged is startServeOn that also returns what serve logs (at
+// level warn).
+func startServeLogged(t *testing.T, data, cache, listen string, mod func(*serveFlags)) (addr string, logs *syncBuffer, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &serveFlags{listen: listen, maxStreams: 16, drainTimeout: 5 * time.Second}
 	f.data = datasetFlag{{Name: "d", Path: data}}
@@ -40,8 +47,8 @@ func startServeOn(t *testing.T, data, cache, listen string, mod func(*serveFlags
 	}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var logs bytes.Buffer
-	go func() { done <- serve(ctx, f, newLogger(&logs, "warn"), ready) }()
+	logs = &syncBuffer{}
+	go func() { done <- serve(ctx, f, newLogger(logs, "warn"), ready) }()
 	select {
 	case addr = <-ready:
 	case err := <-done:
@@ -68,7 +75,7 @@ func startServeOn(t *testing.T, data, cache, listen string, mod func(*serveFlags
 		}
 	}
 	t.Cleanup(stop)
-	return addr, stop
+	return addr, logs, stop
 }
 
 func digestOf(ctx context.Context, cl *flightsvc.Client, req service.Request) (string, flightsvc.FetchStats, error) {

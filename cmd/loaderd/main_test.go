@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/augment"
 	"github.com/loaderd/loaderd/bench"
@@ -692,6 +694,27 @@ func TestBudgetAndOtherSeed(t *testing.T) {
 		!strings.Contains(stderr, "epochs 1-3 of d do not fit") || !strings.Contains(stderr, "KiB") || !strings.Contains(stderr, "(--cache-budget)") {
 		t.Fatalf("precompute over budget: exit %d\n%s%s", code, out, stderr)
 	}
+	fresh := []string{"precompute", "--data", "d=" + data, "--pipeline", tinyPipeline, "--cache-dir", t.TempDir(), "--shard-size", "8", "--epochs", "0-1", "--cache-budget", "10K"}
+	if code, out, stderr := runCLI(t, fresh...); code != exitFailure || !strings.Contains(stderr, "epochs 0-1 can be streamed (uncached) but not precomputed; a budget of") ||
+		strings.Contains(stderr, "precompute stopped") {
+		t.Fatalf("precompute into an empty cache with a budget below one epoch: exit %d\n%s%s", code, out, stderr)
+	}
+	// A budget smaller than one epoch: nothing can be precomputed; the
+	// message says what would hold the epochs asked for, and no progress
+	// line of zeros precedes it.
+	// (Epoch 0 is cached: the four need four epochs' bytes.)
+	code, out, stderr = runCLI(t, "cache-status") // no server: not this
+	_ = code
+	code, out, stderr = runCLI(t, append(args, "--cache-budget", "10K", "--log-level", "info")...)
+	m := regexp.MustCompile(`takes (\S+ \S+), more than the whole budget of 10 KiB: epochs 1-3 can be streamed \(uncached\) but not precomputed; epoch 0 is cached; a budget of (\S+ \S+) would hold them all`).FindStringSubmatch(stderr)
+	if code != exitFailure || m == nil || strings.Contains(stderr, "total=0") {
+		t.Fatalf("precompute with a budget below one epoch: exit %d\n%s%s", code, out, stderr)
+	}
+	epoch, _ := humanize.ParseBytes(m[1])
+	all, _ := humanize.ParseBytes(m[2])
+	if r := float64(all) / float64(epoch); r < 3.95 || r > 4.05 {
+		t.Errorf("a budget of %s (%s an epoch) to hold epochs 0-3; want four epochs'", m[2], m[1])
+	}
 	code, out, stderr = runCLI(t, args...) // no budget: the rest, under seed 0
 	if code != 0 || !strings.Contains(out, "60 samples computed, 20 already cached") {
 		t.Fatalf("precompute: exit %d\n%s%s", code, out, stderr)
@@ -834,5 +857,32 @@ func TestDemo(t *testing.T) {
 	}
 	if bad := foreignFlags(t, "demo", stderr, nil); len(bad) > 0 {
 		t.Errorf("demo's message names %v, which demo does not take: %s", bad, stderr)
+	}
+}
+
+// TestServeWarnsOfSmallBudget: a --cache-budget smaller than one epoch
+// starts, with a warning that every epoch streams uncached and the budget
+// that would cache it.
+func TestServeWarnsOfSmallBudget(t *testing.T) {
+	data := smallData(t, 20, false)
+	_, logs, stop := startServeLogged(t, data, t.TempDir(), "127.0.0.1:0", func(f *serveFlags) { f.cacheBudget, f.prefetchEpochs = 10 << 10, 1 })
+	stop()
+	got := logPairs(logs.String())
+	if !strings.Contains(logs.String(), "--cache-budget is smaller than one epoch of this dataset: every epoch of it is streamed uncached") ||
+		got["dataset"] != "d" || got["cache_budget"] != "10 KiB" || !strings.HasPrefix(got["to_cache_it"], "--cache-budget ") {
+		t.Fatalf("serve with a 10 KiB budget logged:\n%s", logs.String())
+	}
+	epoch, _ := humanize.ParseBytes(got["epoch"])
+	want, err := parseBytes(strings.TrimPrefix(got["to_cache_it"], "--cache-budget "))
+	if err != nil || want < 2*int64(epoch) {
+		t.Errorf("to_cache_it %q for an epoch of %s and --prefetch-epochs 1; want two epochs at least", got["to_cache_it"], got["epoch"])
+	}
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{{n: 9, want: "9"}, {n: 10 << 10, want: "10K"}, {n: 9<<20 + 1, want: "9217K"}, {n: 110<<20 + 1, want: "111M"}, {n: 3 << 40, want: "3072G"}} {
+		if got := ceilSize(tc.n); got != tc.want {
+			t.Errorf("ceilSize(%d) = %s, want %s", tc.n, got, tc.want)
+		}
 	}
 }

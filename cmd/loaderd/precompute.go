@@ -79,8 +79,7 @@ together write the same shard files as one machine's precompute.`
 		case err == nil:
 		case errors.As(err, &budget) && len(budget.Kept) > 0:
 			// The epochs that fit are done and kept: say so, then why the rest is not.
-			fmt.Fprintf(stdout, "%s: %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-				ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
+			fmt.Fprintf(stdout, "%s: %s: %s\n", ds.Name, epochsWord(sum.Epochs), summaryText(sum))
 			return fmt.Errorf("%w (--cache-budget)", err)
 		case budget != nil:
 			return fmt.Errorf("%w (--cache-budget)", err)
@@ -89,10 +88,20 @@ together write the same shard files as one machine's precompute.`
 		default:
 			return err
 		}
-		fmt.Fprintf(stdout, "%s: %s: %d samples computed, %d already cached, %.1f s, %.0f images/s, %s on disk\n",
-			ds.Name, epochsWord(sum.Epochs), sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
+		fmt.Fprintf(stdout, "%s: %s: %s\n", ds.Name, epochsWord(sum.Epochs), summaryText(sum))
 	}
 	return nil
+}
+
+// summaryText words what a precompute did: every sample of the request is
+// computed, resumed from a partial shard or found cached.
+func summaryText(sum service.PrecomputeSummary) string {
+	resumed := ""
+	if sum.Resumed > 0 {
+		resumed = fmt.Sprintf(", %d resumed from partial shards", sum.Resumed)
+	}
+	return fmt.Sprintf("%d samples computed%s, %d already cached, %.1f s, %.0f images/s, %s on disk",
+		sum.Computed, resumed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
 }
 
 // precomputeParts runs part p of the epochs of every dataset, uploading
@@ -109,8 +118,8 @@ func precomputeParts(ctx context.Context, st *stack, data datasetFlag, epochs []
 		if st.tier != nil {
 			where = st.tier.URL()
 		}
-		fmt.Fprintf(stdout, "%s: part %s of epochs %v: %d shards, %d already in %s, %d uploaded; %d samples computed, %d already cached, %.1f s, %.0f images/s\n",
-			ds.Name, p, sum.Epochs, sum.Shards, sum.InTier, where, sum.Uploaded, sum.Computed, sum.Cached, sum.Seconds, sum.ImagesPerSec)
+		fmt.Fprintf(stdout, "%s: part %s of %s: %d shards, %d already in %s, %d uploaded; %s\n",
+			ds.Name, p, epochsWord(sum.Epochs), sum.Shards, sum.InTier, where, sum.Uploaded, summaryText(sum.PrecomputeSummary))
 	}
 	return nil
 }
@@ -195,6 +204,9 @@ func (p *progress) update(pr service.PrecomputeProgress) error {
 // line says so, since the bar's last drawing may be a moment old.
 func (p *progress) finish(ok bool, done int64) {
 	switch {
+	case !ok && p.total == 0 && p.bar == nil:
+		// Stopped before it began (a budget too small for any epoch, say):
+		// the error says why; a line of zeros would say nothing.
 	case ok && p.bar != nil:
 		p.bar.Finish()
 		fmt.Fprintln(p.w)

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -210,6 +211,47 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 	return &stack{cache: cache, loader: l, topo: topo, tier: remote}, nil
 }
 
+// A warning is a log line: its message and key-value pairs.
+type warning struct {
+	msg  string
+	args []any
+}
+
+// budgetWarnings warns of a --cache-budget smaller than one epoch of a
+// served dataset: serve starts, but every epoch of it streams uncached
+// (each batch computed for each request) and nothing is prefetched.
+func budgetWarnings(l *loader.Loader, f *pipelineFlags, prefetch int) []warning {
+	budget := int64(f.cacheBudget)
+	if budget == 0 {
+		return nil
+	}
+	var out []warning
+	for _, ds := range f.data {
+		size, err := l.EpochBytes(ds.Name)
+		if err != nil || size <= budget {
+			continue
+		}
+		out = append(out, warning{
+			msg: "--cache-budget is smaller than one epoch of this dataset: every epoch of it is streamed uncached, each batch computed for each request, and none is prefetched",
+			args: []any{"dataset", ds.Name, "cache_budget", humanize.IBytes(uint64(budget)), "epoch", humanize.IBytes(uint64(size)),
+				"to_cache_it", "--cache-budget " + ceilSize(size*int64(1+prefetch))},
+		})
+	}
+	return out
+}
+
+// ceilSize writes n bytes as a --cache-budget value of at least n: whole
+// units of the largest of K, M, G, T that leaves at least 10 of them.
+func ceilSize(n int64) string {
+	unit, suffix := int64(1), ""
+	for i, u := range []string{"K", "M", "G", "T"} {
+		if v := int64(1) << (10 * (i + 1)); n >= 10*v {
+			unit, suffix = v, u
+		}
+	}
+	return strconv.FormatInt((n+unit-1)/unit, 10) + suffix
+}
+
 // matching names the flags that would make this run read the epochs o:
 // those of --seed, --pipeline, --decoder and --shard-size that differ.
 func (f *pipelineFlags) matching(pl *augment.Pipeline, o service.OtherEpochs) string {
@@ -306,6 +348,9 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 		return err
 	}
 	defer st.Close()
+	for _, w := range budgetWarnings(st.loader, &f.pipelineFlags, f.prefetchEpochs) {
+		logger.Warn(w.msg, w.args...)
+	}
 
 	keyFile := f.ticketKeyFile
 	if keyFile == "" {
