@@ -865,7 +865,7 @@ func TestDemo(t *testing.T) {
 // that would cache it.
 func TestServeWarnsOfSmallBudget(t *testing.T) {
 	data := smallData(t, 20, false)
-	_, logs, stop := startServeLogged(t, data, t.TempDir(), "127.0.0.1:0", func(f *serveFlags) { f.cacheBudget, f.prefetchEpochs = 10 << 10, 1 })
+	_, logs, stop := startServeLogged(t, data, t.TempDir(), "127.0.0.1:0", func(f *serveFlags) { f.cacheBudget, f.prefetchEpochs = 10<<10, 1 })
 	stop()
 	got := logPairs(logs.String())
 	if !strings.Contains(logs.String(), "--cache-budget is smaller than one epoch of this dataset: every epoch of it is streamed uncached") ||
