@@ -133,7 +133,7 @@ func TestActions(t *testing.T) {
 			want: []string{
 				`{"dataset":"train","epochs":[1,2],"done":5,"total":10,"images_per_sec":0}`,
 				`{"dataset":"train","epochs":[1,2],"done":10,"total":10,"images_per_sec":0}`,
-				`{"dataset":"train","epochs":[1,2],"computed":10,"cached":0,"seconds":0,"images_per_sec":0,"bytes":1234}`}},
+				`{"dataset":"train","epochs":[1,2],"computed":10,"cached":0,"resumed":0,"seconds":0,"images_per_sec":0,"bytes":1234}`}},
 		{name: "precompute unknown dataset", typ: ActionPrecompute, body: `{"dataset":"x","epochs":[0]}`, code: codes.NotFound, call: "precompute x [0]"},
 		{name: "precompute no epochs", typ: ActionPrecompute, body: `{"dataset":"train"}`, code: codes.InvalidArgument, contains: "epochs"},
 		{name: "precompute bad epoch", typ: ActionPrecompute, body: `{"dataset":"train","epochs":[-1]}`, code: codes.InvalidArgument, contains: "epochs"},
