@@ -17,8 +17,12 @@ saying what to do.
 
 from pathlib import Path as _Path
 
-from ._client import Batch, BatchStream, Client, DatasetInfo, Plan
-from ._errors import (
+from . import _deps
+
+_deps.check()  # numpy and pyarrow, or an ImportError saying how to install them
+
+from ._client import Batch, BatchStream, Client, DatasetInfo, Plan  # noqa: E402
+from ._errors import (  # noqa: E402
     DataLoss,
     DatasetChanged,
     DatasetNotFound,
