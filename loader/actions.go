@@ -21,14 +21,14 @@ func (l *Loader) CacheStatus(ctx context.Context, dataset string) (service.Cache
 		names = []string{dataset}
 	}
 	status := l.cacheStatus(true)
-	infos, notes := l.cache.Epochs(), readPipelines(l.cache.Dir())
+	infos, pipes, listings := l.cache.Epochs(), readPipelines(l.cache.Dir()), readListings(l.cache.Dir())
 	out := service.CacheStatus{Datasets: []service.DatasetCache{}}
 	for _, name := range names {
 		eps := status[name]
 		if eps == nil {
 			eps = []service.EpochStatus{}
 		}
-		other := l.otherEpochs(l.sets[name].current(), infos, notes)
+		other := l.otherEpochs(l.sets[name], infos, pipes, listings)
 		if len(other) == 0 {
 			other = nil
 		}

@@ -111,6 +111,8 @@ type Loader struct {
 
 	scratch sync.Pool // *[]byte of RowBytes: rows are rendered here, then written to their shard
 
+	notesMu sync.Mutex // serialises the rewrites of the cache directory's notes (other.go); a leaf
+
 	readFault atomic.Pointer[func(path string) error] // tests: Dataset.fault of every listing
 	noNotify  bool                                    // tests: Run watches no directory, as on NFS
 }
@@ -217,6 +219,10 @@ func New(ctx context.Context, opts *Options) (*Loader, error) {
 	if err := l.notePipeline(pipeKey); err != nil {
 		return nil, err
 	}
+	if err := l.noteListings(); err != nil {
+		return nil, err
+	}
+	l.retireOthers()
 	l.placement = gpu.Place(o.Topology, o.Workers)
 	l.sched = workers.New(l.placement, o.Workers, o.Topology != nil, l.log)
 	return l, nil

@@ -593,6 +593,94 @@ func TestOtherEpochs(t *testing.T) {
 	}
 }
 
+// TestEarlierListings: epochs cached under an earlier listing of a served
+// dataset (the same name and path; files changed since) are listed by
+// OtherEpochs and cache-status as the earlier listing's, whether the change
+// came before a restart or while serving; they are retired (evicted first
+// under the budget), and EvictOther removes them, or with all the whole
+// dataset's entry. Another dataset's epochs in the same cache are neither.
+func TestEarlierListings(t *testing.T) {
+	root, otherRoot := fxDataset(t, 20), fxDataset(t, 6)
+	dir := t.TempDir()
+	c := fxCache(t, dir, 0)
+	ctx := context.Background()
+	two := func(o *Options) { o.Datasets = append(o.Datasets, DatasetSpec{Name: "other", Path: otherRoot}) }
+	first := fxLoader(t, root, c, two)
+	old := first.sets["train"].current().Fingerprint
+	for _, name := range []string{"train", "other"} {
+		if _, err := first.Precompute(ctx, name, []int{0, 1}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first.Close()
+
+	// A file added while no loader ran: the restarted loader lists anew.
+	writeFile(t, filepath.Join(root, "c0", "new.png"), string(fxImage(99, 20)))
+	l := fxLoader(t, root, c, two)
+	earlier := func(what string, want []int, fp string) {
+		t.Helper()
+		others, err := l.OtherEpochs("train")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(others) != 1 || others[0].Listing != service.ListingEarlier || !slices.Equal(others[0].Epochs, want) ||
+			others[0].Fingerprint != fp || others[0].Bytes <= 0 || others[0].Listed == "" || others[0].Seed != 42 {
+			t.Fatalf("%s: OtherEpochs = %+v; want epochs %v of the earlier listing %.8s", what, others, want, fp)
+		}
+		for _, info := range c.Epochs() {
+			if info.Key.Dataset == fp && !info.Retired {
+				t.Errorf("%s: epoch %d of the earlier listing is not retired", what, info.Key.Epoch)
+			}
+		}
+	}
+	earlier("after a restart", []int{0, 1}, old)
+	st, err := l.CacheStatus(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Datasets[0]; d.Dataset != "train" || len(d.Other) != 1 || d.Other[0].Listing != service.ListingEarlier || len(d.Epochs) != 0 {
+		t.Errorf("cache-status of train = %+v; want no epoch of its own and the earlier listing's", d)
+	}
+	if d := st.Datasets[1]; d.Dataset != "other" || len(d.Other) != 0 || len(d.Epochs) != 2 {
+		t.Errorf("cache-status of other = %+v; want its two epochs, no earlier listing", d)
+	}
+	if _, err := l.EvictOther(ctx, "train", false); err != nil {
+		t.Fatal(err)
+	}
+	if others, _ := l.OtherEpochs("train"); len(others) != 0 {
+		t.Errorf("OtherEpochs after EvictOther = %+v", others)
+	}
+
+	// A change while serving: the listing current until then is earlier.
+	if _, err := l.Precompute(ctx, "train", []int{3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cur := l.sets["train"].current().Fingerprint
+	if err := os.Remove(filepath.Join(root, "c0", "new.png")); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := l.Rescan(ctx, "train"); err != nil || !res.Datasets[0].Changed {
+		t.Fatalf("Rescan = %+v, %v", res, err)
+	}
+	earlier("after a change while serving", []int{3}, cur)
+
+	if _, err := l.Precompute(ctx, "train", []int{5}, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err = l.EvictOther(ctx, "train", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := st.Datasets[0]; len(d.Epochs) != 0 || len(d.Other) != 0 {
+		t.Errorf("cache-status after evicting all of train = %+v; want nothing", d)
+	}
+	for _, info := range c.Epochs() {
+		if info.Key.Dataset != l.sets["other"].current().Fingerprint {
+			t.Errorf("after evicting all of train the cache holds %v", info.Key)
+		}
+	}
+}
+
 // TestOperatorMessages: what the server logs says what happened and what
 // follows or what the operator can do, never what a client should do (an
 // operator cannot "ask for the dataset again").

@@ -3,6 +3,7 @@ package loader
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 // listing.
 type served struct {
 	spec    DatasetSpec
+	path    string // spec.Path made absolute: with the name, what makes it the same dataset across listings (other.go)
 	pipeKey string
 
 	cur atomic.Pointer[dataset] // the listing new requests see
@@ -40,6 +42,7 @@ type served struct {
 // serve lists the dataset of spec for the first time.
 func (l *Loader) serve(spec DatasetSpec, pipeKey string) (*served, error) {
 	s := &served{spec: spec, pipeKey: pipeKey}
+	s.path, _ = filepath.Abs(spec.Path) // OpenDataset fails for a path Abs cannot make
 	d, err := OpenDataset(spec.Name, spec.Path)
 	if err != nil {
 		return nil, err
@@ -137,6 +140,13 @@ func (l *Loader) relist(s *served, why string) (bool, error) {
 	l.met.datasetChanges.Inc()
 	l.log.Info("loader: dataset changed; new requests see the new listing", "dataset", s.spec.Name, "why", why,
 		"samples", d.Len(), "was", old.Len(), "fingerprint", d.Fingerprint)
+	// The old listing's epochs are no longer read: noted as an earlier
+	// listing's, so that cache-status shows them, the budget evicts them
+	// first and the evict action's "other" removes them.
+	if err := l.noteListings(); err != nil {
+		l.log.Warn("loader: cannot note the new listing in the cache directory; cache-status will not list the old listing's epochs", "dataset", s.spec.Name, "err", err)
+	}
+	l.retireOthers()
 	return true, nil
 }
 

@@ -138,6 +138,10 @@ type Actions interface {
 	Precompute(ctx context.Context, dataset string, epochs []int, progress func(PrecomputeProgress) error) (PrecomputeSummary, error)
 	CacheStatus(ctx context.Context, dataset string) (CacheStatus, error)
 	Evict(ctx context.Context, dataset string, epochs []int) (CacheStatus, error)
+	// EvictOther frees the epochs of dataset the server does not read (the
+	// Other of its DatasetCache), with all also those it reads: the
+	// dataset's whole entry in the cache.
+	EvictOther(ctx context.Context, dataset string, all bool) (CacheStatus, error)
 	DatasetErrors(ctx context.Context, dataset string) ([]SampleError, error)
 	// Rescan lists a dataset again ("" for all) and makes the new listing
 	// current when its fingerprint changed (SPEC §4).
@@ -195,8 +199,10 @@ type DatasetCache struct {
 	Other []OtherEpochs `json:"other,omitempty"`
 }
 
-// OtherEpochs are cached epochs of a served dataset under one (pipeline,
-// seed) that is not the server's.
+// OtherEpochs are cached epochs of a served dataset that the server does
+// not read: under one (pipeline, seed) that is not the server's, or of an
+// earlier listing of the dataset (Listing ListingEarlier: the same name and
+// path, files that have changed since).
 type OtherEpochs struct {
 	Pipeline  string `json:"pipeline"`             // canonical text, or "fingerprint F" when unknown
 	Decoder   string `json:"decoder,omitempty"`    // JPEG decoder of the pipeline, when known
@@ -204,7 +210,16 @@ type OtherEpochs struct {
 	Seed      uint64 `json:"seed"`
 	Epochs    []int  `json:"epochs"` // sorted
 	Bytes     int64  `json:"bytes"`  // on disk, all of Epochs
+	// Of an earlier listing only:
+	Listing     string `json:"listing,omitempty"`     // ListingEarlier; "" for the current listing
+	Fingerprint string `json:"fingerprint,omitempty"` // that listing's dataset fingerprint
+	Listed      string `json:"listed,omitempty"`      // when it was listed, RFC 3339
+	Samples     int64  `json:"samples,omitempty"`     // its samples
 }
+
+// ListingEarlier is OtherEpochs.Listing for epochs of an earlier listing
+// of the dataset: no request will read them again.
+const ListingEarlier = "earlier"
 
 // Epoch states in the cache.
 const (

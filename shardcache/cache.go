@@ -50,6 +50,7 @@ type EpochInfo struct {
 	Bytes    int64 // bytes of the committed shards and the suspended partial ones
 	Pinned   bool  // a live stream needs it
 	Evicting bool  // Evict was called while pinned; freed when the last pin goes
+	Retired  bool  // Retire was called and the epoch not used since: evicted first
 	LastUsed time.Time
 }
 
@@ -126,7 +127,15 @@ type epoch struct {
 	pins     int
 	writers  int
 	evicting bool
+	retired  bool // Retire: evicted before the others under the budget, until used again
 	lastUsed time.Time
+}
+
+// used records a use of ep now: a retired epoch is one again. The caller
+// holds Cache.mu.
+func (ep *epoch) used() {
+	ep.lastUsed = time.Now()
+	ep.retired = false
 }
 
 // shardFile is one committed shard of an epoch.
@@ -388,6 +397,7 @@ func (c *Cache) Epochs() []EpochInfo {
 			Bytes:    ep.bytes,
 			Pinned:   ep.pins > 0,
 			Evicting: ep.evicting,
+			Retired:  ep.retired,
 			LastUsed: ep.lastUsed,
 		})
 	}
@@ -417,6 +427,7 @@ func (c *Cache) Pin(k Key) (unpin func()) {
 	}
 	ep := c.entryLocked(k)
 	ep.pins++
+	ep.retired = false
 	c.mu.Unlock()
 	var once sync.Once
 	return func() {
@@ -450,6 +461,19 @@ func (c *Cache) Evict(k Key) error {
 	c.mu.Unlock()
 	c.discard(ev)
 	return nil
+}
+
+// Retire marks the epoch k as one its user will not read (epochs of an
+// earlier listing of a dataset, or under another pipeline or seed): over
+// budget, idle retired epochs are evicted before any other, least recently
+// used first among them. A use of the epoch (Pin, Open, Create) makes it an
+// ordinary one again. Retiring an absent epoch does nothing.
+func (c *Cache) Retire(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ep := c.epochs[k]; ep != nil && !c.closed {
+		ep.retired = true
+	}
 }
 
 // entryLocked returns k's entry, making an in-memory one if there is none.
@@ -591,8 +615,19 @@ func (c *Cache) removeTrash(dirs ...string) {
 	}
 }
 
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
 // reserveLocked reserves size bytes for a writer in ep, evicting idle
-// epochs least recently used first when over budget. It returns the
+// epochs when over budget: retired ones first, then least recently used. It returns the
 // evictions for discard.
 func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 	need := c.committed + c.reserved + size - c.opts.Budget
@@ -612,8 +647,8 @@ func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 		return nil, fmt.Errorf("%w: a shard of %s does not fit: %s of the %s budget in use, %s of it by idle epochs that could go",
 			ErrBudget, humanize.IBytes(uint64(size)), humanize.IBytes(uint64(c.committed+c.reserved)), humanize.IBytes(uint64(c.opts.Budget)), humanize.IBytes(uint64(freeable)))
 	}
-	slices.SortFunc(victims, func(a, b *epoch) int {
-		return cmp.Or(a.lastUsed.Compare(b.lastUsed), compareKeys(a.key, b.key))
+	slices.SortFunc(victims, func(a, b *epoch) int { // retired first, then least recently used
+		return cmp.Or(-cmpBool(a.retired, b.retired), a.lastUsed.Compare(b.lastUsed), compareKeys(a.key, b.key))
 	})
 	var evs []*eviction
 	for _, v := range victims {
@@ -648,7 +683,7 @@ func (c *Cache) Open(k Key, shard int) (*Mapping, error) {
 		c.m.misses.Inc()
 		return nil, fmt.Errorf("%w: shard %d of %v", ErrMiss, shard, k)
 	}
-	ep.lastUsed = time.Now()
+	ep.used()
 	path := filepath.Join(ep.dir, sf.name)
 	c.mu.Unlock()
 

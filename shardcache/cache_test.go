@@ -260,6 +260,40 @@ func TestCorruptShard(t *testing.T) {
 	}
 }
 
+// TestRetiredEvictedFirst: over budget, a retired epoch goes before the
+// least recently used one, until a use makes it an ordinary epoch again.
+func TestRetiredEvictedFirst(t *testing.T) {
+	const size = 10_000
+	c := openCache(t, t.TempDir(), &Options{Budget: 3 * size})
+	for e := range 3 {
+		mustWrite(t, c, testKey(e), 0, size)
+	}
+	epochs := func() []int {
+		var out []int
+		for _, e := range c.Epochs() {
+			out = append(out, e.Key.Epoch)
+		}
+		return out
+	}
+	c.Retire(testKey(2)) // the most recently used
+	c.Retire(testKey(9)) // absent: nothing
+	if info := c.Epochs(); !info[2].Retired || info[0].Retired {
+		t.Fatalf("Epochs after Retire = %+v", info)
+	}
+	mustWrite(t, c, testKey(3), 0, size)
+	if got := epochs(); !slices.Equal(got, []int{0, 1, 3}) {
+		t.Errorf("epochs after eviction = %v, want the retired epoch 2 gone: [0 1 3]", got)
+	}
+	c.Retire(testKey(0))
+	if err := checkShard(c, testKey(0), 0, size); err != nil { // used again: no longer retired
+		t.Fatal(err)
+	}
+	mustWrite(t, c, testKey(4), 0, size)
+	if got := epochs(); !slices.Equal(got, []int{0, 3, 4}) {
+		t.Errorf("epochs after eviction = %v, want the least recently used epoch 1 gone: [0 3 4]", got)
+	}
+}
+
 func TestBudgetEvictsLeastRecentlyUsed(t *testing.T) {
 	dir := t.TempDir()
 	const size = 10_000

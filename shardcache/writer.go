@@ -69,7 +69,7 @@ func (c *Cache) Create(k Key, shard int, size int64, prepare func(f *os.File) er
 		return nil, err
 	}
 	ep.writers++ // keeps the entry while its directory is made
-	ep.lastUsed = time.Now()
+	ep.used()
 	onDisk := ep.onDisk
 	c.mu.Unlock()
 	c.discard(evs...)

@@ -25,7 +25,7 @@ const (
 var actionTypes = []*flight.ActionType{
 	{Type: ActionPrecompute, Description: `{"dataset","epochs":[...]}: fill the cache with those epochs; streams progress results, then a summary. Idempotent.`},
 	{Type: ActionCacheStatus, Description: `empty body or {"dataset"}: the cached epochs, their state (partial, complete, evicting), bytes and samples.`},
-	{Type: ActionEvict, Description: `{"dataset","epochs":[...]}: free those epochs (an epoch being streamed is freed when its streams end); returns the cache status.`},
+	{Type: ActionEvict, Description: `{"dataset","epochs":[...]}: free those epochs (an epoch being streamed is freed when its streams end); {"dataset","other":true}: the epochs cache-status lists under "other" (other pipelines or seeds, earlier listings), with or without epochs; {"dataset","all":true}: every cached epoch of the dataset. Returns the cache status.`},
 	{Type: ActionDatasetErrors, Description: `{"dataset"}: the samples that could not be decoded: index, path, reason.`},
 	{Type: ActionTopology, Description: `GPUs, NUMA nodes, CPU sets and the placement in use.`},
 	{Type: ActionRescan, Description: `empty body or {"dataset"}: list the dataset(s) again now; new requests see a changed listing, older tickets get FailedPrecondition. Returns {"datasets":[{"dataset","samples","classes","fingerprint","changed"}]}.`},
@@ -57,13 +57,36 @@ func (v *handler) ListActions(_ *flight.Empty, st flight.FlightService_ListActio
 
 // actionBody is a parsed action body.
 type actionBody struct {
-	dataset string
-	epochs  []int
+	dataset    string
+	epochs     []int
+	other, all bool // evict only
 }
 
 // parseActionBody parses {"dataset","epochs"} strictly; needDataset and
 // needEpochs say which fields are required (and allowed, for epochs).
 func parseActionBody(body []byte, needDataset, allowEpochs bool) (actionBody, error) {
+	return parseBody(body, needDataset, allowEpochs, false)
+}
+
+// parseEvictBody parses the evict action's body: {"dataset"} with
+// "epochs", "other" or both, or "all" alone.
+func parseEvictBody(body []byte) (actionBody, error) {
+	b, err := parseBody(body, true, false, true)
+	switch {
+	case err != nil:
+		return b, err
+	case b.all && (b.other || len(b.epochs) > 0):
+		return b, &service.FieldError{Field: "all", Reason: `every epoch: give it without "epochs" or "other"`}
+	case !b.all && !b.other && len(b.epochs) == 0:
+		return b, &service.FieldError{Field: "epochs", Reason: `required, a non-empty list (or "other": true, or "all": true)`}
+	}
+	return b, nil
+}
+
+// parseBody parses an action body strictly: "dataset" (required with
+// needDataset), "epochs" (required with needEpochs; allowed with evict),
+// and evict's "other" and "all".
+func parseBody(body []byte, needDataset, allowEpochs, evict bool) (actionBody, error) {
 	var out actionBody
 	if len(body) == 0 && !needDataset && !allowEpochs {
 		return out, nil
@@ -76,8 +99,12 @@ func parseActionBody(body []byte, needDataset, allowEpochs bool) (actionBody, er
 		switch {
 		case name == "dataset":
 			out.dataset, err = stringField(name, fields[name])
-		case name == "epochs" && allowEpochs:
+		case name == "epochs" && (allowEpochs || evict):
 			out.epochs, err = intListField(name, fields[name], 0, maxEpoch)
+		case name == "other" && evict:
+			out.other, err = boolField(name, fields[name])
+		case name == "all" && evict:
+			out.all, err = boolField(name, fields[name])
 		default:
 			err = &service.FieldError{Field: name, Reason: "unknown field"}
 		}
@@ -142,13 +169,20 @@ func (v *handler) doAction(ctx context.Context, acts service.Actions, a *flight.
 		}
 		return sendJSON(st, cs)
 	case ActionEvict:
-		b, err := parseActionBody(a.GetBody(), true, true)
+		b, err := parseEvictBody(a.GetBody())
 		if err != nil {
 			return err
 		}
-		cs, err := acts.Evict(ctx, b.dataset, b.epochs)
-		if err != nil {
-			return err
+		var cs service.CacheStatus
+		if len(b.epochs) > 0 {
+			if cs, err = acts.Evict(ctx, b.dataset, b.epochs); err != nil {
+				return err
+			}
+		}
+		if b.other || b.all {
+			if cs, err = acts.EvictOther(ctx, b.dataset, b.all); err != nil {
+				return err
+			}
 		}
 		if cs.Datasets == nil {
 			cs.Datasets = []service.DatasetCache{}

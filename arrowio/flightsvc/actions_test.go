@@ -52,6 +52,11 @@ func (a *fakeActions) Evict(_ context.Context, ds string, epochs []int) (service
 	return service.CacheStatus{}, nil
 }
 
+func (a *fakeActions) EvictOther(_ context.Context, ds string, all bool) (service.CacheStatus, error) {
+	a.record(fmt.Sprintf("evict-other %s all=%v", ds, all))
+	return service.CacheStatus{}, nil
+}
+
 func (a *fakeActions) DatasetErrors(_ context.Context, ds string) ([]service.SampleError, error) {
 	a.record("dataset-errors " + ds)
 	return []service.SampleError{{Index: 3, Path: "cat/3.jpg", Kind: service.SampleUndecodable, Reason: "truncated"}}, nil
@@ -145,6 +150,12 @@ func TestActions(t *testing.T) {
 		{name: "cache-status unknown field", typ: ActionCacheStatus, body: `{"epochs":[1]}`, code: codes.InvalidArgument, contains: "epochs"},
 		{name: "evict", typ: ActionEvict, body: `{"dataset":"train","epochs":[0]}`, call: "evict train [0]", want: []string{`{"datasets":[]}`}},
 		{name: "evict no dataset", typ: ActionEvict, body: `{"epochs":[0]}`, code: codes.InvalidArgument, contains: "dataset"},
+		{name: "evict other", typ: ActionEvict, body: `{"dataset":"train","other":true}`, call: "evict-other train all=false", want: []string{`{"datasets":[]}`}},
+		{name: "evict all", typ: ActionEvict, body: `{"dataset":"train","all":true}`, call: "evict-other train all=true", want: []string{`{"datasets":[]}`}},
+		{name: "evict nothing named", typ: ActionEvict, body: `{"dataset":"train"}`, code: codes.InvalidArgument, contains: "epochs"},
+		{name: "evict all and epochs", typ: ActionEvict, body: `{"dataset":"train","all":true,"epochs":[0]}`, code: codes.InvalidArgument, contains: "all"},
+		{name: "evict other not a bool", typ: ActionEvict, body: `{"dataset":"train","other":1}`, code: codes.InvalidArgument, contains: "other"},
+		{name: "precompute other", typ: ActionPrecompute, body: `{"dataset":"train","epochs":[0],"other":true}`, code: codes.InvalidArgument, contains: "other"},
 		{name: "dataset-errors", typ: ActionDatasetErrors, body: `{"dataset":"train"}`, call: "dataset-errors train",
 			want: []string{`[{"index":3,"path":"cat/3.jpg","kind":"undecodable","reason":"truncated"}]`}},
 		{name: "dataset-errors malformed", typ: ActionDatasetErrors, body: `{"dataset":`, code: codes.InvalidArgument},
@@ -217,5 +228,39 @@ func TestClientRescan(t *testing.T) {
 	defer acts.mu.Unlock()
 	if fmt.Sprint(acts.calls) != "[rescan train rescan nope]" {
 		t.Fatalf("calls %v", acts.calls)
+	}
+}
+
+// TestClientActions: the Go client's CacheStatus, Evict and DatasetErrors
+// send their actions with the bodies they name and decode the results.
+func TestClientActions(t *testing.T) {
+	acts := &fakeActions{}
+	addr, _ := startServer(t, &Options{Source: newFakeSource(t, 10, 2, 2), Actions: acts})
+	cl, err := Dial(testCtx(t), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testCtx(t)
+	cs, err := cl.CacheStatus(ctx, "")
+	if err != nil || len(cs.Datasets) != 1 || cs.Datasets[0].Epochs[0].Samples != 10 {
+		t.Fatalf("CacheStatus = %+v, %v", cs, err)
+	}
+	for _, ev := range []Eviction{{Dataset: "train", Epochs: []int{1, 2}}, {Dataset: "train", Other: true}, {Dataset: "train", All: true}} {
+		if _, err := cl.Evict(ctx, ev); err != nil {
+			t.Fatalf("Evict(%+v): %v", ev, err)
+		}
+	}
+	if _, err := cl.Evict(ctx, Eviction{Dataset: "train"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Evict of nothing = %v; want InvalidArgument", err)
+	}
+	errs, err := cl.DatasetErrors(ctx, "train")
+	if err != nil || len(errs) != 1 || errs[0].Path != "cat/3.jpg" || errs[0].Kind != service.SampleUndecodable {
+		t.Fatalf("DatasetErrors = %+v, %v", errs, err)
+	}
+	acts.mu.Lock()
+	defer acts.mu.Unlock()
+	if got := fmt.Sprint(acts.calls); got != "[cache-status  evict train [1 2] evict-other train all=false evict-other train all=true dataset-errors train]" {
+		t.Errorf("calls %s", got)
 	}
 }

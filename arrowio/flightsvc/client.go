@@ -230,32 +230,78 @@ func (c *Client) Action(ctx context.Context, typ string, body []byte) ([][]byte,
 	}
 }
 
+// datasetBody is the body of an action on one dataset, or on every served
+// dataset when it is "" (an empty body).
+func datasetBody(dataset string) any {
+	if dataset == "" {
+		return nil
+	}
+	return struct {
+		Dataset string `json:"dataset"`
+	}{dataset}
+}
+
+// actionResult runs the action typ with body (nil: an empty body; else
+// marshalled to JSON) and decodes its one result into T.
+func actionResult[T any](ctx context.Context, c *Client, typ string, body any) (T, error) {
+	var out T
+	var raw []byte
+	if body != nil {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return out, fmt.Errorf("flightsvc: %s: %w", typ, err)
+		}
+	}
+	res, err := c.Action(ctx, typ, raw)
+	if err != nil {
+		return out, err
+	}
+	if len(res) != 1 {
+		return out, fmt.Errorf("flightsvc: %s: %d results, want 1", typ, len(res))
+	}
+	if err := json.Unmarshal(res[0], &out); err != nil {
+		return out, fmt.Errorf("flightsvc: %s result: %w", typ, err)
+	}
+	return out, nil
+}
+
 // Rescan asks the server to list a dataset again now ("" for every served
 // dataset) rather than wait for it to notice a change (SPEC §4), and
 // returns each one's listing. Tickets planned before a change the rescan
 // finds get FailedPrecondition; ask for the FlightInfo again.
 func (c *Client) Rescan(ctx context.Context, dataset string) (service.RescanResult, error) {
-	var body []byte
-	if dataset != "" {
-		var err error
-		if body, err = json.Marshal(struct {
-			Dataset string `json:"dataset"`
-		}{dataset}); err != nil {
-			return service.RescanResult{}, fmt.Errorf("flightsvc: rescan: %w", err)
-		}
-	}
-	res, err := c.Action(ctx, ActionRescan, body)
-	if err != nil {
-		return service.RescanResult{}, err
-	}
-	if len(res) != 1 {
-		return service.RescanResult{}, fmt.Errorf("flightsvc: rescan: %d results, want 1", len(res))
-	}
-	var out service.RescanResult
-	if err := json.Unmarshal(res[0], &out); err != nil {
-		return service.RescanResult{}, fmt.Errorf("flightsvc: rescan result: %w", err)
-	}
-	return out, nil
+	return actionResult[service.RescanResult](ctx, c, ActionRescan, datasetBody(dataset))
+}
+
+// CacheStatus asks which epochs the server's cache holds of a dataset (""
+// for every served dataset): the cache-status action. Each dataset's Other
+// lists the epochs the server does not read.
+func (c *Client) CacheStatus(ctx context.Context, dataset string) (service.CacheStatus, error) {
+	return actionResult[service.CacheStatus](ctx, c, ActionCacheStatus, datasetBody(dataset))
+}
+
+// An Eviction says what Evict frees of a dataset: Epochs, and with Other
+// the epochs the server does not read (CacheStatus's Other: other pipelines
+// or seeds, earlier listings of the dataset); or, with All alone, every
+// epoch of it in the cache.
+type Eviction struct {
+	Dataset string `json:"dataset"`
+	Epochs  []int  `json:"epochs,omitempty"`
+	Other   bool   `json:"other,omitempty"`
+	All     bool   `json:"all,omitempty"`
+}
+
+// Evict frees what ev names from the server's cache (the evict action) and
+// returns the cache status after it; an epoch being streamed is freed when
+// its streams end (its state is evicting until then).
+func (c *Client) Evict(ctx context.Context, ev Eviction) (service.CacheStatus, error) {
+	return actionResult[service.CacheStatus](ctx, c, ActionEvict, ev)
+}
+
+// DatasetErrors lists the samples of a dataset the server found
+// undecodable so far (the dataset-errors action), by index.
+func (c *Client) DatasetErrors(ctx context.Context, dataset string) ([]service.SampleError, error) {
+	return actionResult[[]service.SampleError](ctx, c, ActionDatasetErrors, datasetBody(dataset))
 }
 
 // Fetch streams req. fn is called with each record, valid only during the
