@@ -5,12 +5,38 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
+
 	"github.com/loaderd/loaderd/arrowio/flightsvc"
 	"github.com/loaderd/loaderd/service"
 )
+
+// The commands that ask a running server (its DoAction verbs, through the
+// Go client): cache-status, evict, rescan, dataset-errors. Each takes the
+// connection flags of fetch (connFlags) and --json for the action's result.
+
+// dial connects to the server c names; a malformed --addr is a usage error.
+func (c *connFlags) dial(ctx context.Context) (*flightsvc.Client, *flightsvc.ClientOptions, error) {
+	copts, err := c.options()
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := flightsvc.Dial(ctx, c.addr, copts)
+	if err != nil {
+		return nil, nil, usagef("--addr %q: %v", c.addr, err)
+	}
+	return cl, copts, nil
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 func runCacheStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c connFlags
@@ -21,25 +47,23 @@ func runCacheStatus(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.BoolVar(&asJSON, "json", false, "print the cache-status action's JSON")
 	c.register(fs.FlagSet)
 	fs.notes = `Asks a running server (the cache-status action) which epochs of its datasets
-the cache holds, and which epochs of the same datasets it holds under another
-pipeline or seed: those the server never reads.`
+the cache holds (the rows of partial shards counted), and which epochs of the same
+datasets it holds but never reads: under another pipeline, seed, decoder or shard
+size, or of an earlier listing of the dataset (its files changed since).
+loaderd evict --other removes those.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	copts, err := c.options()
+	cl, copts, err := c.dial(ctx)
 	if err != nil {
 		return err
-	}
-	cl, err := flightsvc.Dial(ctx, c.addr, copts)
-	if err != nil {
-		return usagef("--addr %q: %v", c.addr, err)
 	}
 	defer cl.Close()
 	var body []byte
 	if dataset != "" {
 		body, _ = json.Marshal(map[string]string{"dataset": dataset})
 	}
-	res, err := cl.Action(ctx, "cache-status", body)
+	res, err := cl.Action(ctx, flightsvc.ActionCacheStatus, body)
 	if err != nil {
 		return serverError(c.addr, err, c.served(ctx, copts, err))
 	}
@@ -54,7 +78,13 @@ pipeline or seed: those the server never reads.`
 	if err := json.Unmarshal(res[0], &st); err != nil {
 		return fmt.Errorf("the server at %s: cache-status: %w", c.addr, err)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+	return writeCacheStatus(stdout, st)
+}
+
+// writeCacheStatus prints a cache status: a table of the epochs the server
+// reads, then a line for each group of epochs it does not.
+func writeCacheStatus(w io.Writer, st service.CacheStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATASET\tEPOCH\tSTATE\tSAMPLES\tSIZE")
 	for _, d := range st.Datasets {
 		if len(d.Epochs) == 0 {
@@ -73,9 +103,166 @@ pipeline or seed: those the server never reads.`
 			if len(o.Epochs) == 1 {
 				verb = "is"
 			}
-			fmt.Fprintf(stdout, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read it\n",
+			if o.Listing == service.ListingEarlier {
+				fmt.Fprintf(w, "%s: %s (%s) %s cached from an earlier listing of the dataset (listed %s, %d samples; its files changed since): no server reads it\n",
+					d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Listed, o.Samples)
+				continue
+			}
+			fmt.Fprintf(w, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read it\n",
 				d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Seed, o.Pipeline, o.Decoder, o.ShardSize)
+		}
+		if len(d.Other) > 0 {
+			fmt.Fprintf(w, "%s: `loaderd evict --dataset %s --other` removes what this server does not read\n", d.Dataset, d.Dataset)
 		}
 	}
 	return nil
+}
+
+func runEvict(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c connFlags
+	var ev flightsvc.Eviction
+	var epochs string
+	var asJSON bool
+	fs := newFlags("evict", "--dataset NAME (--epochs LIST | --other | --all) [--addr HOST:PORT] [flags]")
+	fs.StringVar(&ev.Dataset, "dataset", "", "dataset `NAME` (required)")
+	fs.StringVar(&epochs, "epochs", "", "epochs to free: `LIST` like 0-9 or 0,2,5")
+	fs.BoolVar(&ev.Other, "other", false, "free the epochs the server does not read: under another pipeline, seed, decoder or shard size, or of an earlier listing of the dataset (cache-status shows them)")
+	fs.BoolVar(&ev.All, "all", false, "free every cached epoch of the dataset: those the server reads and those --other frees")
+	fs.BoolVar(&asJSON, "json", false, "print the cache status after it as JSON")
+	c.register(fs.FlagSet)
+	fs.notes = `Asks a running server to free epochs of a dataset from its cache (the evict
+action), then prints what the cache holds. An epoch being streamed shows
+evicting and is freed when its streams end; an evicted epoch is not prefetched
+again until a stream asks for it. --epochs and --other go together; --all
+stands alone.`
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	switch {
+	case ev.Dataset == "":
+		return usagef("--dataset NAME is required: a NAME the server was started with (serve --data NAME=PATH)")
+	case ev.All && (epochs != "" || ev.Other):
+		return usagef("--all frees every epoch: give it without --epochs or --other")
+	case !ev.All && !ev.Other && epochs == "":
+		return usagef("say what to free: --epochs LIST (e.g. 0-3), --other (what the server does not read) or --all")
+	}
+	if epochs != "" {
+		list, err := parseEpochs(epochs)
+		if err != nil {
+			return usagef("--epochs: %v", err)
+		}
+		ev.Epochs = list
+	}
+	cl, copts, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	st, err := cl.Evict(ctx, ev)
+	if err != nil {
+		return serverError(c.addr, err, c.served(ctx, copts, err))
+	}
+	if asJSON {
+		return writeJSON(stdout, st)
+	}
+	var what []string
+	if len(ev.Epochs) > 0 {
+		what = append(what, epochsWord(ev.Epochs))
+	}
+	if ev.Other {
+		what = append(what, "the epochs the server does not read")
+	}
+	if ev.All {
+		what = append(what, "every cached epoch")
+	}
+	fmt.Fprintf(stdout, "evicted %s of %s; the cache now holds:\n", strings.Join(what, " and "), ev.Dataset)
+	return writeCacheStatus(stdout, st)
+}
+
+func runRescan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c connFlags
+	var dataset string
+	var asJSON bool
+	fs := newFlags("rescan", "[--dataset NAME] [--addr HOST:PORT] [flags]")
+	fs.StringVar(&dataset, "dataset", "", "only dataset `NAME` (default: every dataset the server serves)")
+	fs.BoolVar(&asJSON, "json", false, "print the rescan action's result as JSON")
+	c.register(fs.FlagSet)
+	fs.notes = `Asks a running server to list its datasets again now (the rescan action), for
+changes it cannot notice by itself: on NFS and other network file systems,
+where serve's --rescan-interval otherwise decides. New requests see a changed
+listing at once; streams planned on the old one end with FailedPrecondition
+when they need a changed file. The old listing's cached epochs are then
+listed by cache-status under other.`
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	cl, copts, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	res, err := cl.Rescan(ctx, dataset)
+	if err != nil {
+		return serverError(c.addr, err, c.served(ctx, copts, err))
+	}
+	if asJSON {
+		return writeJSON(stdout, res)
+	}
+	for _, d := range res.Datasets {
+		what := "unchanged"
+		if d.Changed {
+			what = "changed: new requests see the new listing"
+		}
+		fp := d.Fingerprint
+		if len(fp) > 12 {
+			fp = fp[:12]
+		}
+		fmt.Fprintf(stdout, "%s: %d samples in %d classes, fingerprint %s: %s\n", d.Dataset, d.Samples, d.Classes, fp, what)
+	}
+	return nil
+}
+
+func runDatasetErrors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c connFlags
+	var dataset string
+	var asJSON bool
+	fs := newFlags("dataset-errors", "--dataset NAME [--addr HOST:PORT] [flags]")
+	fs.StringVar(&dataset, "dataset", "", "dataset `NAME` (required)")
+	fs.BoolVar(&asJSON, "json", false, "print the dataset-errors action's result as JSON")
+	c.register(fs.FlagSet)
+	fs.notes = `Asks a running server which samples of a dataset it found undecodable so far
+(the dataset-errors action): index, path and reason. It finds them as it
+decodes, so the list grows over the first epoch; loaderd scan checks every file
+of a dataset at once, without a server.`
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if dataset == "" {
+		return usagef("--dataset NAME is required: a NAME the server was started with (serve --data NAME=PATH)")
+	}
+	cl, copts, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	errs, err := cl.DatasetErrors(ctx, dataset)
+	if err != nil {
+		return serverError(c.addr, err, c.served(ctx, copts, err))
+	}
+	if asJSON {
+		if errs == nil {
+			errs = []service.SampleError{}
+		}
+		return writeJSON(stdout, errs)
+	}
+	if len(errs) == 0 {
+		_, err := fmt.Fprintf(stdout, "%s: no undecodable sample found so far\n", dataset)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tPATH\tKIND\tREASON")
+	for _, e := range errs {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Index, e.Path, e.Kind, e.Reason)
+	}
+	return tw.Flush()
 }

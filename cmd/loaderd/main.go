@@ -114,6 +114,9 @@ func commands() []command {
 		{"fetch", "stream a request from a server and report images/s and MB/s", runFetch},
 		{"scan", "decode every file of a dataset and list the broken ones", runScan},
 		{"cache-status", "ask a server which epochs its cache holds, and which it will not read", runCacheStatus},
+		{"evict", "ask a server to free cached epochs: some, those it does not read, or all of a dataset", runEvict},
+		{"rescan", "ask a server to list its datasets again now (network file systems)", runRescan},
+		{"dataset-errors", "ask a server which samples of a dataset it found undecodable", runDatasetErrors},
 		{"pipelines", "print the pipeline grammar, every op with its arguments, and the presets", runPipelines},
 		{"topology", "show GPUs, NUMA nodes and worker placement", runTopology},
 		{"bench", "measure throughput beside DALI, tf.data, torchvision and the machine's limits", runBench},
@@ -157,13 +160,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if near := closest(name, names); near != "" {
 		return usagef("unknown command %q; did you mean %s?", name, near)
 	}
-	return usagef("unknown command %q; the commands are %s", name, strings.Join(names, ", "))
+	return usagef("unknown command %q; the commands are %s, … (`loaderd help` lists all %d)", name, strings.Join(names[:6], ", "), len(names))
 }
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: loaderd <command> [flags] [arguments]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun `loaderd <command> --help` for its flags.\n\n%s\n", exitStatusHelp)
 }

@@ -51,7 +51,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string // in the first line of stderr
 	}{
-		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"; the commands are serve,`},
+		{name: "unknown command", args: []string{"frobnicate"}, want: `unknown command "frobnicate"; the commands are serve, precompute, fetch,`},
 		{name: "mistyped command", args: []string{"sevre"}, want: "did you mean serve?"},
 
 		{name: "serve unknown flag", args: []string{"serve", "--frob"}, want: "unknown flag --frob"},
@@ -105,6 +105,15 @@ func TestUsageErrors(t *testing.T) {
 		{name: "cache-status stray argument", args: []string{"cache-status", "d"}, want: "takes flags only"},
 		{name: "cache-status insecure without tls", args: []string{"cache-status", "--tls-insecure"}, want: "go with --tls"},
 		{name: "cache-status bad address", args: []string{"cache-status", "--addr", "http://x:1"}, want: "--addr"},
+
+		{name: "evict without dataset", args: []string{"evict", "--all"}, want: "--dataset NAME is required"},
+		{name: "evict of nothing", args: []string{"evict", "--dataset", "d"}, want: "say what to free: --epochs LIST (e.g. 0-3), --other"},
+		{name: "evict all and epochs", args: []string{"evict", "--dataset", "d", "--all", "--epochs", "0"}, want: "--all frees every epoch"},
+		{name: "evict bad epochs", args: []string{"evict", "--dataset", "d", "--epochs", "3-1"}, want: "FIRST ≤ LAST"},
+		{name: "rescan stray argument", args: []string{"rescan", "d"}, want: "takes flags only"},
+		{name: "rescan bad address", args: []string{"rescan", "--addr", "http://x:1"}, want: "--addr"},
+		{name: "dataset-errors without dataset", args: []string{"dataset-errors"}, want: "--dataset NAME is required"},
+		{name: "dataset-errors insecure without tls", args: []string{"dataset-errors", "--dataset", "d", "--tls-insecure"}, want: "go with --tls"},
 
 		{name: "pipelines bad pipeline", args: []string{"pipelines", "blur(x=1)"}, want: `unknown op "blur"; the ops are random_resized_crop,`},
 		{name: "pipelines mistyped preset", args: []string{"pipelines", "imagenet-trian"}, want: "did you mean the preset imagenet-train?"},

@@ -201,11 +201,18 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 			}
 			return nil, err
 		}
+		toRemove := fmt.Sprintf("loaderd evict --dataset %s --other, while serve runs; with --cache-budget they are evicted first", ds.Name)
 		for _, o := range others {
+			if o.Listing == service.ListingEarlier {
+				logger.Warn("the cache holds epochs of an earlier listing of this dataset (its files changed since): no run reads them",
+					"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
+					"listed", o.Listed, "samples", o.Samples, "to_remove", toRemove)
+				continue
+			}
 			logger.Warn("the cache holds epochs of this dataset that this run will not read",
 				"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
 				"seed", o.Seed, "pipeline", o.Pipeline, "decoder", o.Decoder, "shard_size", o.ShardSize,
-				"to_use_them", f.matching(pl, o))
+				"to_use_them", f.matching(pl, o), "to_remove", toRemove)
 		}
 	}
 	return &stack{cache: cache, loader: l, topo: topo, tier: remote}, nil
