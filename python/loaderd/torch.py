@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.utils.data
+from torch.utils.data._utils.collate import default_collate_fn_map
 
 from ._client import ON_CHANGE, Batch, BatchStream, Client
 from ._errors import InvalidRequest
@@ -45,6 +46,25 @@ class TorchBatch(NamedTuple):
     index: torch.Tensor
 
 
+def _refuse_collate(batch: Any, *, collate_fn_map: Any = None) -> Any:
+    """default_collate's function for TorchBatch: a DataLoader with a
+    batch_size would stack whole batches into one; refuse it."""
+    rows = batch[0].labels.shape[0]
+    raise InvalidRequest(
+        f"DataLoader would stack {len(batch)} of LoaderdDataset's batches (each already {rows} rows) "
+        "into one tensor: LoaderdDataset yields whole batches, so wrap it as "
+        "DataLoader(ds, batch_size=None) (with num_workers=0), or iterate the dataset directly; "
+        "the batch size is LoaderdDataset's own batch_size")
+
+
+# DataLoader(ds) and DataLoader(ds, batch_size=N) hand default_collate lists
+# of TorchBatch es, which it would stack into (N, B, ...) tensors; with
+# batch_size=None, default_convert passes each one through. torch (1.13 and
+# later) looks an element's type up in default_collate_fn_map before its own
+# rules: the documented way to extend default_collate.
+default_collate_fn_map[TorchBatch] = _refuse_collate
+
+
 _STATE_KEYS = ("dataset", "batch_size", "world_size", "drop_last", "shuffle")
 
 
@@ -67,7 +87,10 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
     rank gets the same number of batches (``len()``), so DDP's collective
     calls (and ``no_sync()`` gradient accumulation) never wait on a rank that
     ran out. Use it directly, or as ``DataLoader(ds, batch_size=None)``:
-    batching, shuffling, sharding and augmentation happen in loaderd.
+    batching, shuffling, sharding and augmentation happen in loaderd. A
+    DataLoader with a batch size (its default is 1) would stack whole
+    batches into one tensor: its collation raises
+    :class:`loaderd.InvalidRequest` instead.
 
     Parameters
     ----------
@@ -122,7 +145,8 @@ class LoaderdDataset(torch.utils.data.IterableDataset):
     ------
     loaderd.InvalidRequest
         Iterated inside a DataLoader worker (``num_workers > 0``): loaderd is
-        the worker pool already; use ``num_workers=0``.
+        the worker pool already; use ``num_workers=0``. Collated by a
+        DataLoader with a ``batch_size``: use ``batch_size=None``.
     loaderd.DatasetChanged
         As ``on_change`` says.
     loaderd.Error

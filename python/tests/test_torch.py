@@ -179,6 +179,30 @@ def test_dataloader_workers_are_refused(server):
     assert sorted(torch.cat([b.index for b in got]).tolist()) == list(range(SAMPLES))
 
 
+@pytest.mark.parametrize("kw", [dict(batch_size=4), dict(), dict(batch_size=32)],
+                         ids=["batch_size=4", "default batch_size=1", "batch_size=32, short last batch"])
+def test_dataloader_with_a_batch_size_is_refused(server, kw):
+    """DataLoader(ds, batch_size=N) (or its default, 1) would stack N whole
+    batches into one (N, B, H, W, 3) tensor: its collation refuses, before
+    stacking anything, while batch_size=None passes each batch through."""
+    ds = LoaderdDataset(server.address, "d", 16 if kw.get("batch_size") == 32 else 2)
+
+    def first_error():
+        try:
+            next(iter(torch.utils.data.DataLoader(ds, **kw)))
+        except loaderd.InvalidRequest as e:
+            return str(e)
+
+    msg = first_error()
+    assert msg and "LoaderdDataset yields whole batches" in msg and "batch_size=None" in msg
+    # The abandoned iteration ended its stream and read-ahead thread with it.
+    assert not any(t.name == "loaderd-read-ahead" for t in threading.enumerate())
+    got = list(torch.utils.data.DataLoader(ds, batch_size=None))
+    assert isinstance(got[0], TorchBatch) and got[0].images.dim() == 4
+    # Collating TorchBatch es is what is refused, not other users of default_collate.
+    assert torch.utils.data.default_collate([torch.zeros(2), torch.ones(2)]).shape == (2, 2)
+
+
 def test_reads_ahead_and_stops(server):
     ds = LoaderdDataset(server.address, "d", 2, prefetch=3)  # 31 batches
     it = iter(ds)
