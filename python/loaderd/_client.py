@@ -77,10 +77,12 @@ def _tune_malloc() -> None:
 class Batch(NamedTuple):
     """One training batch, as the server sent it.
 
-    Over Flight the arrays are read-only views of the Arrow record batch's
-    memory (no copy); they keep that memory alive. Read in place from the
-    server's cache (the local transport), they are buffers of the batch's
-    own, gathered with one copy from the page cache, and writeable.
+    Over Flight the arrays are views of the Arrow record batch's memory (no
+    copy), marked read-only as pyarrow hands them out; they keep that memory
+    alive. Read in place from the server's cache (the local transport), they
+    are buffers of the batch's own, gathered with one copy from the page
+    cache, and writeable. Either way the memory is this batch's alone: the
+    server's cache files are mapped read-only and never written through.
 
     Attributes
     ----------

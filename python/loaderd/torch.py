@@ -32,9 +32,10 @@ class TorchBatch(NamedTuple):
     images : torch.Tensor
         shape (B, H, W, 3), uint8; or (B, 3, H, W), float32 after the server's
         ``normalize``. On the CPU it shares the Arrow memory the batch arrived
-        in over Flight (read-only: copy before writing into it), or is the
-        buffer the local transport gathered the rows into (pinned, with
-        ``pin_memory``); on ``device`` otherwise.
+        in over Flight, or is the buffer the local transport gathered the rows
+        into (pinned, with ``pin_memory``): no copy either way; on ``device``
+        otherwise. torch has no read-only tensors: writing into it changes
+        this batch's memory alone (never the server's cache or another batch).
     labels : torch.Tensor
         shape (B,), int64, on ``device`` when one is set.
     index : torch.Tensor

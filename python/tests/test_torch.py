@@ -203,6 +203,24 @@ def test_dataloader_with_a_batch_size_is_refused(server, kw):
     assert torch.utils.data.default_collate([torch.zeros(2), torch.ones(2)]).shape == (2, 2)
 
 
+@pytest.mark.parametrize("transport", ["flight", "local"])
+def test_cpu_tensors_are_writable_and_the_batch_own(server, transport):
+    """On the CPU the tensors are the batch's own memory, no copy (torch has
+    no read-only tensors): writing into one changes that batch only, not
+    what the server serves next."""
+    want = list(LoaderdDataset(server.address, "d", 16, transport=transport))
+    want = values_digest(as_numpy([TorchBatch(b.images.clone(), b.labels.clone(), b.index.clone())
+                                   for b in want]))
+    got = list(LoaderdDataset(server.address, "d", 16, transport=transport))
+    for b in got:
+        b.images[0, 0, 0, 0] = 7
+        b.images.add_(1)
+        b.labels[0] = 3
+    assert all(int(b.images[0, 0, 0, 0]) == 8 for b in got)
+    again = list(LoaderdDataset(server.address, "d", 16, transport=transport))
+    assert values_digest(as_numpy(again)) == want != values_digest(as_numpy(got))
+
+
 def test_reads_ahead_and_stops(server):
     ds = LoaderdDataset(server.address, "d", 2, prefetch=3)  # 31 batches
     it = iter(ds)
