@@ -2,8 +2,8 @@
 """A DDP trainer fed by loaderd: each rank streams its share of every epoch.
 
     loaderd demo --keep-serving &                       # serves "sample" at 127.0.0.1:8815
-    torchrun --nproc_per_node 2 examples/train.py --dataset sample --epochs 2
-    python3 examples/train.py --dataset sample          # one process, no DDP
+    venv/bin/torchrun --nproc_per_node 2 examples/train.py --dataset sample --epochs 2
+    venv/bin/python examples/train.py --dataset sample  # one process, no DDP
 
 Under torchrun it joins the process group (NCCL on GPUs, gloo on the CPU);
 LoaderdDataset takes its rank and world size from it. Micro-batches of
@@ -11,9 +11,16 @@ LoaderdDataset takes its rank and world size from it. Micro-batches of
 DDP's no_sync() on all but the last: every rank gets the same number of
 batches, so no rank waits for another. With --checkpoint, rank 0 saves the
 model, the optimizer and the loader's position in one file every
---save-every optimizer steps and at the end of each epoch, and a rerun
-resumes from there mid-epoch, with the very batches the interrupted run
-would have trained on next. Prints one JSON line per rank and epoch.
+--save-every optimizer steps, at the end of each epoch and when it stops
+at --max-steps, and a rerun resumes from there mid-epoch, with the very
+batches the interrupted run would have trained on next. Optimizer steps are
+counted across runs (the checkpoint keeps the count): --save-every and
+--max-steps count from the first run, so a rerun with the same --max-steps
+has nothing left to do. Prints one JSON line per rank and epoch, then one
+per rank with the optimizer steps taken in all.
+
+Run it with the Python that has the loaderd package and torch (the venv of
+the README's "A trainer's side"), not a system python3 without them.
 """
 
 import argparse
@@ -37,6 +44,13 @@ def model_for(classes):
         torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(),
         torch.nn.Conv2d(16, 32, 3, stride=2), torch.nn.ReLU(),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, classes))
+
+
+def emit(record):
+    """Prints record as one JSON line in one write: the ranks share stdout
+    (unbuffered under torchrun), and a line written in pieces can interleave."""
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
 
 
 def main():
@@ -71,24 +85,31 @@ def main():
     classes = len(next(d for d in loader.client.datasets() if d.name == args.dataset).classes)
     model = model_for(classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    start_epoch, resumed_at = 0, None
+    # steps counts optimizer steps across runs: saved in the checkpoint, so
+    # --save-every and --max-steps mean the same after a resume.
+    start_epoch, resumed_at, steps = 0, None, 0
     if args.checkpoint and os.path.exists(args.checkpoint):
         ckpt = torch.load(args.checkpoint, map_location="cpu")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         loader.load_state_dict(ckpt["loader"])  # epoch and batch to go on from
         start_epoch, resumed_at = ckpt["loader"]["epoch"], ckpt["loader"]["batch"]
+        steps = ckpt["optimizer_steps"]
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if cuda else None) \
         if distributed else model
 
     def save():
         if args.checkpoint and rank == 0:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "loader": loader.state_dict()}, args.checkpoint + ".tmp")
+                        "loader": loader.state_dict(), "optimizer_steps": steps}, args.checkpoint + ".tmp")
             os.replace(args.checkpoint + ".tmp", args.checkpoint)
 
-    steps = 0
+    def done():
+        return args.max_steps and steps >= args.max_steps
+
     for epoch in range(start_epoch, args.epochs):
+        if done():
+            break
         loader.set_epoch(epoch)
         start, seen, loss = time.time(), 0, torch.zeros(())
         per_epoch = len(loader)
@@ -104,21 +125,21 @@ def main():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 steps += 1
-                if steps % args.save_every == 0:
+                if steps % args.save_every == 0 or done():
                     save()
-                if args.max_steps and steps >= args.max_steps:
+                if done():
                     break
-        if not (args.max_steps and steps >= args.max_steps):
+        else:
             save()  # the epoch is complete: a resume goes on with the next one
         dt = time.time() - start
-        print(json.dumps({"epoch": epoch, "rank": rank, "world_size": loader.world_size,
+        emit({"epoch": epoch, "rank": rank, "world_size": loader.world_size,
                           "batches": loader.state_dict()["batch"], "batches_per_epoch": per_epoch,
-                          "images": seen, "images_per_sec": round(seen / max(dt, 1e-9), 1),
-                          "loss": round(loss.item(), 4), "resumed_at": resumed_at,
-                          "optimizer_steps": steps, "device": str(device)}), flush=True)
+              "images": seen, "images_per_sec": round(seen / max(dt, 1e-9), 1),
+              "loss": round(loss.item(), 4), "resumed_at": resumed_at,
+              "optimizer_steps": steps, "device": str(device)})
         resumed_at = None
-        if args.max_steps and steps >= args.max_steps:
-            break
+    emit({"rank": rank, "optimizer_steps": steps, "epoch": loader.epoch,
+          "batch": loader.state_dict()["batch"], "max_steps_reached": bool(done())})
     if distributed:
         dist.destroy_process_group()
 

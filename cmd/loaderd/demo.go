@@ -108,7 +108,9 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 				step.what, res.Images, res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
 		}
 		if keep {
-			fmt.Fprintf(stdout, "serving until Ctrl-C; try: python3 examples/train.py --addr %s --dataset sample\n", addr)
+			fmt.Fprintf(stdout, "serving until Ctrl-C; try it with the Python of a venv that has the loaderd package and torch\n"+
+				"(python3 -m venv venv && venv/bin/pip install './python[torch]'; README: A trainer's side):\n"+
+				"  venv/bin/python examples/train.py --addr %s --dataset sample\n", addr)
 			<-gctx.Done()
 			return nil
 		}
