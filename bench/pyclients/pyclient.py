@@ -33,6 +33,19 @@ def fail(msg):
     sys.exit(3)
 
 
+def missing(e, what):
+    """The error of a client whose imports failed: what this Python lacks,
+    and how to install it (the loaderd package brings pyarrow and numpy)."""
+    name = getattr(e, "name", None)
+    lacks = f"{sys.executable} cannot import {name or what} ({e})"
+    if name is None and "numpy" in str(e).lower():  # pyarrow refuses the numpy installed
+        return (f"{lacks}: pyarrow 26 and later need numpy 2; beside numpy 1 install "
+                "pip install 'pyarrow>=14,<26', or pass --python another Python")
+    need = ("the loaderd package with torch: pip install './python[torch]'" if what == "torch"
+            else "the loaderd package and its dependencies (pyarrow, numpy): pip install ./python")
+    return f"{lacks}; the Python client rows need {need} with that Python, or pass --python the Python of a venv that has them"
+
+
 def cpu_seconds():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -55,7 +68,7 @@ def main():
         import pyarrow.flight as flight
         versions.update(pyarrow=pyarrow.__version__, numpy=numpy.__version__)
     except ImportError as e:
-        fail(f"pyarrow not importable by {sys.executable}: {e}; pip install pyarrow, or pass --python")
+        fail(missing(e, "pyarrow"))
 
     if a.client == "pyarrow":
         client = flight.FlightClient(f"grpc://{a.addr}")
@@ -76,7 +89,7 @@ def main():
             import loaderd
             versions["loaderd"] = loaderd.__version__
         except ImportError as e:
-            fail(f"the loaderd package is not importable by {sys.executable}: {e}; pip install ./python")
+            fail(missing(e, "loaderd"))
         if a.client == "loaderd":
             client = loaderd.Client(a.addr)
 
@@ -92,7 +105,7 @@ def main():
                 from loaderd.torch import LoaderdDataset
                 versions["torch"] = torch.__version__
             except ImportError as e:
-                fail(f"torch not importable by {sys.executable}: {e}; pip install './python[torch]'")
+                fail(missing(e, "torch"))
             ds = LoaderdDataset(a.addr, a.dataset, a.batch_size, transport=a.transport)
 
             def one_pass():
