@@ -104,8 +104,8 @@ func writeCacheStatus(w io.Writer, st service.CacheStatus) error {
 				verb = "is"
 			}
 			if o.Listing == service.ListingEarlier {
-				fmt.Fprintf(w, "%s: %s (%s) %s cached from an earlier listing of the dataset (listed %s, %d samples; its files changed since): no server reads it\n",
-					d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Listed, o.Samples)
+				fmt.Fprintf(w, "%s: %s (%s) %s cached from an earlier listing of the dataset (listed %s, %s; its files changed since): no server reads it\n",
+					d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Listed, count(o.Samples, "sample", "samples"))
 				continue
 			}
 			fmt.Fprintf(w, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read it\n",
@@ -217,7 +217,8 @@ listed by cache-status under other.`
 		if len(fp) > 12 {
 			fp = fp[:12]
 		}
-		fmt.Fprintf(stdout, "%s: %d samples in %d classes, fingerprint %s: %s\n", d.Dataset, d.Samples, d.Classes, fp, what)
+		fmt.Fprintf(stdout, "%s: %s in %s, fingerprint %s: %s\n", d.Dataset, count(d.Samples, "sample", "samples"),
+			count(d.Classes, "class", "classes"), fp, what)
 	}
 	return nil
 }

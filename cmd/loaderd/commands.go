@@ -81,7 +81,8 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		err = enc.Encode(map[string]any{"path": fs.Arg(0), "samples": d.Len(), "classes": len(d.Classes),
 			"fingerprint": d.Fingerprint, "decoder": decName, "undecodable": undecodable, "unreadable": unreadable, "skipped": d.Skipped})
 	} else {
-		fmt.Fprintf(stdout, "%s: %d samples in %d classes, %d undecodable (decoder %s)", fs.Arg(0), d.Len(), len(d.Classes), len(undecodable), decName)
+		fmt.Fprintf(stdout, "%s: %s in %s, %d undecodable (decoder %s)", fs.Arg(0), count(d.Len(), "sample", "samples"),
+			count(len(d.Classes), "class", "classes"), len(undecodable), decName)
 		if len(unreadable) > 0 {
 			fmt.Fprintf(stdout, ", %d could not be read", len(unreadable))
 		}
@@ -95,7 +96,7 @@ func runScan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				}
 				parts[i] = fmt.Sprintf("%s %d", e, d.Skipped[exts[i]])
 			}
-			fmt.Fprintf(stdout, "skipped %d files whose extension is not an image format loaderd decodes: %s\n", skipped, strings.Join(parts, ", "))
+			fmt.Fprintf(stdout, "skipped %s whose extension is not an image format loaderd decodes: %s\n", count(skipped, "file", "files"), strings.Join(parts, ", "))
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
 		for _, e := range bad {

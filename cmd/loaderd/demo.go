@@ -104,8 +104,8 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "  %-62s %5d images  %7.0f images/s  %6.0f MB/s  first batch %.1f ms\n",
-				step.what, res.Images, res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
+			fmt.Fprintf(stdout, "  %-62s %12s  %7.0f images/s  %6.0f MB/s  first batch %.1f ms\n",
+				step.what, count(res.Images, "image", "images"), res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs)
 		}
 		if keep {
 			fmt.Fprintf(stdout, "serving until Ctrl-C; try it with the Python of a venv that has the loaderd package and torch\n"+

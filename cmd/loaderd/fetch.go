@@ -109,8 +109,9 @@ last batch, a GPU the node lacks) are usage errors: exit 2.`
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Fprintf(stdout, "%s epoch %d ×%d: %d clients, %d batches, %d images, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms (%s)\n",
-		f.req.Dataset, f.req.Epoch, f.repeat, res.Clients, res.Batches, res.Images, float64(res.Bytes)/1e6, res.Seconds,
+	fmt.Fprintf(stdout, "%s epoch %d ×%d: %s, %s, %s, %.1f MB in %.2f s: %.0f images/s, %.0f MB/s; first batch after %.1f ms (%s)\n",
+		f.req.Dataset, f.req.Epoch, f.repeat, count(res.Clients, "client", "clients"), count(res.Batches, "batch", "batches"),
+		count(res.Images, "image", "images"), float64(res.Bytes)/1e6, res.Seconds,
 		res.ImagesPerSec, res.MBPerSec, res.FirstBatchMs, res.Transport)
 	if f.digest {
 		fmt.Fprintf(stdout, "sha256 %s\n", res.SHA256)

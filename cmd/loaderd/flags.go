@@ -80,6 +80,14 @@ func (fs *flagSet) help() string {
 	return b.String()
 }
 
+// count writes n with its noun, singular for one: "1 client", "2 batches".
+func count[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // reflow fills each paragraph of text (paragraphs are separated by a blank
 // line) into lines of at most width characters, so that notes built from
 // pieces read as one text. A no-break space (U+00A0) keeps a number with its

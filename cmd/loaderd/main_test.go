@@ -303,6 +303,18 @@ func TestListenBusy(t *testing.T) {
 	}
 }
 
+// TestCount: counts in messages take the singular for one ("1 client").
+func TestCount(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{{0, "0 batches"}, {1, "1 batch"}, {2, "2 batches"}} {
+		if got := count(tc.n, "batch", "batches"); got != tc.want {
+			t.Errorf("count(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
 func TestEditDistance(t *testing.T) {
 	tests := []struct {
 		a, b string
@@ -607,8 +619,8 @@ func TestPrecomputeThenServe(t *testing.T) {
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("loaderd %q: exit %d, %s%s; want exit %d mentioning %q", args, code, out, stderr, tc.code, tc.want)
 		}
-		if tc.code == exitOK && !strings.Contains(out, " 0 images") {
-			t.Errorf("loaderd %q: %s; want 0 images", args, out)
+		if tc.code == exitOK && !strings.Contains(out, ": 1 client, 0 batches, 0 images, ") {
+			t.Errorf("loaderd %q: %s; want 1 client, 0 batches, 0 images", args, out)
 		}
 	}
 	// --digest: one digest per stream, the same when streamed again, another

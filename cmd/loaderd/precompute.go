@@ -84,7 +84,7 @@ together write the same shard files as one machine's precompute.`
 		case budget != nil:
 			return fmt.Errorf("%w (--cache-budget)", err)
 		case ctx.Err() != nil:
-			return fmt.Errorf("precompute of %s stopped after %d samples; the finished shards are kept, and the same command continues: %w", ds.Name, sum.Computed, err)
+			return fmt.Errorf("precompute of %s stopped after %s; the finished shards are kept, and the same command continues: %w", ds.Name, count(sum.Computed, "sample", "samples"), err)
 		default:
 			return err
 		}
@@ -100,8 +100,8 @@ func summaryText(sum service.PrecomputeSummary) string {
 	if sum.Resumed > 0 {
 		resumed = fmt.Sprintf(", %d resumed from partial shards", sum.Resumed)
 	}
-	return fmt.Sprintf("%d samples computed%s, %d already cached, %.1f s, %.0f images/s, %s on disk",
-		sum.Computed, resumed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
+	return fmt.Sprintf("%s computed%s, %d already cached, %.1f s, %.0f images/s, %s on disk",
+		count(sum.Computed, "sample", "samples"), resumed, sum.Cached, sum.Seconds, sum.ImagesPerSec, humanize.IBytes(uint64(sum.Bytes)))
 }
 
 // precomputeParts runs part p of the epochs of every dataset, uploading
@@ -118,8 +118,8 @@ func precomputeParts(ctx context.Context, st *stack, data datasetFlag, epochs []
 		if st.tier != nil {
 			where = st.tier.URL()
 		}
-		fmt.Fprintf(stdout, "%s: part %s of %s: %d shards, %d already in %s, %d uploaded; %s\n",
-			ds.Name, p, epochsWord(sum.Epochs), sum.Shards, sum.InTier, where, sum.Uploaded, summaryText(sum.PrecomputeSummary))
+		fmt.Fprintf(stdout, "%s: part %s of %s: %s, %d already in %s, %d uploaded; %s\n",
+			ds.Name, p, epochsWord(sum.Epochs), count(sum.Shards, "shard", "shards"), sum.InTier, where, sum.Uploaded, summaryText(sum.PrecomputeSummary))
 	}
 	return nil
 }
