@@ -29,6 +29,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&python, "python", "python3", "`PYTHON` for the Python client rows (pyarrow.flight, loaderd.Client, LoaderdDataset) on the warm epoch; "+
 		"\"none\" skips them; given explicitly, each must run, or bench exits 1")
 	fs.IntVar(&o.MaxImages, "max-images", 0, "images per measurement (0 = the harness default)")
+	transfer := byteSize(1 << 30)
+	fs.Var(&transfer, "transfer", "`SIZE` each memcpy, loopback, warm and local run moves at least, in binary units (smaller: a quicker, noisier bench)")
 	fs.StringVar(&o.OutDir, "out", "bench-out", "`DIRECTORY` for bench.txt (the table), bench.json, bench.png and the peers' sample images")
 	if err := parse(fs, args, 0); err != nil {
 		return err
@@ -55,6 +57,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if _, err := parsePipeline(o.Pipeline, o.Decoder); err != nil {
 		return err
 	}
+	if transfer < 1<<20 {
+		return usagef("--transfer %s: want 1M or more", transfer.String())
+	}
+	o.TransferBytes = int64(transfer)
 	pythonGiven := fs.Changed("python")
 	if python != "none" {
 		if p, err := exec.LookPath(python); err == nil {

@@ -128,6 +128,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bench bad peer python", args: []string{"bench", "--peer-python", "dali"}, want: `--peer-python "dali": want PEER=PATH`},
 		{name: "bench bad clients", args: []string{"bench", "--clients", "x"}, want: "--clients"},
 		{name: "bench zero repeat", args: []string{"bench", "--repeat", "0"}, want: "--repeat 0"},
+		{name: "bench tiny transfer", args: []string{"bench", "--transfer", "1K"}, want: "--transfer 1.0 KiB: want 1M or more"},
 		{name: "bench bad pipeline", args: []string{"bench", "--pipeline", "hflip"}, want: "`loaderd pipelines`"},
 		{name: "bench short preset", args: []string{"bench", "--pipeline", "imagenet"}, want: "the presets imagenet-train or imagenet-val"},
 		{name: "precompute mistyped preset", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--pipeline", "imagenet_val"}, want: "did you mean the preset imagenet-val?"},
@@ -653,7 +654,7 @@ func TestPrecomputeThenServe(t *testing.T) {
 func TestBenchCommand(t *testing.T) {
 	out := t.TempDir()
 	code, stdout, stderr := runCLI(t, "bench", "--data", smallData(t, 12, false), "--max-images", "12",
-		"--repeat", "1", "--max-workers", "1", "--epochs", "2", "--clients", "1,2", "--out", out)
+		"--repeat", "1", "--max-workers", "1", "--epochs", "2", "--clients", "1,2", "--out", out, "--transfer", "64M")
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -689,7 +690,7 @@ func TestBenchPeerFails(t *testing.T) {
 	out := t.TempDir()
 	code, stdout, stderr := runCLI(t, "bench", "--data", smallData(t, 8, false), "--max-images", "8",
 		"--repeat", "1", "--max-workers", "1", "--epochs", "2", "--clients", "1", "--out", out,
-		"--peer", "dali", "--peer-python", "dali=/nonexistent/python3")
+		"--peer", "dali", "--peer-python", "dali=/nonexistent/python3", "--python", "none", "--transfer", "16M")
 	if code != 1 || !strings.Contains(stderr, "dali") || !strings.Contains(stderr, "/nonexistent/python3") {
 		t.Fatalf("bench with a broken peer: exit %d, stderr:\n%s\nwant exit 1 naming the peer and its python", code, stderr)
 	}
