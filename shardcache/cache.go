@@ -772,7 +772,7 @@ func (c *Cache) forget(ep *epoch, shard int, sf shardFile, fi fs.FileInfo) {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openRetry(dir, os.O_RDONLY) // a commit's last step: worth a wait for a descriptor
 	if err != nil {
 		return err
 	}

@@ -122,10 +122,14 @@ const (
 )
 
 // reopen opens the temporary file for writing.
-func (w *Writer) reopen() (*os.File, error) {
+func (w *Writer) reopen() (*os.File, error) { return openRetry(w.tmp, os.O_WRONLY) }
+
+// openRetry is os.OpenFile(name, flag, 0), tried again after a backoff while
+// it finds no free descriptor, up to reopenAttempts times.
+func openRetry(name string, flag int) (*os.File, error) {
 	wait := reopenBackoff
 	for attempt := 1; ; attempt++ {
-		f, err := os.OpenFile(w.tmp, os.O_WRONLY, 0)
+		f, err := os.OpenFile(name, flag, 0)
 		if err == nil || attempt == reopenAttempts || !(errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)) {
 			return f, err
 		}
