@@ -2,7 +2,8 @@
 """A DDP trainer fed by loaderd: each rank streams its share of every epoch.
 
     loaderd demo --keep-serving &                       # serves "sample" at 127.0.0.1:8815
-    venv/bin/torchrun --nproc_per_node 2 examples/train.py --dataset sample --epochs 2
+    venv/bin/python -m torch.distributed.run --redirects 2 --tee 2 --nproc_per_node 2 \
+        examples/train.py --dataset sample --epochs 2           # torchrun, by the venv's Python
     venv/bin/python examples/train.py --dataset sample  # one process, no DDP
 
 Under torchrun it joins the process group (NCCL on GPUs, gloo on the CPU);
@@ -53,11 +54,18 @@ def emit(record):
     sys.stdout.flush()
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, where it has one."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=Help)
     ap.add_argument("--addr", default="127.0.0.1:8815", help="loaderd's address")
-    ap.add_argument("--dataset", default="sample")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--dataset", default="sample", help="a dataset the server serves (loaderd demo's is sample)")
+    ap.add_argument("--epochs", type=int, default=2, help="train epochs 0 to EPOCHS-1 (a resume goes on from its checkpoint)")
     ap.add_argument("--batch-size", type=int, default=64, help="micro-batch per rank")
     ap.add_argument("--accum-steps", type=int, default=2, help="micro-batches per optimizer step")
     ap.add_argument("--checkpoint", help="file to save to, and to resume from when it exists")

@@ -250,6 +250,9 @@ func (l *Loader) precompute(ctx context.Context, d *dataset, es []int, sel selec
 		}
 	}
 	total -= sum.Cached
+	if total == 0 {
+		progress = nil // every row is cached: no progress to report, the summary says so
+	}
 	report := func() error {
 		if progress == nil {
 			return nil

@@ -54,9 +54,16 @@ func TestPrecomputeFusedMatchesStream(t *testing.T) {
 	}
 
 	// Idempotent: everything is cached now.
-	again, err := l.Precompute(context.Background(), "train", []int{0, 1, 2}, nil)
+	calls = 0
+	again, err := l.Precompute(context.Background(), "train", []int{0, 1, 2}, func(service.PrecomputeProgress) error {
+		calls++
+		return nil
+	})
 	if err != nil || again.Computed != 0 || again.Cached != 3*n {
 		t.Fatalf("second precompute %+v, %v; want all cached", again, err)
+	}
+	if calls != 0 {
+		t.Fatalf("a precompute of cached epochs reported progress %d times; want none (nothing to do)", calls)
 	}
 
 	for e := range 3 {

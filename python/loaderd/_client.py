@@ -359,7 +359,8 @@ class Client:
         epochs : int or iterable of int
         progress : callable, optional
             Called with each progress result: ``{"dataset", "epochs", "done",
-            "total", "images_per_sec"}`` (done and total in samples).
+            "total", "images_per_sec"}`` (done and total in samples, of
+            the rows to compute). Not called when every row is cached.
 
         Returns
         -------

@@ -52,8 +52,9 @@ def _refuse_collate(batch: Any, *, collate_fn_map: Any = None) -> Any:
     batch_size would stack whole batches into one; refuse it."""
     rows = batch[0].labels.shape[0]
     raise InvalidRequest(
-        f"DataLoader would stack {len(batch)} of LoaderdDataset's batches (each already {rows} rows) "
-        "into one tensor: LoaderdDataset yields whole batches, so wrap it as "
+        "a DataLoader with a batch_size (its default is 1) would collate LoaderdDataset's batches "
+        f"(here {len(batch)} of {rows} rows each) into tensors with an extra batch dimension: "
+        "LoaderdDataset yields whole batches, so wrap it as "
         "DataLoader(ds, batch_size=None) (with num_workers=0), or iterate the dataset directly; "
         "the batch size is LoaderdDataset's own batch_size")
 

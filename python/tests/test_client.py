@@ -175,8 +175,10 @@ def test_actions(new_server):
         summary = c.precompute("d", [0, 1], progress=progress.append)
         assert summary["epochs"] == [0, 1] and summary["computed"] + summary["cached"] == 2 * SAMPLES
         assert all(p["total"] == 2 * SAMPLES and 0 <= p["done"] <= p["total"] for p in progress)
-        again = c.precompute("d", 1)
+        progress.clear()
+        again = c.precompute("d", 1, progress=progress.append)
         assert again["computed"] == 0 and again["cached"] == SAMPLES
+        assert progress == []  # nothing to compute, nothing to report
         (ds,) = c.cache_status()["datasets"]
         assert {e["epoch"]: e["state"] for e in ds["epochs"]} == {0: "complete", 1: "complete"}
         assert c.datasets()[0].cached_epochs == [0, 1]
