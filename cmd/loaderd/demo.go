@@ -109,7 +109,8 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 		}
 		if keep {
 			fmt.Fprintf(stdout, "serving until Ctrl-C; try it with the Python of a venv that has the loaderd package and torch\n"+
-				"(python3 -m venv venv && venv/bin/pip install './python[torch]'; README: A trainer's side):\n"+
+				"(on a GPU machine python3 -m venv venv && venv/bin/pip install './python[torch]';\n"+
+				" CPU-only machines and a distribution's torch: README, A trainer's side):\n"+
 				"  venv/bin/python examples/train.py --addr %s --dataset sample\n", addr)
 			<-gctx.Done()
 			return nil
