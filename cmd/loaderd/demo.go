@@ -55,6 +55,14 @@ epoch 0 again (from the cache) and epoch 1 (prefetched in the background).`
 	} else {
 		c.Close()
 	}
+	// The port before the images: a second demo on a busy --listen fails
+	// at once, not after generating its dataset.
+	lis, err := listen("listen", f.listen, -1)
+	if err != nil {
+		return err
+	}
+	f.preopened = lis
+	defer lis.Close() // serve closes it too; this is for the returns before it
 	switch have := demoImages(data); {
 	case have == n:
 	case have > 0:

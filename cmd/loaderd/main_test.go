@@ -41,6 +41,12 @@ func TestUsageErrors(t *testing.T) {
 	empty := t.TempDir()
 	cache := t.TempDir()
 	flat := t.TempDir() // images in the root, no class directories
+	busy, err := net.Listen("tcp", "127.0.0.1:0") // a usage error is one whether or not the port is free
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	taken := busy.Addr().String()
 	for _, f := range []string{"a.jpg", "b.png"} {
 		if err := os.WriteFile(filepath.Join(flat, f), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
@@ -77,6 +83,10 @@ func TestUsageErrors(t *testing.T) {
 		{name: "serve missing dataset dir", args: []string{"serve", "--data", "x=" + filepath.Join(empty, "nope"), "--listen", "127.0.0.1:0", "--cache-dir", cache, "--log-level", "warn"}, want: "--data"},
 		{name: "serve unknown cache group", args: []string{"serve", "--data", "x=" + data, "--cache-group", "nogrp1"}, want: "no such group here; create it: groupadd nogrp1, then usermod -aG nogrp1 USER"},
 		{name: "precompute unknown cache group", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--cache-group", "ng1"}, want: "groupadd ng1"},
+		{name: "serve missing dataset dir, port taken", args: []string{"serve", "--data", "x=" + filepath.Join(empty, "nope"), "--listen", taken, "--cache-dir", cache, "--log-level", "warn"}, want: "does not exist"},
+		{name: "serve mistyped preset, port taken", args: []string{"serve", "--data", "x=" + data, "--pipeline", "imagenet-trian", "--listen", taken, "--cache-dir", cache}, want: "did you mean the preset imagenet-train?"},
+		{name: "serve unknown cache group, port taken", args: []string{"serve", "--data", "x=" + data, "--listen", taken, "--cache-group", "nogrp1"}, want: "groupadd nogrp1"},
+		{name: "serve token file missing, port taken", args: []string{"serve", "--data", "x=" + data, "--listen", taken, "--cache-dir", cache, "--auth-token-file", filepath.Join(empty, "nope")}, want: "--auth-token-file"},
 		{name: "serve token file missing", args: []string{"serve", "--data", "x=" + data, "--listen", "127.0.0.1:0", "--auth-token-file", filepath.Join(empty, "nope")}, want: "--auth-token-file"},
 
 		{name: "precompute missing epochs", args: []string{"precompute", "--data", "x=" + data}, want: "--epochs is required"},
@@ -287,7 +297,9 @@ func TestUnixSocketDirectory(t *testing.T) {
 }
 
 // TestListenBusy: a taken --listen or --metrics-listen port is a runtime
-// failure (exit 1) reported before serve logs that it is serving.
+// failure (exit 1) reported before serve logs that it is serving (a usage
+// error still wins: TestUsageErrors); demo fails on it before generating
+// its images.
 func TestListenBusy(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -301,6 +313,11 @@ func TestListenBusy(t *testing.T) {
 		if code != exitFailure || !strings.Contains(stderr, "address is in use") || strings.Contains(stderr, "serving") {
 			t.Errorf("loaderd %q: exit %d, stderr %q; want exit 1, the address in use, no serving line", args, code, stderr)
 		}
+	}
+	dir := t.TempDir()
+	code, out, stderr := runCLI(t, "demo", "--dir", dir, "--listen", busy.Addr().String(), "--images", "4")
+	if code != exitFailure || !strings.Contains(stderr, "address is in use") || strings.Contains(out, "generating") || demoImages(filepath.Join(dir, "data")) != 0 {
+		t.Errorf("demo on a taken --listen: exit %d\n%s%s; want exit 1, the address in use, before generating images", code, out, stderr)
 	}
 }
 

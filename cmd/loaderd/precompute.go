@@ -63,6 +63,13 @@ together write the same shard files as one machine's precompute.`
 		return err
 	}
 	defer st.Close()
+	others, err := otherWarnings(st, &f, "") // the server's address is not known here
+	if err != nil {
+		return err
+	}
+	for _, w := range others {
+		logger.Warn(w.msg, w.args...)
+	}
 	if part != nil || st.tier != nil {
 		p := loader.Part{K: 0, N: 1}
 		if part != nil {

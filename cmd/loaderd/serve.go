@@ -46,6 +46,9 @@ type serveFlags struct {
 	ticketKeyFile  string
 	drainTimeout   time.Duration
 	pprof          bool
+	// preopened, when not nil, is the Flight listener, opened on listen
+	// before a slow start (demo's); serve closes it.
+	preopened net.Listener
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -120,6 +123,8 @@ type stack struct {
 	loader *loader.Loader
 	topo   *gpu.Topology
 	tier   *tier.Store // nil without --remote-cache
+	// pipeline is the parsed --pipeline and --decoder.
+	pipeline *augment.Pipeline
 }
 
 func (s *stack) Close() {
@@ -191,31 +196,71 @@ func buildStack(ctx context.Context, f *pipelineFlags, prefetch int, logger *slo
 		}
 		return nil, err
 	}
+	return &stack{cache: cache, loader: l, topo: topo, tier: remote, pipeline: pl}, nil
+}
+
+// otherWarnings warns of the epochs of the served datasets that the cache
+// holds and this run will not read: under another seed, pipeline, decoder
+// or shard size, or of an earlier listing. addr is the --addr that reaches
+// the server that can evict them ("" for the default, or when unknown).
+func otherWarnings(st *stack, f *pipelineFlags, addr string) ([]warning, error) {
+	var out []warning
 	for _, ds := range f.data {
-		others, err := l.OtherEpochs(ds.Name)
+		others, err := st.loader.OtherEpochs(ds.Name)
 		if err != nil {
-			l.Close()
-			cache.Close()
-			if remote != nil {
-				remote.Close()
-			}
 			return nil, err
 		}
-		toRemove := fmt.Sprintf("loaderd evict --dataset %s --other, while serve runs; with --cache-budget they are evicted first", ds.Name)
+		toRemove := evictOtherCommand(ds.Name, addr) + ", while serve runs; with --cache-budget they are evicted first"
 		for _, o := range others {
 			if o.Listing == service.ListingEarlier {
-				logger.Warn("the cache holds epochs of an earlier listing of this dataset (its files changed since): no run reads them",
-					"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
-					"listed", o.Listed, "samples", o.Samples, "to_remove", toRemove)
+				out = append(out, warning{
+					msg: "the cache holds epochs of an earlier listing of this dataset (its files changed since): no run reads them",
+					args: []any{"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
+						"listed", o.Listed, "samples", o.Samples, "to_remove", toRemove},
+				})
 				continue
 			}
-			logger.Warn("the cache holds epochs of this dataset that this run will not read",
-				"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
-				"seed", o.Seed, "pipeline", o.Pipeline, "decoder", o.Decoder, "shard_size", o.ShardSize,
-				"to_use_them", f.matching(pl, o), "to_remove", toRemove)
+			out = append(out, warning{
+				msg: "the cache holds epochs of this dataset that this run will not read",
+				args: []any{"dataset", ds.Name, "epochs", loader.FormatEpochs(o.Epochs), "size", humanize.IBytes(uint64(o.Bytes)),
+					"seed", o.Seed, "pipeline", o.Pipeline, "decoder", o.Decoder, "shard_size", o.ShardSize,
+					"to_use_them", f.matching(st.pipeline, o), "to_remove", toRemove},
+			})
 		}
 	}
-	return &stack{cache: cache, loader: l, topo: topo, tier: remote}, nil
+	return out, nil
+}
+
+// evictOtherCommand is the command line that frees the epochs of dataset
+// the server at addr does not read; --addr is left out for the default
+// address (or "").
+func evictOtherCommand(dataset, addr string) string {
+	cmd := "loaderd evict --dataset " + dataset + " --other"
+	if addr != "" && addr != defaultListen {
+		cmd += " --addr " + addr
+	}
+	return cmd
+}
+
+// clientAddr is the --addr of a client of the server listening on lis,
+// started with --listen given: the address as given (a unix:// one as
+// is), with the port lis got for port 0, and 127.0.0.1 for a server on
+// every interface.
+func clientAddr(given string, lis net.Addr) string {
+	if _, ok := unixPath(given); ok {
+		return given
+	}
+	host, port, err := net.SplitHostPort(given)
+	if err != nil {
+		return lis.String()
+	}
+	if ta, ok := lis.(*net.TCPAddr); ok && port == "0" {
+		port = strconv.Itoa(ta.Port)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // A warning is a log line: its message and key-value pairs.
@@ -287,8 +332,11 @@ func (f *pipelineFlags) matching(pl *augment.Pipeline, o service.OtherEpochs) st
 
 // serve runs the Flight server until ctx is done. ready, if not nil,
 // receives the Flight address once it listens (demo and tests use it).
-// Both listeners are opened before anything else, so a wrong or busy
-// address fails at once, before the datasets are listed.
+// Everything a user can get wrong is checked before the listeners are
+// opened: the files of --auth-token-file and the TLS flags, --cache-group,
+// the pipeline and the datasets (listed), and the cache (locked). A busy
+// address is then a failure of its own (exit 1), never one that hides a
+// usage error. f.preopened, when set (demo), is the Flight listener.
 func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<- string) error {
 	gid := -1
 	if f.cacheGroup != "" {
@@ -296,18 +344,6 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 		if gid, err = groupID(f.cacheGroup); err != nil {
 			return err
 		}
-	}
-	lis, err := listen("listen", f.listen, gid)
-	if err != nil {
-		return err
-	}
-	defer lis.Close()
-	var mlis net.Listener
-	if f.metricsListen != "" {
-		if mlis, err = listen("metrics-listen", f.metricsListen, -1); err != nil {
-			return err
-		}
-		defer mlis.Close()
 	}
 	opts := &flightsvc.Options{MaxStreams: f.maxStreams, Logger: logger, DrainTimeout: f.drainTimeout}
 	if f.authTokenFile != "" {
@@ -341,12 +377,6 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 			opts.TLSConfig.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 	}
-	for _, w := range exposure(lis.Addr(), opts.AuthToken != "", opts.TLSConfig != nil, f.tlsClientCA != "") {
-		logger.Warn(w)
-	}
-	if mlis != nil && f.pprof && !isLoopback(mlis.Addr()) {
-		logger.Warn(fmt.Sprintf("--pprof on %s, not a loopback address: anyone who reaches it can profile this process and read its memory layout; serve metrics on 127.0.0.1 or drop --pprof", mlis.Addr()))
-	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -355,7 +385,32 @@ func serve(ctx context.Context, f *serveFlags, logger *slog.Logger, ready chan<-
 		return err
 	}
 	defer st.Close()
-	for _, w := range budgetWarnings(st.loader, &f.pipelineFlags, f.prefetchEpochs) {
+
+	lis := f.preopened
+	if lis == nil {
+		if lis, err = listen("listen", f.listen, gid); err != nil {
+			return err
+		}
+	}
+	defer lis.Close()
+	var mlis net.Listener
+	if f.metricsListen != "" {
+		if mlis, err = listen("metrics-listen", f.metricsListen, -1); err != nil {
+			return err
+		}
+		defer mlis.Close()
+	}
+	for _, w := range exposure(lis.Addr(), opts.AuthToken != "", opts.TLSConfig != nil, f.tlsClientCA != "") {
+		logger.Warn(w)
+	}
+	if mlis != nil && f.pprof && !isLoopback(mlis.Addr()) {
+		logger.Warn(fmt.Sprintf("--pprof on %s, not a loopback address: anyone who reaches it can profile this process and read its memory layout; serve metrics on 127.0.0.1 or drop --pprof", mlis.Addr()))
+	}
+	others, err := otherWarnings(st, &f.pipelineFlags, clientAddr(f.listen, lis.Addr()))
+	if err != nil {
+		return err
+	}
+	for _, w := range append(others, budgetWarnings(st.loader, &f.pipelineFlags, f.prefetchEpochs)...) {
 		logger.Warn(w.msg, w.args...)
 	}
 
