@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/user"
@@ -285,10 +286,11 @@ func (d *datasetFlag) Type() string { return "NAME=PATH" }
 // sizeNote ends the help of the commands that take a size: the units are
 // powers of 1024, whatever the suffix says (parseBytes).
 const sizeNote = "Sizes are in binary units, with or without B or iB: 700M, 700MB and 700MiB " +
-	"all mean 700\u00a0MiB (700×2^20 bytes), 2T and 2TB mean 2\u00a0TiB."
+	"all mean 700\u00a0MiB (700×2^20 bytes), 2T and 2TB mean 2\u00a0TiB. A size needs its unit " +
+	"(K, M, G, T, P, or B for bytes: 512B), except 0."
 
-// byteSize is a flag holding a byte count written as 123, 64K, 50G, 1.5T:
-// K, M, G, T and P are powers of 1024 (sizeNote).
+// byteSize is a flag holding a byte count written with its unit, as 512B,
+// 64K, 50G or 1.5T: K, M, G, T and P are powers of 1024 (sizeNote).
 type byteSize int64
 
 func (b *byteSize) String() string { return humanize.IBytes(uint64(*b)) }
@@ -304,9 +306,20 @@ func (b *byteSize) Set(v string) error {
 
 func (b *byteSize) Type() string { return "size" }
 
+// parseBytes reads a size: a number and its unit, B (bytes) or K, M, G, T,
+// P (powers of 1024), each with or without B or iB after it; or 0. A bare
+// number other than 0 is refused (bytes or gigabytes? give the unit), as
+// is a size that is not a whole number of bytes once scaled (0.5K is 512
+// bytes, 0.5B is refused).
 func parseBytes(v string) (int64, error) {
 	s := strings.ToUpper(strings.TrimSpace(v))
-	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(s, "IB"), "B"))
+	suffix := "" // "B" or "IB" after the number or its multiple
+	for _, x := range []string{"IB", "B"} {
+		if t, ok := strings.CutSuffix(s, x); ok {
+			s, suffix = strings.TrimSpace(t), x
+			break
+		}
+	}
 	mult := int64(1)
 	if s != "" {
 		if i := strings.IndexByte("KMGTP", s[len(s)-1]); i >= 0 {
@@ -315,10 +328,21 @@ func parseBytes(v string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f, 0) || f*float64(mult) > 1<<62 || (suffix == "IB" && mult == 1) {
 		return 0, fmt.Errorf("bad size %q: want a byte count such as 500M, 50G or 2T (binary units: G = GiB)", v)
 	}
-	return int64(f * float64(mult)), nil
+	n := f * float64(mult)
+	switch {
+	case n == 0:
+		return 0, nil
+	case mult == 1 && suffix == "":
+		return 0, fmt.Errorf("give a unit: %[1]sG (GiB), %[1]sM (MiB) or %[1]sK (KiB); B for bytes (512B)", s)
+	case n < 1:
+		return 0, fmt.Errorf("less than one byte: want 0 or a size of 1B or more")
+	case mult == 1 && n != math.Trunc(n):
+		return 0, fmt.Errorf("not a whole number of bytes: give %.0fB, or a larger unit (K, M, G)", math.Floor(n))
+	}
+	return int64(n), nil
 }
 
 // parseEpochs reads "0-9", "0,2,5" or a mix ("0-3,7"): sorted, unique.

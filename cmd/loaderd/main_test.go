@@ -40,7 +40,7 @@ func TestUsageErrors(t *testing.T) {
 	data := smallData(t, 4, false)
 	empty := t.TempDir()
 	cache := t.TempDir()
-	flat := t.TempDir() // images in the root, no class directories
+	flat := t.TempDir()                           // images in the root, no class directories
 	busy, err := net.Listen("tcp", "127.0.0.1:0") // a usage error is one whether or not the port is free
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +70,12 @@ func TestUsageErrors(t *testing.T) {
 		{name: "serve seed without value", args: []string{"serve", "--data", "x=" + data, "--seed"}, want: "--seed needs a value"},
 		{name: "serve bad on-error", args: []string{"serve", "--data", "x=" + data, "--on-error", "ignore"}, want: "want substitute or fail"},
 		{name: "serve bad budget", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "lots"}, want: "want a byte count"},
+		{name: "serve budget without unit", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "100"}, want: `--cache-budget "100": give a unit: 100G (GiB), 100M (MiB) or 100K (KiB); B for bytes`},
+		{name: "serve budget of a fraction", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "0.5"}, want: `--cache-budget "0.5": give a unit`},
+		{name: "serve budget below a byte", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "0.5B"}, want: "less than one byte"},
+		{name: "serve budget of part of a byte", args: []string{"serve", "--data", "x=" + data, "--cache-budget", "1.5B"}, want: "not a whole number of bytes: give 1B"},
+		{name: "precompute budget without unit", args: []string{"precompute", "--data", "x=" + data, "--epochs", "0", "--cache-budget", "1.5"}, want: "give a unit: 1.5G (GiB)"},
+		{name: "bench transfer without unit", args: []string{"bench", "--transfer", "64"}, want: `--transfer "64": give a unit`},
 		{name: "serve bad decoder", args: []string{"serve", "--data", "x=" + data, "--decoder", "pillow"}, want: "want one of auto, libjpeg-turbo, go"},
 		{name: "serve bad pipeline", args: []string{"serve", "--data", "x=" + data, "--pipeline", "blur(x=1)"}, want: "`loaderd pipelines`"},
 		{name: "serve short preset", args: []string{"serve", "--data", "x=" + data, "--pipeline", "imagenet"}, want: `unknown preset or op "imagenet"; did you mean the presets imagenet-train or imagenet-val?`},
@@ -381,7 +387,18 @@ func TestParseBytes(t *testing.T) {
 		bad  bool
 	}{
 		{in: "0", want: 0},
-		{in: "512", want: 512},
+		{in: "0G", want: 0},
+		{in: "512B", want: 512},
+		{in: "512", bad: true}, // bytes or gigabytes? a size has its unit
+		{in: "100", bad: true},
+		{in: "0.5", bad: true},
+		{in: "1.5", bad: true},
+		{in: "0.5B", bad: true},  // not a whole byte
+		{in: "1.5B", bad: true},  // nor this
+		{in: "1e-9K", bad: true}, // less than a byte
+		{in: "0.5K", want: 512},  // a whole number of bytes once scaled
+		{in: "512iB", bad: true}, // iB goes with a multiple
+		{in: "NaNG", bad: true},
 		{in: "64K", want: 64 << 10},
 		{in: "1.5G", want: 3 << 29},
 		{in: "2TiB", want: 2 << 40},
@@ -919,7 +936,7 @@ func TestServeWarnsOfSmallBudget(t *testing.T) {
 	for _, tc := range []struct {
 		n    int64
 		want string
-	}{{n: 9, want: "9"}, {n: 10 << 10, want: "10K"}, {n: 9<<20 + 1, want: "9217K"}, {n: 110<<20 + 1, want: "111M"}, {n: 3 << 40, want: "3072G"}} {
+	}{{n: 9, want: "9B"}, {n: 10 << 10, want: "10K"}, {n: 9<<20 + 1, want: "9217K"}, {n: 110<<20 + 1, want: "111M"}, {n: 3 << 40, want: "3072G"}} {
 		if got := ceilSize(tc.n); got != tc.want {
 			t.Errorf("ceilSize(%d) = %s, want %s", tc.n, got, tc.want)
 		}

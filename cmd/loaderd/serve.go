@@ -293,9 +293,10 @@ func budgetWarnings(l *loader.Loader, f *pipelineFlags, prefetch int) []warning 
 }
 
 // ceilSize writes n bytes as a --cache-budget value of at least n: whole
-// units of the largest of K, M, G, T that leaves at least 10 of them.
+// units of the largest of K, M, G, T that leaves at least 10 of them, else
+// bytes (B: a size always has its unit).
 func ceilSize(n int64) string {
-	unit, suffix := int64(1), ""
+	unit, suffix := int64(1), "B"
 	for i, u := range []string{"K", "M", "G", "T"} {
 		if v := int64(1) << (10 * (i + 1)); n >= 10*v {
 			unit, suffix = v, u
