@@ -8,6 +8,7 @@ import (
 
 	"github.com/loaderd/loaderd/loader/epoch"
 	"github.com/loaderd/loaderd/service"
+	"github.com/loaderd/loaderd/shardcache"
 )
 
 // CacheStatus lists the cached epochs of a dataset, or of every served
@@ -108,9 +109,11 @@ func (l *Loader) partialRows(d *dataset, e int) map[int]int {
 	return out
 }
 
-// Evict frees epochs of a dataset from the cache (service.Actions). An
-// epoch a live stream needs shows evicting until its streams end. Evicted
-// epochs are not prefetched again until a stream asks for them.
+// Evict frees epochs of a dataset from the cache (service.Actions) and
+// returns the cache status after, its Evicted saying what became of each
+// epoch: evicted, not cached, or in use (an epoch a live stream needs shows
+// evicting until its streams end). Evicted epochs are not prefetched again
+// until a stream asks for them.
 func (l *Loader) Evict(ctx context.Context, dataset string, epochs []int) (service.CacheStatus, error) {
 	d, err := l.lookup(dataset)
 	if err != nil {
@@ -120,6 +123,7 @@ func (l *Loader) Evict(ctx context.Context, dataset string, epochs []int) (servi
 	if err != nil {
 		return service.CacheStatus{}, err
 	}
+	var evicted []service.EpochEviction
 	for _, e := range es {
 		l.mu.Lock()
 		l.evicted[idOf(d, e)] = true
@@ -129,11 +133,26 @@ func (l *Loader) Evict(ctx context.Context, dataset string, epochs []int) (servi
 			}
 		}
 		l.mu.Unlock()
-		if err := l.cache.Evict(l.key(d, e)); err != nil {
+		what, err := l.cache.Evict(l.key(d, e))
+		if err != nil {
 			return service.CacheStatus{}, fmt.Errorf("loader: evict epoch %d of %s: %w", e, d.Name, err)
 		}
+		evicted = append(evicted, service.EpochEviction{Dataset: d.Name, Epoch: e, Result: evictionResult(what)})
 	}
-	return l.CacheStatus(ctx, dataset)
+	st, err := l.CacheStatus(ctx, dataset)
+	st.Evicted = evicted
+	return st, err
+}
+
+// evictionResult words what shardcache's Evict did as EpochEviction.Result.
+func evictionResult(what shardcache.Eviction) string {
+	switch what {
+	case shardcache.Evicted:
+		return service.EvictFreed
+	case shardcache.Deferred:
+		return service.EvictInUse
+	}
+	return service.EvictNotCached
 }
 
 // DatasetErrors lists the undecodable samples found so far (service.Actions).

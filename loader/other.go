@@ -267,33 +267,43 @@ func (l *Loader) retireOthers() {
 // EvictOther frees the epochs of dataset that this loader will not read
 // (OtherEpochs: other pipelines and seeds, earlier listings), with all
 // also every epoch it reads (the dataset's whole entry in the cache), and
-// returns the cache status (service.Actions). Epochs being streamed are
+// returns the cache status (service.Actions), with all its Evicted saying
+// what became of each epoch read (as Evict's). Epochs being streamed are
 // freed when their streams end.
 func (l *Loader) EvictOther(ctx context.Context, dataset string, all bool) (service.CacheStatus, error) {
 	s, ok := l.sets[dataset]
 	if !ok {
 		return service.CacheStatus{}, fmt.Errorf("loader: dataset %q: %w", dataset, service.ErrNotFound)
 	}
+	var evicted []service.EpochEviction
 	if all {
 		var mine []int
 		for _, st := range l.cacheStatus(false)[dataset] {
 			mine = append(mine, st.Epoch)
 		}
 		if len(mine) > 0 {
-			if _, err := l.Evict(ctx, dataset, mine); err != nil {
+			st, err := l.Evict(ctx, dataset, mine)
+			if err != nil {
 				return service.CacheStatus{}, err
 			}
+			evicted = st.Evicted
 		}
 	}
 	dir := l.cache.Dir()
 	for _, g := range l.others(s, l.cache.Epochs(), readPipelines(dir), readListings(dir)) {
 		for _, k := range g.keys {
-			if err := l.cache.Evict(k); err != nil {
+			what, err := l.cache.Evict(k)
+			if err != nil {
 				return service.CacheStatus{}, fmt.Errorf("loader: evict epoch %d of an earlier listing or another pipeline of %s: %w", k.Epoch, dataset, err)
+			}
+			if what != shardcache.NotCached {
+				evicted = append(evicted, service.EpochEviction{Dataset: dataset, Epoch: k.Epoch, Result: evictionResult(what), Other: true})
 			}
 		}
 	}
-	return l.CacheStatus(ctx, dataset)
+	st, err := l.CacheStatus(ctx, dataset)
+	st.Evicted = evicted
+	return st, err
 }
 
 func cmpUint(a, b uint64) int {

@@ -348,12 +348,17 @@ func TestEvict(t *testing.T) {
 	if _, err := l.Precompute(context.Background(), "train", []int{0, 1}, nil); err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Evict(context.Background(), "train", []int{1})
+	st, err := l.Evict(context.Background(), "train", []int{1, 5})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if eps := st.Datasets[0].Epochs; len(eps) != 1 || eps[0].Epoch != 0 {
 		t.Fatalf("after evicting epoch 1: %+v, want only epoch 0", eps)
+	}
+	// Each epoch asked for says what became of it: 5 was never cached.
+	want := []service.EpochEviction{{Dataset: "train", Epoch: 1, Result: service.EvictFreed}, {Dataset: "train", Epoch: 5, Result: service.EvictNotCached}}
+	if !slices.Equal(st.Evicted, want) {
+		t.Fatalf("Evicted = %+v, want %+v", st.Evicted, want)
 	}
 
 	// Evicting a streamed epoch: evicting until the stream ends.
@@ -373,8 +378,8 @@ func TestEvict(t *testing.T) {
 		})
 	}()
 	<-sending
-	if _, err := l.Evict(context.Background(), "train", []int{0}); err != nil {
-		t.Fatal(err)
+	if st, err := l.Evict(context.Background(), "train", []int{0}); err != nil || len(st.Evicted) != 1 || st.Evicted[0].Result != service.EvictInUse {
+		t.Fatalf("Evict of a streamed epoch: %+v, %v; want it in use (evicting)", st.Evicted, err)
 	}
 	if s := fxStatus(t, l)[0]; s != service.EpochEvicting {
 		t.Fatalf("streamed epoch after evict is %q, want evicting", s)

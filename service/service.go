@@ -187,7 +187,29 @@ type PrecomputeSummary struct {
 // CacheStatus is the result of the cache-status and evict actions.
 type CacheStatus struct {
 	Datasets []DatasetCache `json:"datasets"`
+	// Evicted says, for the evict action, what became of each epoch it
+	// freed or was asked to free: its "epochs", and with "other" or "all"
+	// the epochs those found (Other set for those the server does not
+	// read). Omitted by cache-status.
+	Evicted []EpochEviction `json:"evicted,omitempty"`
 }
+
+// EpochEviction is what the evict action did to one epoch of a dataset.
+type EpochEviction struct {
+	Dataset string `json:"dataset"`
+	Epoch   int    `json:"epoch"`
+	Result  string `json:"result"` // EvictFreed, EvictNotCached or EvictInUse
+	// Other marks an epoch the server does not read (evict's "other" or
+	// "all": of another pipeline, seed, decoder, shard size or listing).
+	Other bool `json:"other,omitempty"`
+}
+
+// EpochEviction results.
+const (
+	EvictFreed     = "evicted"    // removed from the cache
+	EvictNotCached = "not_cached" // the cache held nothing of it: nothing done
+	EvictInUse     = "evicting"   // streamed or written now: freed when that ends (state EpochEvicting)
+)
 
 // DatasetCache lists the cached epochs of one dataset.
 type DatasetCache struct {

@@ -441,26 +441,58 @@ func (c *Cache) Pin(k Key) (unpin func()) {
 	}
 }
 
-// Evict removes the epoch k from disk. A pinned epoch (or one with writers
-// in progress) is marked evicting and removed when the last pin is released
-// and the last writer finishes; its committed shards stay readable until
-// then. Evicting an absent epoch does nothing. Live Mappings stay valid.
-func (c *Cache) Evict(k Key) error {
+// An Eviction is what Evict did to an epoch.
+type Eviction int
+
+const (
+	// NotCached: the cache held nothing of the epoch; nothing was done.
+	NotCached Eviction = iota
+	// Evicted: the epoch was removed.
+	Evicted
+	// Deferred: the epoch is in use (pinned by a live stream, or a shard
+	// of it being written); it is marked evicting and removed when the last
+	// pin is released and the last writer finishes.
+	Deferred
+)
+
+func (e Eviction) String() string {
+	switch e {
+	case Evicted:
+		return "evicted"
+	case Deferred:
+		return "deferred"
+	}
+	return "not cached"
+}
+
+// Evict removes the epoch k from disk and says what it did. A pinned epoch
+// (or one with writers in progress) is marked evicting and removed when the
+// last pin is released and the last writer finishes (Deferred); its
+// committed shards stay readable until then. Evicting an absent epoch does
+// nothing (NotCached). Live Mappings stay valid.
+func (c *Cache) Evict(k Key) (Eviction, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return ErrClosed
+		return NotCached, ErrClosed
 	}
 	ep := c.epochs[k]
 	if ep == nil {
 		c.mu.Unlock()
-		return nil
+		return NotCached, nil
+	}
+	what := Evicted
+	switch {
+	case ep.pins > 0 || ep.writers > 0:
+		what = Deferred
+	case !ep.onDisk:
+		what = NotCached
 	}
 	ep.evicting = true
 	ev := c.settleLocked(ep)
 	c.mu.Unlock()
 	c.discard(ev)
-	return nil
+	return what, nil
 }
 
 // Retire marks the epoch k as one its user will not read (epochs of an

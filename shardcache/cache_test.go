@@ -363,8 +363,8 @@ func TestEvictPinned(t *testing.T) {
 	const size = 8192
 	mustWrite(t, c, k, 0, size)
 	unpinA, unpinB := c.Pin(k), c.Pin(k)
-	if err := c.Evict(k); err != nil {
-		t.Fatal(err)
+	if what, err := c.Evict(k); err != nil || what != Deferred {
+		t.Fatalf("Evict of a pinned epoch = %v, %v; want deferred", what, err)
 	}
 	eps := c.Epochs()
 	if len(eps) != 1 || !eps[0].Evicting || !eps[0].Pinned {
@@ -399,14 +399,17 @@ func TestEvictPinned(t *testing.T) {
 
 	// Unpinned: removed at once; absent: nothing to do.
 	mustWrite(t, c, k, 0, size)
-	if err := c.Evict(k); err != nil {
-		t.Fatal(err)
+	if what, err := c.Evict(k); err != nil || what != Evicted {
+		t.Fatalf("Evict of an idle epoch = %v, %v; want evicted", what, err)
 	}
 	if c.Has(k, 0) || len(c.Epochs()) != 0 {
 		t.Error("unpinned epoch not removed by Evict")
 	}
-	if err := c.Evict(testKey(99)); err != nil {
-		t.Errorf("Evict(absent) = %v", err)
+	if what, err := c.Evict(k); err != nil || what != NotCached {
+		t.Errorf("Evict of an epoch just evicted = %v, %v; want not cached", what, err)
+	}
+	if what, err := c.Evict(testKey(99)); err != nil || what != NotCached {
+		t.Errorf("Evict(absent) = %v, %v; want not cached", what, err)
 	}
 }
 

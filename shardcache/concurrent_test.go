@@ -51,7 +51,7 @@ func TestConcurrent(t *testing.T) {
 					}
 					unpin()
 				default:
-					if err := c.Evict(k); err != nil {
+					if _, err := c.Evict(k); err != nil {
 						t.Errorf("Evict: %v", err)
 					}
 					_ = c.Epochs()

@@ -52,7 +52,7 @@ func BenchmarkReadUnderCreate(b *testing.B) {
 					} else {
 						m.Release()
 					}
-					if err := c.Evict(ke); err != nil {
+					if _, err := c.Evict(ke); err != nil {
 						b.Error(err)
 						return
 					}

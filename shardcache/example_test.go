@@ -49,7 +49,7 @@ func Example() {
 	fmt.Println(c.Shards(k), c.Usage())
 
 	unpin := c.Pin(k) // a live stream needs the epoch
-	_ = c.Evict(k)
+	_, _ = c.Evict(k)
 	e := c.Epochs()[0]
 	fmt.Println(e.Shards, e.Pinned, e.Evicting)
 	unpin()

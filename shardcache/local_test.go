@@ -142,7 +142,7 @@ func TestLeaseOutlivesCacheNames(t *testing.T) {
 	}
 
 	// Eviction unlinks the cache's names; the lease's stay, bytes intact.
-	if err := c.Evict(k); err != nil {
+	if _, err := c.Evict(k); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, k.dirName())); !os.IsNotExist(err) {

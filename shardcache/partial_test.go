@@ -91,7 +91,7 @@ func TestPartialSuspendResume(t *testing.T) {
 	if got := filesUnder(t, dir, partialSuffix); len(got) != 1 {
 		t.Errorf("partial files %v; want shard 5's only", got)
 	}
-	if err := c.Evict(k); err != nil {
+	if _, err := c.Evict(k); err != nil {
 		t.Fatal(err)
 	}
 	if got := filesUnder(t, dir, partialSuffix); len(got) != 0 || c.Usage() != 0 {

@@ -180,9 +180,11 @@ func (v *handler) doAction(ctx context.Context, acts service.Actions, a *flight.
 			}
 		}
 		if b.other || b.all {
+			evicted := cs.Evicted // those of b.epochs, kept with EvictOther's
 			if cs, err = acts.EvictOther(ctx, b.dataset, b.all); err != nil {
 				return err
 			}
+			cs.Evicted = append(evicted, cs.Evicted...)
 		}
 		if cs.Datasets == nil {
 			cs.Datasets = []service.DatasetCache{}

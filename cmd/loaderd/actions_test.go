@@ -40,7 +40,7 @@ func TestServerActions(t *testing.T) {
 	img("added-1.jpg")
 	addr, logs, _ := startServeLogged(t, data, cache, "127.0.0.1:0", nil)
 	for _, want := range []string{"epochs of an earlier listing of this dataset", "epochs=0-1", "samples=21",
-		`to_remove="loaderd evict --dataset d --other`} {
+		`to_remove="loaderd evict --dataset d --other --addr ` + addr + `, while serve runs`} { // not the default address: said
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("serve after the dataset changed logged\n%s\nwant %q", logs.String(), want)
 		}
@@ -55,17 +55,31 @@ func TestServerActions(t *testing.T) {
 	}
 	out = cli("cache-status")
 	if !strings.Contains(out, "d: epochs 0-1 (") || !strings.Contains(out, "are cached from an earlier listing of the dataset (listed ") ||
-		!strings.Contains(out, "`loaderd evict --dataset d --other` removes what this server does not read") {
+		!strings.Contains(out, "changed since): no server reads them\n") ||
+		!strings.Contains(out, "`loaderd evict --dataset d --other --addr "+addr+"` removes what this server does not read") {
 		t.Errorf("cache-status after the dataset changed:\n%s", out)
 	}
 	var st service.CacheStatus
-	if err := json.Unmarshal([]byte(cli("cache-status", "--json")), &st); err != nil || len(st.Datasets[0].Other) != 1 ||
+	out = cli("cache-status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Datasets[0].Other) != 1 ||
 		st.Datasets[0].Other[0].Listing != "earlier" || st.Datasets[0].Other[0].Samples != 21 {
 		t.Errorf("cache-status --json: %+v, %v", st, err)
 	}
+	if !strings.HasPrefix(out, "{\n  \"datasets\": [\n") { // indented, as scan's, rescan's and every --json
+		t.Errorf("cache-status --json is not indented:\n%s", out)
+	}
 	out = cli("evict", "--dataset", "d", "--other")
-	if !strings.Contains(out, "evicted the epochs the server does not read of d") || strings.Contains(out, "earlier listing") {
+	if !strings.Contains(out, "d: evicted 2 epochs the server does not read\n") || strings.Contains(out, "earlier listing") {
 		t.Errorf("evict --other:\n%s", out)
+	}
+	// Epochs never cached are said to be so, not evicted.
+	out = cli("evict", "--dataset", "d", "--epochs", "9")
+	if !strings.Contains(out, "d: epoch 9 not cached: nothing to evict\n") || strings.Contains(out, "evicted") {
+		t.Errorf("evict --epochs 9 of an empty cache:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(cli("evict", "--dataset", "d", "--epochs", "8-9", "--json")), &st); err != nil ||
+		len(st.Evicted) != 2 || st.Evicted[1] != (service.EpochEviction{Dataset: "d", Epoch: 9, Result: service.EvictNotCached}) {
+		t.Errorf("evict --epochs 8-9 --json: %+v, %v", st.Evicted, err)
 	}
 
 	// The server finds the undecodable file as it decodes epoch 0.
@@ -99,7 +113,8 @@ func TestServerActions(t *testing.T) {
 	}
 	cli("fetch", "--dataset", "d", "--batch-size", "8", "--epoch", "2")
 	out = cli("evict", "--dataset", "d", "--all")
-	if !strings.Contains(out, "evicted every cached epoch of d") || strings.Contains(out, "earlier listing") ||
+	if !strings.Contains(out, "d: evicted epoch 2\n") && !strings.Contains(out, "d: epoch 2 in use") ||
+		!strings.Contains(out, "d: evicted 1 epoch the server does not read") || strings.Contains(out, "earlier listing") ||
 		!strings.Contains(out, "none cached") && !strings.Contains(out, "evicting") {
 		t.Errorf("evict --all:\n%s", out)
 	}

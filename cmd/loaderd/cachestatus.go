@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
@@ -70,20 +70,26 @@ loaderd evict --other removes those.`
 	if len(res) != 1 {
 		return fmt.Errorf("the server at %s answered cache-status with %d results, want 1", c.addr, len(res))
 	}
-	if asJSON {
-		_, err := stdout.Write(append(res[0], '\n'))
-		return err
-	}
 	var st service.CacheStatus
 	if err := json.Unmarshal(res[0], &st); err != nil {
 		return fmt.Errorf("the server at %s: cache-status: %w", c.addr, err)
 	}
-	return writeCacheStatus(stdout, st)
+	if asJSON {
+		var b bytes.Buffer // indented, as every command's --json
+		if err := json.Indent(&b, res[0], "", "  "); err != nil {
+			return fmt.Errorf("the server at %s: cache-status: %w", c.addr, err)
+		}
+		b.WriteByte('\n')
+		_, err := b.WriteTo(stdout)
+		return err
+	}
+	return writeCacheStatus(stdout, st, c.addr)
 }
 
 // writeCacheStatus prints a cache status: a table of the epochs the server
-// reads, then a line for each group of epochs it does not.
-func writeCacheStatus(w io.Writer, st service.CacheStatus) error {
+// reads, then a line for each group of epochs it does not, and the evict
+// command that frees them from the server at addr (the --addr given).
+func writeCacheStatus(w io.Writer, st service.CacheStatus, addr string) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATASET\tEPOCH\tSTATE\tSAMPLES\tSIZE")
 	for _, d := range st.Datasets {
@@ -99,20 +105,20 @@ func writeCacheStatus(w io.Writer, st service.CacheStatus) error {
 	}
 	for _, d := range st.Datasets {
 		for _, o := range d.Other {
-			verb := "are"
+			verb, them := "are", "them"
 			if len(o.Epochs) == 1 {
-				verb = "is"
+				verb, them = "is", "it"
 			}
 			if o.Listing == service.ListingEarlier {
-				fmt.Fprintf(w, "%s: %s (%s) %s cached from an earlier listing of the dataset (listed %s, %s; its files changed since): no server reads it\n",
-					d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Listed, count(o.Samples, "sample", "samples"))
+				fmt.Fprintf(w, "%s: %s (%s) %s cached from an earlier listing of the dataset (listed %s, %s; its files changed since): no server reads %s\n",
+					d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Listed, count(o.Samples, "sample", "samples"), them)
 				continue
 			}
-			fmt.Fprintf(w, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read it\n",
-				d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Seed, o.Pipeline, o.Decoder, o.ShardSize)
+			fmt.Fprintf(w, "%s: %s (%s) %s cached under seed %d, pipeline %s, decoder %s, shard size %d: this server does not read %s\n",
+				d.Dataset, epochsWord(o.Epochs), humanize.IBytes(uint64(o.Bytes)), verb, o.Seed, o.Pipeline, o.Decoder, o.ShardSize, them)
 		}
 		if len(d.Other) > 0 {
-			fmt.Fprintf(w, "%s: `loaderd evict --dataset %s --other` removes what this server does not read\n", d.Dataset, d.Dataset)
+			fmt.Fprintf(w, "%s: `%s` removes what this server does not read\n", d.Dataset, evictOtherCommand(d.Dataset, addr))
 		}
 	}
 	return nil
@@ -165,18 +171,56 @@ stands alone.`
 	if asJSON {
 		return writeJSON(stdout, st)
 	}
-	var what []string
-	if len(ev.Epochs) > 0 {
-		what = append(what, epochsWord(ev.Epochs))
+	for _, line := range evictionLines(ev, st.Evicted) {
+		fmt.Fprintln(stdout, line)
 	}
-	if ev.Other {
-		what = append(what, "the epochs the server does not read")
+	fmt.Fprintln(stdout, "the cache now holds:")
+	return writeCacheStatus(stdout, st, c.addr)
+}
+
+// evictionLines words what the evict action did, from its results, a
+// line for each group: the epochs evicted, those in use (freed when their
+// streams end), those that were not cached; then the epochs the server does
+// not read that --other or --all freed.
+func evictionLines(ev flightsvc.Eviction, results []service.EpochEviction) []string {
+	var out []string
+	for _, other := range []bool{false, true} {
+		by := map[string][]int{}
+		n := 0
+		for _, r := range results {
+			if r.Other == other {
+				by[r.Result] = append(by[r.Result], r.Epoch)
+				n++
+			}
+		}
+		if other {
+			if ev.Other || ev.All {
+				freed, inUse := len(by[service.EvictFreed]), len(by[service.EvictInUse])
+				switch {
+				case n == 0:
+					out = append(out, ev.Dataset+": the cache held no epoch the server does not read")
+				case inUse == 0:
+					out = append(out, fmt.Sprintf("%s: evicted %s the server does not read", ev.Dataset, count(freed, "epoch", "epochs")))
+				default:
+					out = append(out, fmt.Sprintf("%s: evicted %s the server does not read; %d in use, freed when their streams end", ev.Dataset, count(freed, "epoch", "epochs"), inUse))
+				}
+			}
+			continue
+		}
+		if es := by[service.EvictFreed]; len(es) > 0 {
+			out = append(out, fmt.Sprintf("%s: evicted %s", ev.Dataset, epochsWord(es)))
+		}
+		if es := by[service.EvictInUse]; len(es) > 0 {
+			out = append(out, fmt.Sprintf("%s: %s in use (streamed or being written): evicting, freed when that ends", ev.Dataset, epochsWord(es)))
+		}
+		if es := by[service.EvictNotCached]; len(es) > 0 {
+			out = append(out, fmt.Sprintf("%s: %s not cached: nothing to evict", ev.Dataset, epochsWord(es)))
+		}
+		if ev.All && n == 0 {
+			out = append(out, ev.Dataset+": the cache held no epoch the server reads")
+		}
 	}
-	if ev.All {
-		what = append(what, "every cached epoch")
-	}
-	fmt.Fprintf(stdout, "evicted %s of %s; the cache now holds:\n", strings.Join(what, " and "), ev.Dataset)
-	return writeCacheStatus(stdout, st)
+	return out
 }
 
 func runRescan(ctx context.Context, args []string, stdout, stderr io.Writer) error {

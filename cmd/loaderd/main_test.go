@@ -942,3 +942,34 @@ func TestServeWarnsOfSmallBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestClientAddr: the --addr that the hints to evict give is the address
+// serve listens on, the port it got for port 0, a loopback address for
+// every interface, a unix:// one as given; the default is left out.
+func TestClientAddr(t *testing.T) {
+	for _, tc := range []struct {
+		given string
+		lis   net.Addr
+		want  string
+	}{
+		{given: "127.0.0.1:0", lis: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4242}, want: "127.0.0.1:4242"},
+		{given: ":9000", lis: &net.TCPAddr{IP: net.IPv6unspecified, Port: 9000}, want: "127.0.0.1:9000"},
+		{given: "0.0.0.0:8815", lis: &net.TCPAddr{IP: net.IPv4zero, Port: 8815}, want: "127.0.0.1:8815"},
+		{given: "10.0.0.5:8815", lis: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 5), Port: 8815}, want: "10.0.0.5:8815"},
+		{given: "unix:///run/loaderd/l.sock", lis: &net.UnixAddr{Name: "/run/loaderd/l.sock", Net: "unix"}, want: "unix:///run/loaderd/l.sock"},
+	} {
+		if got := clientAddr(tc.given, tc.lis); got != tc.want {
+			t.Errorf("clientAddr(%q, %v) = %q, want %q", tc.given, tc.lis, got, tc.want)
+		}
+	}
+	for addr, want := range map[string]string{
+		"":                 "loaderd evict --dataset d --other",
+		defaultListen:      "loaderd evict --dataset d --other",
+		"10.0.0.5:8815":    "loaderd evict --dataset d --other --addr 10.0.0.5:8815",
+		"unix:///r/l.sock": "loaderd evict --dataset d --other --addr unix:///r/l.sock",
+	} {
+		if got := evictOtherCommand("d", addr); got != want {
+			t.Errorf("evictOtherCommand(d, %q) = %q, want %q", addr, got, want)
+		}
+	}
+}
