@@ -52,7 +52,7 @@ func (l *Loader) cacheStatus(partial bool) map[string][]service.EpochStatus {
 			if info.Key != l.key(d, info.Key.Epoch) {
 				continue
 			}
-			st := service.EpochStatus{Epoch: info.Key.Epoch, State: service.EpochPartial, Bytes: info.Bytes}
+			st := service.EpochStatus{Epoch: info.Key.Epoch, State: service.EpochPartial, Bytes: info.Bytes + info.Writing}
 			shards := l.cache.Shards(info.Key)
 			committed := make(map[int]bool, len(shards))
 			for _, s := range shards {

@@ -199,7 +199,7 @@ func (l *Loader) others(s *served, infos []shardcache.EpochInfo, pipes map[strin
 			byGroup[g] = o
 		}
 		o.Epochs = append(o.Epochs, k.Epoch)
-		o.Bytes += info.Bytes
+		o.Bytes += info.Bytes + info.Writing
 		o.keys = append(o.keys, k)
 	}
 	out := make([]otherGroup, 0, len(byGroup))

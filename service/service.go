@@ -252,10 +252,13 @@ const (
 
 // EpochStatus is one epoch's presence in the cache.
 type EpochStatus struct {
-	Epoch   int    `json:"epoch"`
-	State   string `json:"state"`
-	Bytes   int64  `json:"bytes"`
-	Samples int64  `json:"samples"`
+	Epoch int    `json:"epoch"`
+	State string `json:"state"`
+	// Bytes is what the epoch takes on disk and in --cache-budget: its
+	// committed shards, and its partial ones (being written or suspended)
+	// each at its full size from its first row.
+	Bytes   int64 `json:"bytes"`
+	Samples int64 `json:"samples"`
 }
 
 // RescanResult is the result of the rescan action: the listing of each

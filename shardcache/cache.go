@@ -44,13 +44,17 @@ type Options struct {
 
 // EpochInfo describes one epoch entry on disk.
 type EpochInfo struct {
-	Key      Key
-	Shards   int   // committed shards
-	Partial  int   // partial shards on disk, suspended (partial.go)
-	Bytes    int64 // bytes of the committed shards and the suspended partial ones
-	Pinned   bool  // a live stream needs it
-	Evicting bool  // Evict was called while pinned; freed when the last pin goes
-	Retired  bool  // Retire was called and the epoch not used since: evicted first
+	Key     Key
+	Shards  int   // committed shards
+	Partial int   // partial shards on disk, suspended (partial.go)
+	Bytes   int64 // bytes of the committed shards and the suspended partial ones
+	// Writing is the bytes reserved by the shards of the epoch being
+	// written: each its full size, on disk and in the budget (Usage) from
+	// its first row. Bytes + Writing is what the epoch takes now.
+	Writing  int64
+	Pinned   bool // a live stream needs it
+	Evicting bool // Evict was called while pinned; freed when the last pin goes
+	Retired  bool // Retire was called and the epoch not used since: evicted first
 	LastUsed time.Time
 }
 
@@ -124,6 +128,7 @@ type epoch struct {
 	partials map[int]int64 // suspended partial shards (partial.go), by shard: their size, counted in bytes
 	stable   map[int]bool  // shards whose writer holds the partial file's name
 	bytes    int64
+	reserved int64 // by its writers in progress: their shards' sizes (in Cache.reserved)
 	pins     int
 	writers  int
 	evicting bool
@@ -395,6 +400,7 @@ func (c *Cache) Epochs() []EpochInfo {
 			Shards:   len(ep.shards),
 			Partial:  len(ep.partials),
 			Bytes:    ep.bytes,
+			Writing:  ep.reserved,
 			Pinned:   ep.pins > 0,
 			Evicting: ep.evicting,
 			Retired:  ep.retired,
@@ -665,6 +671,7 @@ func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 	need := c.committed + c.reserved + size - c.opts.Budget
 	if c.opts.Budget == 0 || need <= 0 {
 		c.reserved += size
+		ep.reserved += size
 		return nil, nil
 	}
 	var victims []*epoch
@@ -691,6 +698,7 @@ func (c *Cache) reserveLocked(ep *epoch, size int64) ([]*eviction, error) {
 		evs = append(evs, c.removeEpochLocked(v))
 	}
 	c.reserved += size
+	ep.reserved += size
 	return evs, nil
 }
 

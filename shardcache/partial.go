@@ -174,6 +174,7 @@ func (w *Writer) Suspend(journal []byte) error {
 	}
 	c.mu.Lock()
 	c.reserved -= w.size
+	ep.reserved -= w.size
 	ep.writers--
 	delete(ep.stable, w.shard)
 	if c.epochs[ep.key] == ep && !c.closed {

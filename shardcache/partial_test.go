@@ -98,3 +98,52 @@ func TestPartialSuspendResume(t *testing.T) {
 		t.Errorf("after eviction: %v, usage %d", got, c.Usage())
 	}
 }
+
+// TestEpochsCountWriting: a shard being written takes its full size in
+// its epoch's Writing (as in Usage) until it commits, is suspended or
+// aborted; Bytes then holds what stays on disk.
+func TestEpochsCountWriting(t *testing.T) {
+	c := openCache(t, t.TempDir(), nil)
+	k := testKey(3)
+	size0, size1 := shardSize(0), shardSize(1)
+	w0, err := c.Create(k, 0, size0, prepareSkeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, err := c.Create(k, 1, size1, prepareSkeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := func() EpochInfo {
+		t.Helper()
+		eps := c.Epochs()
+		if len(eps) != 1 {
+			t.Fatalf("Epochs = %+v, want one", eps)
+		}
+		return eps[0]
+	}
+	if got := info(); got.Bytes != 0 || got.Writing != size0+size1 || c.Usage() != size0+size1 {
+		t.Fatalf("two shards being written: %+v, Usage %d; want Writing %d, Bytes 0", got, c.Usage(), size0+size1)
+	}
+	copy(w0.Data(), pattern(k, 0, size0))
+	if err := w0.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := info(); got.Bytes != size0 || got.Writing != size1 {
+		t.Fatalf("one committed, one written: %+v; want Bytes %d, Writing %d", got, size0, size1)
+	}
+	if err := w1.Suspend([]byte("journal")); err != nil {
+		t.Fatal(err)
+	}
+	if got := info(); got.Bytes != size0+size1 || got.Writing != 0 || got.Partial != 1 {
+		t.Fatalf("one committed, one suspended: %+v; want Bytes %d, Writing 0", got, size0+size1)
+	}
+	w2, err := c.Create(k, 2, shardSize(2), prepareSkeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Abort()
+	if got := info(); got.Writing != 0 || c.Usage() != size0+size1 {
+		t.Fatalf("after an aborted writer: %+v, Usage %d; want Writing 0", got, c.Usage())
+	}
+}

@@ -311,6 +311,7 @@ func (w *Writer) commit(sum *uint32) error {
 	ep.bytes += sf.size
 	c.committed += sf.size
 	c.reserved -= w.size
+	ep.reserved -= w.size
 	ep.writers--
 	if w.stable {
 		delete(ep.stable, w.shard)
@@ -391,6 +392,7 @@ func (w *Writer) finish(removeJournal bool) {
 func (c *Cache) finishWrite(ep *epoch, size int64) {
 	c.mu.Lock()
 	c.reserved -= size
+	ep.reserved -= size
 	ep.writers--
 	ev := c.settleLocked(ep)
 	c.mu.Unlock()
