@@ -386,7 +386,10 @@ class Client:
     def evict(self, dataset: str, epochs: Union[int, Iterable[int]]) -> Dict[str, Any]:
         """Frees epochs of dataset from the server's cache (the ``evict``
         action); an epoch being streamed is freed when its streams end.
-        Returns the cache status, as :meth:`cache_status`."""
+        Returns the cache status, as :meth:`cache_status`, with an
+        ``"evicted"`` list: for each epoch asked for ``{"dataset", "epoch",
+        "result", "other"}``, result ``"evicted"``, ``"not_cached"`` (nothing
+        to free; not an error) or ``"evicting"`` (freed when its streams end)."""
         ep = [int(epochs)] if isinstance(epochs, (int, np.integer)) else [int(e) for e in epochs]
         return self._action("evict", {"dataset": dataset, "epochs": ep})[-1]
 

@@ -182,8 +182,9 @@ def test_actions(new_server):
         (ds,) = c.cache_status()["datasets"]
         assert {e["epoch"]: e["state"] for e in ds["epochs"]} == {0: "complete", 1: "complete"}
         assert c.datasets()[0].cached_epochs == [0, 1]
-        st = c.evict("d", [0])
+        st = c.evict("d", [0, 7])
         assert [e["epoch"] for e in st["datasets"][0]["epochs"]] == [1]
+        assert [(e["epoch"], e["result"]) for e in st["evicted"]] == [(0, "evicted"), (7, "not_cached")]
         assert c.cache_status("d")["datasets"][0]["epochs"][0]["epoch"] == 1
         assert c.dataset_errors("d") == []
         topo = c.topology()
