@@ -252,7 +252,7 @@ func (l *Loader) Close() error {
 	l.sched.Stop()
 	l.commits.Wait()
 	l.up.stop(uploadGrace)
-	l.met.unregister()
+	l.met.set.Unregister()
 	return nil
 }
 

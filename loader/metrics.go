@@ -3,6 +3,7 @@ package loader
 import (
 	"fmt"
 
+	"github.com/loaderd/loaderd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -10,7 +11,7 @@ import (
 // code counts unconditionally; they are registered only when
 // Options.Registerer is set, until Close.
 type metrics struct {
-	reg         prometheus.Registerer // nil: not registered
+	set         promreg.Set // the registered collectors
 	decoded     prometheus.Counter
 	undecodable prometheus.Counter
 	computed    *prometheus.CounterVec
@@ -65,45 +66,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, w := range works {
 		m.computed.WithLabelValues(w.String())
 	}
-	if err := m.register(reg); err != nil {
+	set, err := promreg.Register(reg, m.collectors()...)
+	if err != nil {
 		return nil, fmt.Errorf("loader: register metrics: %w", err)
 	}
+	m.set = set
 	return m, nil
 }
 
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.decoded, m.undecodable, m.computed, m.served, m.hits, m.misses, m.datasetChanges, m.readErrors, m.fetched, m.resumed, m.uploadedRows}
-}
-
-// register registers every collector with reg (nil: none); on a failure it
-// leaves none registered.
-func (m *metrics) register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := reg.Register(c); err != nil {
-			for _, d := range done {
-				reg.Unregister(d)
-			}
-			return err
-		}
-		done = append(done, c)
-	}
-	m.reg = reg
-	return nil
-}
-
-// unregister removes the collectors, so that a later Loader may register its
-// own with the same Registerer.
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors() {
-		m.reg.Unregister(c)
-	}
-	m.reg = nil
 }

@@ -214,17 +214,17 @@ func Open(dir string, opts *Options) (*Cache, error) {
 		return nil, err
 	}
 	if err := c.scan(); err != nil {
-		c.m.unregister()
+		c.m.set.Unregister()
 		_ = lf.Close()
 		return nil, err
 	}
 	if err := c.share(); err != nil {
-		c.m.unregister()
+		c.m.set.Unregister()
 		_ = lf.Close()
 		return nil, fmt.Errorf("shardcache: give %s to group %q (is loaderd's user in it?): %w", dir, o.Group, err)
 	}
 	if err := c.openLocal(); err != nil {
-		c.m.unregister()
+		c.m.set.Unregister()
 		_ = lf.Close()
 		return nil, err
 	}
@@ -334,7 +334,7 @@ func (c *Cache) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	c.m.unregister()
+	c.m.set.Unregister()
 	if err := c.lock.Close(); err != nil { // closing the descriptor drops the flock
 		return fmt.Errorf("shardcache: close: %w", err)
 	}

@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/loaderd/loaderd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are the tier's Prometheus collectors. Their labels are fixed
 // words: no URL, endpoint or credential ever becomes a label.
 type metrics struct {
-	reg        prometheus.Registerer // nil: not registered
+	set        promreg.Set // the registered collectors
 	requests   *prometheus.CounterVec
 	downloaded prometheus.Counter
 	uploaded   prometheus.Counter
@@ -37,35 +38,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			m.requests.WithLabelValues(op, out)
 		}
 	}
-	if reg == nil {
-		return m, nil
+	set, err := promreg.Register(reg, m.collectors()...)
+	if err != nil {
+		return nil, fmt.Errorf("tier: register metrics: %w", err)
 	}
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := reg.Register(c); err != nil {
-			for _, d := range done {
-				reg.Unregister(d)
-			}
-			return nil, fmt.Errorf("tier: register metrics: %w", err)
-		}
-		done = append(done, c)
-	}
-	m.reg = reg
+	m.set = set
 	return m, nil
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.downloaded, m.uploaded, m.corrupt}
-}
-
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors() {
-		m.reg.Unregister(c)
-	}
-	m.reg = nil
 }
 
 // request counts one request of op with its outcome.

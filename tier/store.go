@@ -150,7 +150,7 @@ func (s *Store) URL() string { return s.url }
 
 // Close unregisters the tier's metrics.
 func (s *Store) Close() error {
-	s.met.unregister()
+	s.met.set.Unregister()
 	return nil
 }
 

@@ -3,6 +3,7 @@ package flightsvc
 import (
 	"fmt"
 
+	"github.com/loaderd/loaderd/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -10,7 +11,6 @@ import (
 // the code counts unconditionally; they are registered only when
 // Options.Registerer is set, for the Server's life.
 type metrics struct {
-	reg           prometheus.Registerer // nil: not registered
 	streamsActive prometheus.Gauge
 	batches       prometheus.Counter
 	samples       prometheus.Counter
@@ -58,7 +58,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Flight calls by method and gRPC status code.",
 		}, []string{"method", "code"}),
 	}
-	if err := m.register(reg); err != nil {
+	// Registered for the process's life: a Server is served once and has
+	// no Close.
+	if _, err := promreg.Register(reg, m.collectors()...); err != nil {
 		return nil, fmt.Errorf("flightsvc: register metrics: %w", err)
 	}
 	return m, nil
@@ -67,36 +69,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // collectors lists every collector of m.
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.streamsActive, m.batches, m.samples, m.bytes, m.localBatches, m.localSamples, m.streamWait, m.requests}
-}
-
-// register registers every collector with reg (nil: none); on a failure it
-// leaves none registered.
-func (m *metrics) register(reg prometheus.Registerer) error {
-	if reg == nil {
-		return nil
-	}
-	var done []prometheus.Collector
-	for _, c := range m.collectors() {
-		if err := reg.Register(c); err != nil {
-			for _, d := range done {
-				reg.Unregister(d)
-			}
-			return err
-		}
-		done = append(done, c)
-	}
-	m.reg = reg
-	return nil
-}
-
-// unregister removes the collectors, so that a later Server may register its
-// own with the same Registerer.
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors() {
-		m.reg.Unregister(c)
-	}
-	m.reg = nil
 }
