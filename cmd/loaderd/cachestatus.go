@@ -18,17 +18,25 @@ import (
 // Go client): cache-status, evict, rescan, dataset-errors. Each takes the
 // connection flags of fetch (connFlags) and --json for the action's result.
 
-// dial connects to the server c names; a malformed --addr is a usage error.
-func (c *connFlags) dial(ctx context.Context) (*flightsvc.Client, *flightsvc.ClientOptions, error) {
+// ask connects to the server c names, makes one call on it and closes the
+// connection. A malformed --addr is a usage error; the server's errors come
+// back as serverError words them (a dataset not found names those served).
+func ask[T any](ctx context.Context, c *connFlags, call func(*flightsvc.Client) (T, error)) (T, error) {
+	var zero T
 	copts, err := c.options()
 	if err != nil {
-		return nil, nil, err
+		return zero, err
 	}
 	cl, err := flightsvc.Dial(ctx, c.addr, copts)
 	if err != nil {
-		return nil, nil, usagef("--addr %q: %v", c.addr, err)
+		return zero, usagef("--addr %q: %v", c.addr, err)
 	}
-	return cl, copts, nil
+	defer cl.Close()
+	res, err := call(cl)
+	if err != nil {
+		return zero, serverError(c.addr, err, c.served(ctx, copts, err))
+	}
+	return res, nil
 }
 
 // writeJSON prints v as indented JSON.
@@ -54,18 +62,15 @@ loaderd evict --other removes those.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	cl, copts, err := c.dial(ctx)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	var body []byte
 	if dataset != "" {
 		body, _ = json.Marshal(map[string]string{"dataset": dataset})
 	}
-	res, err := cl.Action(ctx, flightsvc.ActionCacheStatus, body)
+	res, err := ask(ctx, &c, func(cl *flightsvc.Client) ([][]byte, error) {
+		return cl.Action(ctx, flightsvc.ActionCacheStatus, body)
+	})
 	if err != nil {
-		return serverError(c.addr, err, c.served(ctx, copts, err))
+		return err
 	}
 	if len(res) != 1 {
 		return fmt.Errorf("the server at %s answered cache-status with %d results, want 1", c.addr, len(res))
@@ -159,14 +164,9 @@ stands alone.`
 		}
 		ev.Epochs = list
 	}
-	cl, copts, err := c.dial(ctx)
+	st, err := ask(ctx, &c, func(cl *flightsvc.Client) (service.CacheStatus, error) { return cl.Evict(ctx, ev) })
 	if err != nil {
 		return err
-	}
-	defer cl.Close()
-	st, err := cl.Evict(ctx, ev)
-	if err != nil {
-		return serverError(c.addr, err, c.served(ctx, copts, err))
 	}
 	if asJSON {
 		return writeJSON(stdout, st)
@@ -240,14 +240,9 @@ listed by cache-status under other.`
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	cl, copts, err := c.dial(ctx)
+	res, err := ask(ctx, &c, func(cl *flightsvc.Client) (service.RescanResult, error) { return cl.Rescan(ctx, dataset) })
 	if err != nil {
 		return err
-	}
-	defer cl.Close()
-	res, err := cl.Rescan(ctx, dataset)
-	if err != nil {
-		return serverError(c.addr, err, c.served(ctx, copts, err))
 	}
 	if asJSON {
 		return writeJSON(stdout, res)
@@ -285,14 +280,9 @@ of a dataset at once, without a server.`
 	if dataset == "" {
 		return usagef("--dataset NAME is required: a NAME the server was started with (serve --data NAME=PATH)")
 	}
-	cl, copts, err := c.dial(ctx)
+	errs, err := ask(ctx, &c, func(cl *flightsvc.Client) ([]service.SampleError, error) { return cl.DatasetErrors(ctx, dataset) })
 	if err != nil {
 		return err
-	}
-	defer cl.Close()
-	errs, err := cl.DatasetErrors(ctx, dataset)
-	if err != nil {
-		return serverError(c.addr, err, c.served(ctx, copts, err))
 	}
 	if asJSON {
 		if errs == nil {
