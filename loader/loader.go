@@ -115,6 +115,8 @@ type Loader struct {
 
 	readFault atomic.Pointer[func(path string) error] // tests: Dataset.fault of every listing
 	noNotify  bool                                    // tests: Run watches no directory, as on NFS
+
+	beforeCloseWait func(old *openEpoch) // tests: runs before a new user of an epoch waits for old, closing, to be Released
 }
 
 // dataset is one listing of a served dataset (a snapshot: served.go) and

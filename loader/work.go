@@ -72,12 +72,18 @@ func (l *Loader) acquire(d *dataset, e int, w work) (*openEpoch, func(), error) 
 		return nil, nil, fmt.Errorf("loader: %w", service.ErrUnavailable)
 	}
 	id := idOf(d, e)
-	if old := l.closing[id]; old != nil {
+	for l.closing[id] != nil {
 		// The epoch's last user left and its shards are being kept
 		// (partial shards suspended, some once gRPC releases the last
 		// batches): a new Epoch would find their files still held and
-		// compute their rows again. Wait for that, a while.
+		// compute their rows again. Wait for that, a while. Then look
+		// again: while this user waited, another may have opened the
+		// epoch and left it, and its close keeps the shards now.
+		old := l.closing[id]
 		l.mu.Unlock()
+		if l.beforeCloseWait != nil {
+			l.beforeCloseWait(old)
+		}
 		t := time.NewTimer(closeWait)
 		select {
 		case <-old.Released():
