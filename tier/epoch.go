@@ -64,6 +64,7 @@ type idxLoad struct {
 	done chan struct{}
 	x    *index
 	err  error
+	left bool // err is the reader's context ending: a waiter reads again
 }
 
 // holding is what the tier holds of one shard: data objects whose index is
@@ -246,24 +247,40 @@ func (e *Epoch) Available(ctx context.Context, shard int) (complete bool, rows [
 
 // index returns the index of data object name of shard, reading it once:
 // concurrent callers wait for the first one's read. A failed read is
-// forgotten, so a later call tries again.
+// forgotten, so a later call tries again; so does a waiter whose reader
+// left (its context ended mid-read), rather than take that reader's
+// cancellation for its own: a stream that stops early must not make the
+// prefetch beside it compute rows the tier holds.
 func (e *Epoch) index(ctx context.Context, shard int, name string) (*index, error) {
-	e.mu.Lock()
-	ld := e.idx[name]
-	mine := ld == nil
-	if mine {
-		ld = &idxLoad{done: make(chan struct{})}
-		e.idx[name] = ld
-	}
-	e.mu.Unlock()
-	if !mine {
+	for {
+		e.mu.Lock()
+		ld := e.idx[name]
+		mine := ld == nil
+		if mine {
+			ld = &idxLoad{done: make(chan struct{})}
+			e.idx[name] = ld
+		}
+		e.mu.Unlock()
+		if mine {
+			return e.readIndex(ctx, shard, name, ld)
+		}
+		if e.s.indexWait != nil {
+			e.s.indexWait()
+		}
 		select {
 		case <-ld.done:
-			return ld.x, ld.err
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		if !ld.left {
+			return ld.x, ld.err
+		}
 	}
+}
+
+// readIndex reads the index of data object name of shard for ld, which
+// this caller registered, and forgets ld if the read failed.
+func (e *Epoch) readIndex(ctx context.Context, shard int, name string, ld *idxLoad) (*index, error) {
 	b, err := e.s.get(ctx, e.dir+indexName(name), 0, -1)
 	if err == nil {
 		if ld.x, err = decodeIndex(b, shard); err != nil {
@@ -271,7 +288,7 @@ func (e *Epoch) index(ctx context.Context, shard int, name string) (*index, erro
 			err = fmt.Errorf("%s: %w", e.dir+indexName(name), err)
 		}
 	}
-	ld.err = err
+	ld.err, ld.left = err, err != nil && ctx.Err() != nil
 	if err != nil {
 		e.mu.Lock()
 		delete(e.idx, name)

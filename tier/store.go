@@ -53,6 +53,8 @@ type Store struct {
 
 	mu     sync.Mutex        // guards epochs
 	epochs map[string]*Epoch // by shardcache.Key.Name
+
+	indexWait func() // tests: runs before a caller waits for another's read of an index
 }
 
 // A backend stores objects by name ("a/b/c", slash-separated).
