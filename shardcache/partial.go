@@ -24,6 +24,9 @@ import (
 // (temporary file, fsync, rename, directory fsync), and keeps both: the
 // journal lists what the caller may trust in the file, so a row written
 // after the last Suspend, or while the process was killed, is not in it.
+// A caller with nothing new to name since its journal was written (the
+// one Create found, or its last Checkpoint's) calls SuspendUnchanged
+// instead, which keeps both as they are: no sync, no write.
 // The next Create of the shard reopens the file and hands the journal back
 // (Writer.Journal); the caller checks each row it names before serving it.
 // Commit renames the partial file to the shard's final name and removes
@@ -135,7 +138,7 @@ func (w *Writer) resume() (bool, error) {
 		_ = f.Close()
 		return false, fmt.Errorf("shardcache: map shard %d of %v: %w", w.shard, w.ep.key, err)
 	}
-	w.tmp, w.data, w.journal = path, data, journal
+	w.tmp, w.data, w.journal, w.journaled = path, data, journal, journal != nil
 	w.keepOrClose(f)
 	return true, nil
 }
@@ -162,16 +165,53 @@ func (w *Writer) Suspend(journal []byte) error {
 	if !w.done.CompareAndSwap(false, true) {
 		return fmt.Errorf("shardcache: suspend shard %d of %v: writer already finished", w.shard, w.ep.key)
 	}
-	c, ep := w.c, w.ep
 	_, err := w.sync(false) // a partial file's name has no checksum
 	if err == nil {
-		err = writeAtomic(filepath.Join(ep.dir, journalName(w.shard)), journal)
+		err = writeAtomic(filepath.Join(w.ep.dir, journalName(w.shard)), journal)
 	}
 	if err != nil {
 		_ = os.Remove(w.tmp)
 		w.finish(true)
-		return fmt.Errorf("shardcache: suspend shard %d of %v: %w", w.shard, ep.key, err)
+		return fmt.Errorf("shardcache: suspend shard %d of %v: %w", w.shard, w.ep.key, err)
 	}
+	w.keep()
+	return nil
+}
+
+// Journaled reports whether the shard's journal is on disk: Create found
+// it with the partial file (Journal), or a Checkpoint wrote it.
+func (w *Writer) Journaled() bool { return w.journaled }
+
+// SuspendUnchanged ends the writer and keeps the partial shard for a later
+// Create, as Suspend does, but leaves the file and its journal on disk as
+// they are: no sync, no journal written. It is for a caller that wrote
+// nothing its journal must name since that journal was written (the one
+// Create found, or the last Checkpoint's): the rows the journal names are
+// durable already, and bytes written since, which it does not name, need
+// not be. A writer that is not Persistent, or not Journaled, is aborted
+// instead, and an error says so. After it the writer is finished.
+func (w *Writer) SuspendUnchanged() error {
+	if !w.stable || !w.journaled {
+		w.Abort()
+		return fmt.Errorf("shardcache: suspend shard %d of %v unchanged: no journal on disk", w.shard, w.ep.key)
+	}
+	if !w.done.CompareAndSwap(false, true) {
+		return fmt.Errorf("shardcache: suspend shard %d of %v: writer already finished", w.shard, w.ep.key)
+	}
+	// As in Abort, errors here lose nothing the journal names: those
+	// rows were synced before it was written.
+	_ = unix.Munmap(w.data)
+	w.data = nil
+	_ = w.closeFile()
+	w.keep()
+	return nil
+}
+
+// keep moves a suspended writer's file from the writer's reservation to
+// its epoch's partial shards, unless the epoch was forgotten or the cache
+// closed meanwhile.
+func (w *Writer) keep() {
+	c, ep := w.c, w.ep
 	c.mu.Lock()
 	c.reserved -= w.size
 	ep.reserved -= w.size
@@ -185,7 +225,6 @@ func (w *Writer) Suspend(journal []byte) error {
 	ev := c.settleLocked(ep)
 	c.mu.Unlock()
 	c.discard(ev)
-	return nil
 }
 
 // Checkpoint makes the rows written so far durable without ending the
@@ -217,6 +256,7 @@ func (w *Writer) Checkpoint(journal []byte) error {
 	if err != nil {
 		return fmt.Errorf("shardcache: checkpoint shard %d of %v: %w", w.shard, w.ep.key, err)
 	}
+	w.journaled = true
 	return nil
 }
 

@@ -147,3 +147,53 @@ func TestEpochsCountWriting(t *testing.T) {
 		t.Fatalf("after an aborted writer: %+v, Usage %d; want Writing 0", got, c.Usage())
 	}
 }
+
+// TestSuspendUnchanged: a writer whose journal is on disk (resumed with
+// it, or checkpointed) is suspended with file and journal as they are,
+// counted as a partial shard as Suspend counts it; one without a journal
+// on disk keeps nothing and says so.
+func TestSuspendUnchanged(t *testing.T) {
+	c := openCache(t, t.TempDir(), nil)
+	k := testKey(2)
+	w, err := c.Create(k, 0, 64, prepareSkeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Journaled() {
+		t.Fatal("a fresh writer reports a journal on disk")
+	}
+	if err := w.SuspendUnchanged(); err == nil {
+		t.Error("SuspendUnchanged of a writer with no journal on disk: no error")
+	}
+	if got := filesUnder(t, c.Dir(), partialSuffix); len(got) != 0 || c.Usage() != 0 {
+		t.Fatalf("after SuspendUnchanged with no journal: %v, usage %d; want nothing kept", got, c.Usage())
+	}
+
+	w, _ = c.Create(k, 0, 64, prepareSkeleton)
+	copy(w.Data()[8:], "row-one!")
+	if err := w.Checkpoint([]byte("journal: row at 8")); err != nil || !w.Journaled() {
+		t.Fatalf("Checkpoint = %v, Journaled %v", err, w.Journaled())
+	}
+	copy(w.Data()[16:], "row-two!") // named by no journal
+	if err := w.SuspendUnchanged(); err != nil {
+		t.Fatal(err)
+	}
+	if eps := c.Epochs(); len(eps) != 1 || eps[0].Partial != 1 || eps[0].Bytes != 64 || eps[0].Writing != 0 {
+		t.Errorf("Epochs = %+v; want one partial shard of 64 bytes", eps)
+	}
+	w, err = c.Create(k, 0, 64, prepareSkeleton)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(w.Journal()) != "journal: row at 8" || !w.Journaled() || !bytes.Equal(w.Data()[8:16], []byte("row-one!")) {
+		t.Fatalf("resumed: journal %q (journaled %v), data %q", w.Journal(), w.Journaled(), w.Data()[:24])
+	}
+	if err := w.SuspendUnchanged(); err != nil {
+		t.Fatal(err)
+	}
+	m, j, err := c.OpenPartial(k, 0)
+	if err != nil || string(j) != "journal: row at 8" {
+		t.Fatalf("OpenPartial = %q, %v", j, err)
+	}
+	m.Release()
+}

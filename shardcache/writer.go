@@ -32,6 +32,10 @@ type Writer struct {
 
 	stable  bool   // the file is the shard's partial file (partial.go), not a temporary one
 	journal []byte // the journal of a resumed partial shard; nil for a fresh file
+	// journaled: the partial file has a journal on disk (resumed with
+	// one, or a Checkpoint wrote it). Written by Checkpoint, which the
+	// owner never runs beside SuspendUnchanged.
+	journaled bool
 }
 
 // Create starts writing shard of epoch k, size bytes. It creates a temporary

@@ -44,12 +44,20 @@ package epoch
 //	                        shard is kept partial (Writer.Suspend: the file
 //	                        synced, then a journal of its ready rows with
 //	                        their CRC-32C, written atomically) and
-//	                        Hooks.Suspended runs; with none it is aborted
+//	                        Hooks.Suspended runs; with none it is aborted.
+//	                        When no row became ready since the journal on
+//	                        disk was written (Shard.durable, Shard.fresh 0:
+//	                        the rows were resumed from it or checkpointed),
+//	                        that journal names every ready row already:
+//	                        Writer.SuspendUnchanged keeps file and journal
+//	                        as they are, with no sync and no write
 //
 // While writing, every quarter of the shard's rows (at least
 // minCheckpoint) a checkpoint writes the journal of the rows ready so far
 // (Writer.Checkpoint: the file synced first), holding the writer as a
-// batch does, so that a process killed mid-epoch keeps them.
+// batch does, so that a process killed mid-epoch keeps them. Shard.fresh
+// counts the rows ready since the journal on disk was written; a row
+// Stored but not Finished ready is in no journal, whatever its bytes.
 //
 // A partial shard kept so is first-class: the next startWriter of the
 // shard (this process or one started later) gets its file and journal back
@@ -167,6 +175,7 @@ type Shard struct {
 	ready   int                 // modeWriting: rows ready
 	wrefs   int                 // batches holding rows of w, and a checkpoint running
 	fresh   int                 // modeWriting: rows ready since the journal was last written
+	durable bool                // modeWriting: the journal on disk names exactly the ready rows fresh does not count (resumed with every row it named checked, or checkpointed)
 	saving  bool                // a checkpoint runs
 	saved   chan struct{}       // closed when that checkpoint is over
 	closing bool                // the Epoch's users are gone: drop w once unreferenced
@@ -238,7 +247,7 @@ func (sh *Shard) startWriter() error {
 	sh.crcs = make([]uint32, sh.n)
 	sh.summed = make([]bool, sh.n)
 	sh.errs = map[int]error{}
-	sh.ready, sh.fresh = 0, 0
+	sh.ready, sh.fresh, sh.durable = 0, 0, false
 	sh.err = nil
 	sh.resume(w.Journal())
 	return nil
@@ -274,6 +283,10 @@ func (sh *Shard) resume(journal []byte) {
 	if bad > 0 {
 		sh.log.Warn("loader: rows of a partial shard failed their check; computing them again", "shard", sh.id.num, "rows", bad)
 	}
+	// The journal names exactly the rows ready now, each durable before
+	// it named it, unless some failed their check (a suspend writes a
+	// journal without them).
+	sh.durable = bad == 0 && sh.ready > 0
 	sh.hooks.resumed(sh.ready)
 	if sh.ready == sh.n && sh.wrefs == 0 { // whole already: commit it
 		sh.commits.start(sh.id)
@@ -520,11 +533,13 @@ const minCheckpoint = 64
 // checkpoint writes journal for the writer, which a reference keeps alive;
 // it runs on a commit goroutine, without sh.mu.
 func (sh *Shard) checkpoint(journal []byte) {
-	if err := sh.w.Checkpoint(journal); err != nil {
+	err := sh.w.Checkpoint(journal)
+	if err != nil {
 		sh.log.Warn("loader: checkpoint partial shard", "shard", sh.id.num, "err", err)
 	}
 	sh.mu.Lock()
 	sh.saving = false
+	sh.durable = err == nil // a failed one leaves an older journal, or none
 	close(sh.saved)
 	sh.unrefLocked() // in the same hold of sh.mu: close never sees saving over and the reference still held
 }
@@ -628,13 +643,16 @@ func (sh *Shard) checksum() (uint32, bool) {
 
 // suspendWriter keeps an unfinished writer's shard in the cache as a
 // partial shard, with the journal of its ready rows, and reports whether
-// there was any; the caller holds sh.mu.
+// there was any; the caller holds sh.mu. When the journal on disk names
+// those rows already (nothing new since it was written), it stays as it
+// is, and so does the file: no sync, no journal written.
 func (sh *Shard) suspendWriter() bool {
-	journal := sh.journal()
-	kept := journal != nil && sh.w.Persistent()
 	var err error
-	if journal != nil {
-		err = sh.w.Suspend(journal)
+	kept := false
+	if sh.fresh == 0 && sh.durable && sh.w.Persistent() && sh.w.Journaled() {
+		kept, err = true, sh.w.SuspendUnchanged()
+	} else if journal := sh.journal(); journal != nil {
+		kept, err = sh.w.Persistent(), sh.w.Suspend(journal)
 	} else {
 		sh.w.Abort()
 	}
