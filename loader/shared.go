@@ -202,34 +202,39 @@ func (l *Loader) inTier(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 	return err == nil && ok
 }
 
+// errTierListing wraps a failure to learn what the tier holds of a shard
+// (fromTier): the tier is unreachable, or slow, for the moment.
+var errTierListing = errors.New("shared tier unavailable")
+
 // fromTier reads row p of shard sh of ep into dst when the tier holds it,
 // and returns the sample index and label the row carries. It reports
-// false when there is no tier, the tier lacks the row, or reading it
-// failed (then the caller computes it).
-func (l *Loader) fromTier(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int, dst []byte) (uint64, int64, bool) {
+// false, with a nil error, when there is no tier or the tier lacks the
+// row, and false with the error when asking the tier failed (wrapping
+// errTierListing when its listing or index did): the caller computes the
+// row then, or gives it up when its requester left, and says which.
+func (l *Loader) fromTier(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int, dst []byte) (uint64, int64, bool, error) {
 	if l.opts.Tier == nil {
-		return 0, 0, false
+		return 0, 0, false, nil
 	}
 	s := sh.Lo() / l.opts.ShardSize
 	tep := l.opts.Tier.Epoch(ep.Key())
 	complete, have, err := tep.Available(ctx, s)
 	if err != nil {
-		l.log.Debug("loader: shared tier unavailable; computing", "err", err)
-		return 0, 0, false
+		return 0, 0, false, fmt.Errorf("%w: %w", errTierListing, err)
 	}
 	if _, ok := slices.BinarySearch(have, p); !complete && !ok {
-		return 0, 0, false
+		return 0, 0, false, nil
 	}
 	rows, err := tep.ReadRows(ctx, s, []int{p})
-	if err != nil || len(rows) != 1 || len(rows[0].Image) != len(dst) {
-		if err != nil {
-			l.log.Warn("loader: read from the shared tier; computing instead", "shard", s, "row", p, "err", err)
-		}
-		return 0, 0, false
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if len(rows) != 1 || len(rows[0].Image) != len(dst) {
+		return 0, 0, false, nil
 	}
 	copy(dst, rows[0].Image)
 	l.met.fetched.Inc()
-	return rows[0].Index, rows[0].Label, true
+	return rows[0].Index, rows[0].Label, true, nil
 }
 
 // sharedMetrics are the loader's counters of the shared tier and of

@@ -213,7 +213,9 @@ func (r *runner) submit(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p i
 // of its own, at most maxFetches at once for streams and maxBgFetches for
 // prefetch and precompute, apart (reads wait for the network, not for a
 // CPU, so they do not take workers), and hands the row to compute when the
-// tier fails it.
+// tier fails it (a failed read is warned of then), or gives the claim back
+// when the requester left meanwhile (a debug line says so: nothing is
+// computed).
 func (r *runner) fetch(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p int) bool {
 	l := r.l
 	slots := l.fetchSlots
@@ -228,19 +230,28 @@ func (r *runner) fetch(ctx context.Context, ep *openEpoch, sh *epoch.Shard, p in
 	}
 	r.tasks.Go(func() {
 		img := l.rowScratch()
-		index, label, ok := l.fromTier(ctx, ep, sh, p, *img)
+		index, label, ok, err := l.fromTier(ctx, ep, sh, p, *img)
 		if ok {
 			ok = sh.Store(p, *img) == nil
 		}
 		l.scratch.Put(img)
 		<-slots
+		s := sh.Lo() / l.opts.ShardSize
 		switch {
 		case ok:
 			r.done.Add(1)
 			sh.Finish(p, index, label, nil)
-		case ctx.Err() != nil:
+		case ctx.Err() != nil: // the requester left: nobody computes the row
+			if err != nil {
+				l.log.Debug("loader: read from the shared tier ended; its requester left, the row is given up", "shard", s, "row", p, "err", err)
+			}
 			sh.Finish(p, 0, 0, epoch.ErrAbandoned)
 		default:
+			if errors.Is(err, errTierListing) {
+				l.log.Debug("loader: shared tier unavailable; computing", "shard", s, "row", p, "err", err)
+			} else if err != nil {
+				l.log.Warn("loader: read from the shared tier; computing instead", "shard", s, "row", p, "err", err)
+			}
 			r.compute(ctx, ep, sh, p) // gives the claim back itself if it cannot
 		}
 	})
