@@ -2,6 +2,8 @@ package tier
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +40,7 @@ func (d *dirBackend) put(ctx context.Context, name string, r io.Reader, size int
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("tier: put %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(final)+tmpMark+"*")
+	f, err := createTemp(dir, "."+filepath.Base(final)+tmpMark)
 	if err != nil {
 		return fmt.Errorf("tier: put %s: %w", name, err)
 	}
@@ -138,4 +140,22 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// createTemp creates a new file named prefix + random digits in dir, mode
+// 0666 less the umask, as the objects of a shared directory must be
+// readable by the nodes' other users (os.CreateTemp makes files 0600: a
+// node run as another user could read none of them).
+func createTemp(dir, prefix string) (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(filepath.Join(dir, prefix+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("no unused temporary name for %s* in %s", prefix, dir)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -401,5 +402,42 @@ func TestCredentialsNeverShown(t *testing.T) {
 		if strings.Contains(s, s3.SecretKey) {
 			t.Errorf("the secret key shows in %q", s)
 		}
+	}
+}
+
+// TestDirObjectsReadableByOthers: a shared directory's objects are made
+// 0666 less the umask, as a node run as another user must read what this
+// one uploaded (os.CreateTemp's 0600 kept them to the writer alone).
+func TestDirObjectsReadableByOthers(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := tier.Open(ctx, "file://"+dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	data, lay := fakeShard(4, 100, 1)
+	if err := st.Epoch(key).PutShard(ctx, 0, data, lay); err != nil {
+		t.Fatal(err)
+	}
+	files := 0
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm() != 0o644 {
+			t.Errorf("%s: mode %v; want 0644 (0666 less the umask 022)", path, fi.Mode().Perm())
+		}
+		files++
+		return nil
+	})
+	if err != nil || files == 0 {
+		t.Fatalf("walk: %v, %d files", err, files)
 	}
 }
