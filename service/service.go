@@ -32,6 +32,14 @@ type Request struct {
 	Transport string `json:"transport,omitempty"`
 }
 
+// NewRequest is a request for dataset with the descriptor's defaults (SPEC
+// §4): epoch 0, batch_size 256, rank 0 of world_size 1, drop_last false,
+// start_batch 0, shuffle true. Request's zero value is not that: its
+// BatchSize 0 is refused and its Shuffle false streams the epoch in order.
+func NewRequest(dataset string) Request {
+	return Request{Dataset: dataset, BatchSize: 256, WorldSize: 1, Shuffle: true}
+}
+
 // Values of Request.Transport and of the descriptor's "transport" field.
 // TransportAuto is the clients' choice, never sent: local when the server
 // allows it, else flight.

@@ -33,7 +33,7 @@ const (
 // of range are reported as a *service.FieldError naming the field ("rank"
 // when rank ≥ world_size); malformed JSON wraps service.ErrInvalid.
 func ParseRequest(cmd []byte) (service.Request, error) {
-	req := service.Request{BatchSize: 256, WorldSize: 1, Shuffle: true}
+	req := service.NewRequest("")
 	fields, err := strictObject(cmd, "descriptor")
 	if err != nil {
 		return service.Request{}, err

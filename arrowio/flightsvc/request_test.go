@@ -96,3 +96,17 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestNewRequestIsTheDescriptorsDefaults: service.NewRequest, the Go
+// client's starting point, is what a descriptor naming only the dataset
+// parses to (SPEC §4's defaults).
+func TestNewRequestIsTheDescriptorsDefaults(t *testing.T) {
+	got, err := ParseRequest([]byte(`{"dataset":"d"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := service.Request{Dataset: "d", BatchSize: 256, WorldSize: 1, Shuffle: true}
+	if got != want || service.NewRequest("d") != want {
+		t.Fatalf("ParseRequest = %+v, NewRequest = %+v; want %+v", got, service.NewRequest("d"), want)
+	}
+}

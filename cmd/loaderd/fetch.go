@@ -52,7 +52,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&f.clients, "clients", 1, "concurrent clients; client r fetches rank r of world size N")
 	fs.IntVar(&f.repeat, "repeat", 1, "stream the request this many times over the same connections (steady-state throughput)")
 	fs.BoolVar(&f.decode, "decode", false, "decode every batch into Arrow arrays (default: count bytes only)")
-	fs.BoolVar(&f.digest, "digest", false, "print the SHA-256 of the stream's values (per batch: index, label, image bytes) to compare clients; decodes, one client, one pass")
+	fs.BoolVar(&f.digest, "digest", false, "print the SHA-256 of the stream's values (per batch: index, label, image bytes) to compare clients, transports or servers on the same request (batch size, rank and world size: batches are hashed as they come); decodes, one client, one pass")
 	fs.BoolVar(&f.asJSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&f.vsLoopback, "vs-loopback", false, "then measure loopback TCP with as many streams as clients, in this process, and print the ratio")
 	fs.notes = `Values the server refuses (an unknown dataset, --start-batch past the rank's
