@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +55,7 @@ type Epoch struct {
 
 	mu     sync.Mutex          // guards the fields below; never held across I/O
 	listed time.Time           // when shards was last listed; zero: never
-	shards map[int]*holding    // what the last listing found, by shard
+	shards map[int]*holding    // the last listing, by shard; replaced, never changed (record)
 	idx    map[string]*idxLoad // indexes read or being read, by data object (objects never change)
 	meta   bool                // meta.json is known to exist
 }
@@ -125,7 +126,8 @@ func parseObject(name string) (shard int, crc uint32, complete, ok bool) {
 func (e *Epoch) Key() shardcache.Key { return e.key }
 
 // holdings returns the epoch's listing, listing it again when forced or
-// when it is older than Options.ListInterval.
+// when it is older than Options.ListInterval. The map is shared and must
+// not be changed (record replaces it).
 func (e *Epoch) holdings(ctx context.Context, force bool) (map[int]*holding, error) {
 	e.mu.Lock()
 	fresh := !e.listed.IsZero() && time.Since(e.listed) < e.s.opts.ListInterval
@@ -184,6 +186,28 @@ func (e *Epoch) holdings(ctx context.Context, force bool) (map[int]*holding, err
 func (e *Epoch) Refresh(ctx context.Context) error {
 	_, err := e.holdings(ctx, true)
 	return err
+}
+
+// record notes an upload of this process in the last listing, if any, so
+// that it counts before the next listing: change is applied to a copy of
+// shard's holding in a copy of the map. A listing's map and its holdings
+// are never changed once published, as holdings hands them out to callers
+// that read them without the lock.
+func (e *Epoch) record(shard int, change func(*holding)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shards == nil {
+		return
+	}
+	shards := maps.Clone(e.shards)
+	h := &holding{}
+	if old := shards[shard]; old != nil {
+		*h = *old
+		h.parts = slices.Clone(old.parts)
+	}
+	change(h)
+	shards[shard] = h
+	e.shards = shards
 }
 
 // Complete returns the shards whole in the tier, sorted, from a listing at
@@ -359,16 +383,7 @@ func (e *Epoch) PutShard(ctx context.Context, shard int, data []byte, lay Layout
 	if err := e.put(ctx, shard, name, bytes.NewReader(data), int64(len(data)), x); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	if e.shards != nil {
-		h := e.shards[shard]
-		if h == nil {
-			h = &holding{}
-			e.shards[shard] = h
-		}
-		h.complete, h.crc = name, crc
-	}
-	e.mu.Unlock()
+	e.record(shard, func(h *holding) { h.complete, h.crc = name, crc })
 	return nil
 }
 
@@ -404,17 +419,10 @@ func (e *Epoch) PutRows(ctx context.Context, shard int, rows []Row, lay Layout) 
 	if err := e.put(ctx, shard, name, io.MultiReader(readers...), x.dataSize, x); err != nil {
 		return err
 	}
-	e.mu.Lock()
-	if e.shards != nil {
-		hd := e.shards[shard]
-		if hd == nil {
-			hd = &holding{}
-			e.shards[shard] = hd
-		}
-		hd.parts = append(hd.parts, name)
-	}
+	e.record(shard, func(h *holding) { h.parts = append(h.parts, name) })
 	ld := &idxLoad{done: make(chan struct{}), x: x}
 	close(ld.done)
+	e.mu.Lock()
 	e.idx[name] = ld
 	e.mu.Unlock()
 	return nil
