@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -99,7 +99,7 @@ class Batch(NamedTuple):
 
     images: np.ndarray
     labels: np.ndarray
-    index: np.ndarray
+    index: np.ndarray  # type: ignore[assignment]  # the field's name shadows tuple.index (the issue's Batch(images, labels, index))
 
 
 @dataclass(frozen=True)
@@ -691,7 +691,7 @@ class BatchStream(Iterator[Batch]):
         self.plan: Optional[Plan] = None
         self.fingerprint: Optional[str] = fingerprint or None
         self.num_batches: Optional[int] = None
-        self._gen: Optional[Iterator[Batch]] = None
+        self._gen: Optional[Generator[Batch, None, None]] = None
         self._refreshed = False  # the cache's door was asked for again after a refusal
         self._connected = False  # a call has succeeded: from now on, outages are retried
         self._at = client.location  # where the batches are read from now
@@ -727,7 +727,7 @@ class BatchStream(Iterator[Batch]):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _run(self) -> Iterator[Batch]:
+    def _run(self) -> Generator[Batch, None, None]:
         _tune_malloc()
         c = self.client
         first = self.request["start_batch"]
@@ -840,7 +840,7 @@ class BatchStream(Iterator[Batch]):
             where = (f"dataset {req['dataset']!r} changed on the server since batches 0-{done - 1} "
                      f"of epoch {req['epoch']} (rank {req['rank']} of {req['world_size']}) were "
                      f"delivered: the stream resumes at batch {done}, but the server no longer "
-                     f"serves their listing (fingerprint {old[:12]}…, now {probe.fingerprint[:12]}…)")
+                     f"serves their listing (fingerprint {(old or '')[:12]}…, now {probe.fingerprint[:12]}…)")
         else:
             where = (f"dataset {req['dataset']!r} changed on the server when {done} of the "
                      f"{self.num_batches} batches of epoch {req['epoch']} (rank {req['rank']} of "
@@ -865,7 +865,7 @@ class BatchStream(Iterator[Batch]):
                     where, pos, self.num_batches - done)
         return pos
 
-    def _open(self, req: Dict[str, Any]) -> Tuple[Plan, Iterator[Batch]]:
+    def _open(self, req: Dict[str, Any]) -> Tuple[Plan, Generator[Batch, None, None]]:
         """Plans req the way this stream's batches come (in place or over
         Flight): the plan and its batches, not yet read."""
         c = self.client
@@ -911,7 +911,7 @@ class BatchStream(Iterator[Batch]):
         if cancelled:
             reader.cancel()
 
-    def _read_flight(self, plan: Plan) -> Iterator[Batch]:
+    def _read_flight(self, plan: Plan) -> Generator[Batch, None, None]:
         """The batches of an ordinary stream's plan, endpoint after endpoint."""
         for ep in plan.endpoints:
             self._at = self._location_of(ep)
@@ -939,7 +939,7 @@ class BatchStream(Iterator[Batch]):
                                    f"{len(plan.endpoints)} endpoints, want 1")
         return plan
 
-    def _read_local(self, plan: Plan, door: _local.Door) -> Iterator[Batch]:
+    def _read_local(self, plan: Plan, door: _local.Door) -> Generator[Batch, None, None]:
         """The batches of a local plan, gathered from the cache's files."""
         c = self.client
         self._at = c.location
@@ -977,7 +977,7 @@ class BatchStream(Iterator[Batch]):
                 return uri
         return self.client.location
 
-    def _read(self, ep: flight.FlightEndpoint, location: str) -> Iterator[Batch]:
+    def _read(self, ep: flight.FlightEndpoint, location: str) -> Generator[Batch, None, None]:
         c = self.client
         try:
             reader = c._conn(location).do_get(ep.ticket, c._options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -173,7 +173,7 @@ def translate(exc: BaseException, address: str, *, token_given: bool = False,
     """The loaderd.Error for a pyarrow exception raised by a call to address,
     with a message that says what to do."""
     code, msg = status_of(exc)
-    kw = dict(code=code, server_message=msg, address=address)
+    kw: Dict[str, Any] = dict(code=code, server_message=msg, address=address)
     if code == "UNAVAILABLE":
         if msg.startswith("loader: cannot read"):
             e = Unavailable(
