@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/loaderd/loaderd/service"
 )
@@ -492,5 +493,104 @@ func TestLocalAfterServerRestart(t *testing.T) {
 		if err != nil || st.Transport != service.TransportLocal || st.Rows != 10 {
 			t.Fatalf("token %s: %+v, %v; want 10 rows read in place", token, st, err)
 		}
+	}
+}
+
+// mapsUnder counts this process's mappings of files under dir.
+func mapsUnder(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatalf("no /proc/self/maps (%v): local streams need Linux", err)
+	}
+	return strings.Count(string(b), " "+dir+"/")
+}
+
+// TestLocalUnmaps: a local stream maps the files its plans name while it
+// runs and leaves no mapping behind, whether it ends, fails midway, its
+// caller's callback fails, or its caller cancels.
+func TestLocalUnmaps(t *testing.T) {
+	f := newFakeLocal(t, 20, 4, 4)
+	addr, _ := startServer(t, &Options{Source: f})
+	cl, err := Dial(testCtx(t), addr, &ClientOptions{Transport: service.TransportLocal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := service.Request{Dataset: "train", BatchSize: 6, WorldSize: 1}
+	if n := mapsUnder(t, f.dir); n != 0 {
+		t.Fatalf("%d mappings under the cache before any stream", n)
+	}
+	stop := errors.New("the caller stops")
+	for _, tc := range []struct {
+		name    string
+		failing bool  // the source fails after its first batch
+		ret     error // the callback's return at the first batch
+		cancel  bool  // the caller cancels at the first batch
+		want    codes.Code
+	}{
+		{name: "whole"},
+		{name: "source fails", failing: true, want: codes.DataLoss},
+		{name: "callback fails", ret: stop},
+		{name: "cancelled", cancel: true, want: codes.Canceled},
+	} {
+		f.mu.Lock()
+		f.streamErr = nil
+		if tc.failing {
+			f.streamErr = fmt.Errorf("fake: cat.jpg: %w", service.ErrDataLoss)
+		}
+		f.mu.Unlock()
+		ctx, cancel := context.WithCancel(testCtx(t))
+		mapped := -1
+		_, err := cl.Fetch(ctx, req, func(r arrow.Record) error {
+			if mapped < 0 {
+				mapped = mapsUnder(t, f.dir)
+			}
+			if tc.cancel {
+				cancel()
+			}
+			return tc.ret
+		})
+		cancel()
+		switch {
+		case tc.ret != nil:
+			if !errors.Is(err, stop) {
+				t.Fatalf("%s: Fetch returned %v, want the callback's error", tc.name, err)
+			}
+		case tc.want != codes.OK:
+			if status.Code(StatusOf(err)) != tc.want && !(tc.cancel && errors.Is(err, context.Canceled)) {
+				t.Fatalf("%s: Fetch returned %v, want %v", tc.name, err, tc.want)
+			}
+		case err != nil:
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if mapped < 1 {
+			t.Fatalf("%s: %d mappings under the cache during the stream, want its files mapped", tc.name, mapped)
+		}
+		if n := mapsUnder(t, f.dir); n != 0 {
+			t.Fatalf("%s: %d mappings under the cache after the stream", tc.name, n)
+		}
+	}
+}
+
+// TestLocalPread: where a file cannot be mapped, its rows are read with
+// pread, and give the bytes of the ordinary stream.
+func TestLocalPread(t *testing.T) {
+	mapPlanFiles = false
+	defer func() { mapPlanFiles = true }()
+	f := newFakeLocal(t, 23, 4, 5)
+	addr, _ := startServer(t, &Options{Source: f})
+	cl, err := Dial(testCtx(t), addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := service.Request{Dataset: "train", BatchSize: 5, WorldSize: 2, Rank: 1, Shuffle: true}
+	flight := req
+	flight.Transport = service.TransportFlight
+	wi, wl, wimg, _ := rowsOf(t, cl, flight)
+	gi, gl, gimg, gst := rowsOf(t, cl, req)
+	if gst.Transport != service.TransportLocal || fmt.Sprint(gi, gl) != fmt.Sprint(wi, wl) || !bytes.Equal(gimg, wimg) {
+		t.Fatalf("read with pread (%s): %v %v (%d bytes), flight %v %v (%d bytes)", gst.Transport, gi, gl, len(gimg), wi, wl, len(wimg))
 	}
 }
