@@ -161,10 +161,7 @@ func (ax *axis) fix(inLen int) {
 	for i := range count {
 		s, n := int(ax.start[i]), int(ax.n[i])
 		ns := min(s, inLen-t)
-		dst := ax.fw[i*t+(s-ns) : i*t+(s-ns)+n]
-		for k, v := range ax.w[i*ax.taps : i*ax.taps+n] {
-			dst[k] = v
-		}
+		copy(ax.fw[i*t+(s-ns):i*t+(s-ns)+n], ax.w[i*ax.taps:i*ax.taps+n])
 		ax.fstart[i] = int32(ns)
 		ax.flo = min(ax.flo, ns)
 		ax.fhi = max(ax.fhi, ns+t)

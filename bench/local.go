@@ -280,7 +280,7 @@ func footprint(ctx context.Context, addr, cache string, batch, rowBytes, images,
 			defer cl.Close()
 			rows := 0
 			_, err = cl.Fetch(gctx, service.Request{Dataset: datasetName, BatchSize: batch, WorldSize: 1, Shuffle: true},
-				func(rec arrow.Record) error {
+				func(rec arrow.RecordBatch) error {
 					if rows += int(rec.NumRows()); rows < images {
 						return nil
 					}

@@ -181,7 +181,7 @@ func TestStreamPlansNamePartialShards(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		rec, err := rd.Record(0)
+		rec, err := rd.RecordBatch(0)
 		if err != nil {
 			t.Fatal(err)
 		}

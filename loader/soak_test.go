@@ -186,7 +186,7 @@ func soakClient(id int, deadline time.Time, warm bool, addr string, d *Dataset, 
 		stopAt := 1 + rng.IntN(min(3, o.Batches())) // a batch the stream sends
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		h, seen := newRowHash(), 0
-		_, err = c.Fetch(ctx, req, func(rec arrow.Record) error {
+		_, err = c.Fetch(ctx, req, func(rec arrow.RecordBatch) error {
 			if err := h.addRecord(rec); err != nil {
 				return err
 			}

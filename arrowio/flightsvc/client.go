@@ -318,7 +318,7 @@ func (c *Client) DatasetErrors(ctx context.Context, dataset string) ([]service.S
 // is local when it can be and flight otherwise, logging why once per
 // reason (FetchStats.Fallback says it too). The records are the same
 // either way, byte for byte.
-func (c *Client) Fetch(ctx context.Context, req service.Request, fn func(arrow.Record) error) (FetchStats, error) {
+func (c *Client) Fetch(ctx context.Context, req service.Request, fn func(arrow.RecordBatch) error) (FetchStats, error) {
 	mode := req.Transport
 	if mode == "" {
 		mode = c.opts.Transport
@@ -340,7 +340,7 @@ func (c *Client) Fetch(ctx context.Context, req service.Request, fn func(arrow.R
 }
 
 // fetchFlight is Fetch over DoGet.
-func (c *Client) fetchFlight(ctx context.Context, req service.Request, fn func(arrow.Record) error) (FetchStats, error) {
+func (c *Client) fetchFlight(ctx context.Context, req service.Request, fn func(arrow.RecordBatch) error) (FetchStats, error) {
 	start := time.Now()
 	stats := FetchStats{Transport: service.TransportFlight}
 	info, err := c.Info(ctx, req)
@@ -404,7 +404,7 @@ func (s *countingStream) Recv() (*flight.FlightData, error) {
 	return fd, err
 }
 
-func (c *Client) getRecords(ctx context.Context, t *flight.Ticket, fn func(arrow.Record) error, start time.Time, stats *FetchStats) error {
+func (c *Client) getRecords(ctx context.Context, t *flight.Ticket, fn func(arrow.RecordBatch) error, start time.Time, stats *FetchStats) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream if fn fails
 	st, err := c.fc.DoGet(ctx, t)

@@ -113,7 +113,7 @@ func rowsOf(t *testing.T, cl *Client, req service.Request) ([]uint64, []int64, [
 	var idx []uint64
 	var lbl []int64
 	var img bytes.Buffer
-	st, err := cl.Fetch(testCtx(t), req, func(r arrow.Record) error {
+	st, err := cl.Fetch(testCtx(t), req, func(r arrow.RecordBatch) error {
 		idx = append(idx, r.Column(0).(*array.Uint64).Uint64Values()...)
 		lbl = append(lbl, r.Column(1).(*array.Int64).Int64Values()...)
 		t, err := TensorsOf(r)
@@ -216,7 +216,7 @@ func TestLocalHoldsFilesUntilClientIsDone(t *testing.T) {
 	}
 	defer cl.Close()
 	rows := 0
-	_, err = cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 6, WorldSize: 1}, func(r arrow.Record) error {
+	_, err = cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 6, WorldSize: 1}, func(r arrow.RecordBatch) error {
 		rows += int(r.NumRows())
 		if rows == 20 { // the last batch: all plans were sent long ago
 			time.Sleep(50 * time.Millisecond)
@@ -389,7 +389,7 @@ func TestKilledClientHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = cl.Fetch(context.Background(), service.Request{Dataset: "train", BatchSize: 2, WorldSize: 1}, func(arrow.Record) error {
+	_, err = cl.Fetch(context.Background(), service.Request{Dataset: "train", BatchSize: 2, WorldSize: 1}, func(arrow.RecordBatch) error {
 		fmt.Println("reading")
 		select {} // killed here
 	})
@@ -452,7 +452,7 @@ func TestLocalStreamFailsMidway(t *testing.T) {
 	}
 	defer cl.Close()
 	rows := 0
-	st, err := cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 6, WorldSize: 1}, func(r arrow.Record) error {
+	st, err := cl.Fetch(testCtx(t), service.Request{Dataset: "train", BatchSize: 6, WorldSize: 1}, func(r arrow.RecordBatch) error {
 		time.Sleep(20 * time.Millisecond) // the server has failed by now
 		if n := f.leases.Load(); n != 1 {
 			t.Errorf("while the client reads the batch sent before the error, %d leases live, want 1", n)

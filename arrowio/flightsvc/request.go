@@ -174,7 +174,7 @@ func intField(name string, raw json.RawMessage, lo, hi int64) (int, error) {
 	}
 	v, err := n.Int64()
 	if err != nil {
-		if _, ferr := n.Float64(); ferr == nil && bytes.IndexAny([]byte(n), ".eE") < 0 {
+		if _, ferr := n.Float64(); ferr == nil && !bytes.ContainsAny([]byte(n), ".eE") {
 			// An integer too large for int64: out of range, not a wrong type.
 			return 0, &service.FieldError{Field: name, Reason: fmt.Sprintf("must be in [%d, %d]", lo, hi)}
 		}

@@ -316,7 +316,7 @@ func TestClientFetch(t *testing.T) {
 	defer cl.Close()
 	req := service.Request{Dataset: "train", BatchSize: 8, WorldSize: 2, Rank: 1, Shuffle: true}
 	var idx []uint64
-	rec, err := cl.Fetch(testCtx(t), req, func(r arrow.Record) error {
+	rec, err := cl.Fetch(testCtx(t), req, func(r arrow.RecordBatch) error {
 		idx = append(idx, r.Column(0).(*array.Uint64).Uint64Values()...)
 		return nil
 	})
@@ -340,7 +340,7 @@ func TestClientFetch(t *testing.T) {
 		t.Errorf("indexes %v; want 25 from 48 down", idx)
 	}
 	stopErr := errors.New("enough")
-	if _, err := cl.Fetch(testCtx(t), req, func(arrow.Record) error { return stopErr }); !errors.Is(err, stopErr) {
+	if _, err := cl.Fetch(testCtx(t), req, func(arrow.RecordBatch) error { return stopErr }); !errors.Is(err, stopErr) {
 		t.Errorf("Fetch with failing fn = %v; want its error", err)
 	}
 	waitReleased(t, f)

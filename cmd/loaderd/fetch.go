@@ -157,12 +157,12 @@ func fetch(ctx context.Context, f *fetchFlags, copts *flightsvc.ClientOptions) (
 			if f.clients > 1 {
 				req.Rank, req.WorldSize = c, f.clients
 			}
-			var fn func(arrow.Record) error
+			var fn func(arrow.RecordBatch) error
 			switch {
 			case f.digest:
-				fn = func(rec arrow.Record) error { return arrowio.WriteValues(digest, rec) }
+				fn = func(rec arrow.RecordBatch) error { return arrowio.WriteValues(digest, rec) }
 			case f.decode:
-				fn = func(arrow.Record) error { return nil }
+				fn = func(arrow.RecordBatch) error { return nil }
 			}
 			for pass := range max(1, f.repeat) {
 				st, err := cl.Fetch(gctx, req, fn)

@@ -80,7 +80,7 @@ func startServeLogged(t *testing.T, data, cache, listen string, mod func(*serveF
 
 func digestOf(ctx context.Context, cl *flightsvc.Client, req service.Request) (string, flightsvc.FetchStats, error) {
 	h := sha256.New()
-	st, err := cl.Fetch(ctx, req, func(rec arrow.Record) error {
+	st, err := cl.Fetch(ctx, req, func(rec arrow.RecordBatch) error {
 		for _, v := range rec.Column(0).(*array.Uint64).Uint64Values() {
 			binary.Write(h, binary.LittleEndian, v)
 		}

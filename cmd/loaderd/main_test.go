@@ -759,8 +759,6 @@ func TestBudgetAndOtherSeed(t *testing.T) {
 	// message says what would hold the epochs asked for, and no progress
 	// line of zeros precedes it.
 	// (Epoch 0 is cached: the four need four epochs' bytes.)
-	code, out, stderr = runCLI(t, "cache-status") // no server: not this
-	_ = code
 	code, out, stderr = runCLI(t, append(args, "--cache-budget", "10K", "--log-level", "info")...)
 	m := regexp.MustCompile(`takes (\S+ \S+), more than the whole budget of 10 KiB: epochs 1-3 can be streamed \(uncached\) but not precomputed; epoch 0 is cached; a budget of (\S+ \S+) would hold them all`).FindStringSubmatch(stderr)
 	if code != exitFailure || m == nil || strings.Contains(stderr, "total=0") {

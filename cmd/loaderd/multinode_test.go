@@ -223,7 +223,7 @@ func rankDigests(ctx context.Context, addr string, tlsCfg *tls.Config, req servi
 	defer cl.Close()
 	var out []string
 	errStop := errors.New("enough")
-	st, err := cl.Fetch(ctx, req, func(rec arrow.Record) error {
+	st, err := cl.Fetch(ctx, req, func(rec arrow.RecordBatch) error {
 		h := sha256.New()
 		if err := arrowio.WriteValues(h, rec); err != nil {
 			return err
