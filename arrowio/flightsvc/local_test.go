@@ -542,7 +542,7 @@ func TestLocalUnmaps(t *testing.T) {
 		f.mu.Unlock()
 		ctx, cancel := context.WithCancel(testCtx(t))
 		mapped := -1
-		_, err := cl.Fetch(ctx, req, func(r arrow.Record) error {
+		_, err := cl.Fetch(ctx, req, func(r arrow.RecordBatch) error {
 			if mapped < 0 {
 				mapped = mapsUnder(t, f.dir)
 			}
