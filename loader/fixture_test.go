@@ -217,3 +217,28 @@ func testutilChanges(l *Loader) float64 { return testutil.ToFloat64(l.met.datase
 
 // testutilUndecodable returns loaderd_undecodable_samples_total.
 func testutilUndecodable(l *Loader) float64 { return testutil.ToFloat64(l.met.undecodable) }
+
+// fxCorruptShard1 precomputes epoch 0 of root into the cache at dir, closes
+// it, and flips a byte in the middle of shard 1's file, as a disk might.
+func fxCorruptShard1(t *testing.T, root, dir string) {
+	t.Helper()
+	c := fxCache(t, dir, 0)
+	l := fxLoader(t, root, c, nil)
+	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	c.Close()
+	shards, _ := filepath.Glob(filepath.Join(dir, "*", "shard-000001.*.arrow"))
+	if len(shards) != 1 {
+		t.Fatalf("shard files %v, want one shard 1", shards)
+	}
+	b, err := os.ReadFile(shards[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(shards[0], b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -259,28 +259,9 @@ func TestStreamPlansUnderEviction(t *testing.T) {
 // stream is deleted and recomputed; its rows are named in the new shard's
 // file (being written) and read as fresh.
 func TestStreamPlansRepairCorruptShard(t *testing.T) {
-	root := fxDataset(t, 40)
+	root, dir := fxDataset(t, 40), t.TempDir()
 	want := fxEpoch(t, root, 0, nil)
-	dir := t.TempDir()
-	c := fxCache(t, dir, 0)
-	l := fxLoader(t, root, c, nil)
-	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	c.Close()
-	shards, _ := filepath.Glob(filepath.Join(dir, "*", "shard-000001.*.arrow"))
-	if len(shards) != 1 {
-		t.Fatalf("shard files %v, want one shard 1", shards)
-	}
-	b, err := os.ReadFile(shards[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(shards[0], b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fxCorruptShard1(t, root, dir)
 	l2 := fxLoader(t, root, fxCache(t, dir, 0), nil)
 	r, err := fxPlans(t, l2, dir, fxReq(func(r *service.Request) { r.Transport = service.TransportLocal }))
 	if err != nil {

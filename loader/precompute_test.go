@@ -212,28 +212,9 @@ func TestFailPolicy(t *testing.T) {
 }
 
 func TestCorruptShardRecomputed(t *testing.T) {
-	root := fxDataset(t, 40)
+	root, dir := fxDataset(t, 40), t.TempDir()
 	want := fxEpoch(t, root, 0, nil)
-	dir := t.TempDir()
-	c := fxCache(t, dir, 0)
-	l := fxLoader(t, root, c, nil)
-	if _, err := l.Precompute(context.Background(), "train", []int{0}, nil); err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	c.Close()
-	shards, _ := filepath.Glob(filepath.Join(dir, "*", "shard-000001.*.arrow"))
-	if len(shards) != 1 {
-		t.Fatalf("found shard files %v, want one shard 1", shards)
-	}
-	b, err := os.ReadFile(shards[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0xff
-	if err := os.WriteFile(shards[0], b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	fxCorruptShard1(t, root, dir)
 	l2 := fxLoader(t, root, fxCache(t, dir, 0), nil)
 	got, err := fxCollect(context.Background(), l2, fxReq(nil))
 	if err != nil {
