@@ -72,27 +72,15 @@ func readListings(dir string) map[string]listingNote {
 	return readNotes[listingNote](dir, listingsFile)
 }
 
-// writeNotes replaces the notes file name with notes, atomically (a
-// temporary file renamed over it). The caller holds Loader.notesMu; the
-// cache directory's lock keeps other processes out.
+// writeNotes replaces the notes file name with notes, atomically
+// (shardcache.WriteAtomic). The caller holds Loader.notesMu; the cache
+// directory's lock keeps other processes out.
 func writeNotes[T any](dir, name string, notes map[string]T) error {
 	b, err := json.MarshalIndent(notes, "", "  ")
 	if err != nil {
 		return fmt.Errorf("loader: %s: %w", name, err)
 	}
-	f, err := os.CreateTemp(dir, name+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("loader: %s: %w", name, err)
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := shardcache.WriteAtomic(filepath.Join(dir, name), b); err != nil {
 		return fmt.Errorf("loader: %s: %w", name, err)
 	}
 	return nil

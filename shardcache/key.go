@@ -57,29 +57,13 @@ type meta struct {
 	Epoch    int    `json:"epoch"`
 }
 
-// writeMeta writes dir/meta.json atomically (temp file, fsync, rename).
+// writeMeta writes dir/meta.json atomically (WriteAtomic).
 func writeMeta(dir string, k Key) error {
 	b, err := json.Marshal(meta{Dataset: k.Dataset, Pipeline: k.Pipeline, Seed: k.Seed, Epoch: k.Epoch})
 	if err != nil {
 		return fmt.Errorf("shardcache: encode meta of %v: %w", k, err)
 	}
-	f, err := os.CreateTemp(dir, metaName+".*"+tmpSuffix)
-	if err != nil {
-		return fmt.Errorf("shardcache: write meta of %v: %w", k, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, metaName))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err := WriteAtomic(filepath.Join(dir, metaName), b); err != nil {
 		return fmt.Errorf("shardcache: write meta of %v: %w", k, err)
 	}
 	return nil

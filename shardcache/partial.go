@@ -167,7 +167,7 @@ func (w *Writer) Suspend(journal []byte) error {
 	}
 	_, err := w.sync(false) // a partial file's name has no checksum
 	if err == nil {
-		err = writeAtomic(filepath.Join(w.ep.dir, journalName(w.shard)), journal)
+		err = WriteAtomic(filepath.Join(w.ep.dir, journalName(w.shard)), journal)
 	}
 	if err != nil {
 		_ = os.Remove(w.tmp)
@@ -251,7 +251,7 @@ func (w *Writer) Checkpoint(journal []byte) error {
 		}
 	}
 	if err == nil {
-		err = writeAtomic(filepath.Join(w.ep.dir, journalName(w.shard)), journal)
+		err = WriteAtomic(filepath.Join(w.ep.dir, journalName(w.shard)), journal)
 	}
 	if err != nil {
 		return fmt.Errorf("shardcache: checkpoint shard %d of %v: %w", w.shard, w.ep.key, err)
@@ -260,9 +260,10 @@ func (w *Writer) Checkpoint(journal []byte) error {
 	return nil
 }
 
-// writeAtomic replaces path with b: temporary file, fsync, rename,
-// directory fsync.
-func writeAtomic(path string, b []byte) error {
+// WriteAtomic replaces the file at path with b, whole or not at all: a
+// temporary file beside it, fsync, rename, directory fsync. The cache's
+// small files (journals, meta.json, the loader's notes) are written so.
+func WriteAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*"+tmpSuffix)
 	if err != nil {
 		return err
