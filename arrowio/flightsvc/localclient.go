@@ -300,19 +300,19 @@ func drainExchange(st flight.FlightService_DoExchangeClient) error {
 	}
 }
 
-// planFiles reads the rows of the files plans name, each opened and mapped
+// planFiles reads the rows of the files a stream's plans name, each opened and mapped
 // once per stream (read-only, shared) and unmapped at its end: the server
 // leases them to the stream (SPEC §9), so nothing under a mapping changes
 // while it lasts. A row is copied from the mapping straight into the batch
 // buffer with non-temporal stores (ntcopy): one copy from the page cache.
 // A file that cannot be mapped is read with pread.
-// mapPlanFiles is false in tests of the pread path.
-var mapPlanFiles = true
-
 type planFiles struct {
 	dir string
 	f   map[string]*planFile
 }
+
+// mapPlanFiles is false in tests of the pread path.
+var mapPlanFiles = true
 
 // A planFile is one file of a stream: its mapping, or (when it could not
 // be mapped) its open file.
